@@ -1,0 +1,28 @@
+# Two commands do all set-up: `make study` and `make test`.
+# The virtual environment is (re)installed only when pyproject.toml changes (stamp file).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KERNEL := propy
+
+.PHONY: study test install clean-venv
+
+study: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (propy)"
+	touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

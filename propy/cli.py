@@ -1,0 +1,56 @@
+"""``python -m propy <command>``: one sub-command per pipeline stage.
+
+Each command lives in its own module, which defines ``configure_parser(parser)``
+and ``run(args) -> int``. Modules are imported only when their command runs, so
+``--help`` and light commands do not pay for importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from propy.errors import PropyError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("propy.data.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
+    "convert": ("propy.data.convert", "convert a public dataset's annotations to the canonical jsonl"),
+    "extract": ("propy.data.cache", "decode every video once into the uint8 frame cache"),
+    "pretrain-clip": ("propy.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
+    "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
+    "train": ("propy.train", "train ProPy (one variant)"),
+    "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
+    "bench": ("propy.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
+    "report": ("propy.render", "execute a report notebook with papermill and render it to HTML"),
+    "check-params": ("propy.config_cli", "validate params.yaml (and every variant) and print the resolved values"),
+}
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the ``selected`` command's module is imported to add its options."""
+    parser = argparse.ArgumentParser(prog="propy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        if name == selected:
+            _load(module_name).configure_parser(p)
+    return parser
+
+
+def _load(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
+    try:
+        return int(_load(args._module).run(args) or 0)
+    except PropyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Data layer: annotations, converters, synthetic benchmark, video decoding, frame cache."""
