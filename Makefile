@@ -9,11 +9,12 @@ KERNEL := propy
 
 .PHONY: study test install clean-venv
 
+# DVC stages call `python -m propy ...`: put the venv first on PATH.
 study: $(STAMP)
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 install: $(STAMP)
 

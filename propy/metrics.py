@@ -1,0 +1,181 @@
+"""Retrieval metrics from score matrices: PRVR ranks and recalls, temporal IoU, bins, VCMR.
+
+Pure numpy functions of arrays, so they are tested on hand-made matrices and
+shared by evaluation and per-epoch model selection.
+
+Ties are pessimistic everywhere: a positive that ties with other candidates
+is ranked after all of them, so a constant scorer gets no credit.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _check_finite(scores: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{what} contain NaN or infinite values")
+
+
+def positive_ranks(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's positive video among all videos.
+
+    ``scores`` is [Nt, Nv], ``positives`` [Nt] video indices. Rank = 1 + #videos
+    scoring strictly higher + #other videos scoring exactly the same.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.asarray(positives, dtype=np.int64)
+    if scores.ndim != 2 or positives.shape != (scores.shape[0],):
+        raise ValueError(f"expected scores [Nt, Nv] and positives [Nt], got {scores.shape} and {positives.shape}")
+    _check_finite(scores, "scores")
+    positive = scores[np.arange(len(positives)), positives][:, None]
+    return (scores >= positive).sum(axis=1)  # the positive itself is counted once: the "1 +"
+
+
+def recall_at_k(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """``{"R1": %, ...}``: percent of queries whose positive ranks within K."""
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no ranks: recall is undefined")
+    return {f"R{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+
+
+def prvr_metrics(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """R@K for each K, SumR (their sum), MedR and MeanR."""
+    recalls = recall_at_k(ranks, ks)
+    return {
+        **recalls,
+        "SumR": float(sum(recalls.values())),
+        "MedR": float(np.median(ranks)),
+        "MeanR": float(np.mean(ranks)),
+    }
+
+
+def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of [start, end] spans, broadcast over leading dims.
+
+    Disjoint spans give 0; so does an empty union (two zero-length spans), where
+    the ratio is undefined.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    inter = np.clip(np.minimum(a[..., 1], b[..., 1]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    """Labels of the len(edges) + 1 bins: ``<e0``, ``e0-e1``, ..., ``>=eN``."""
+    if len(edges) == 0 or any(lo >= hi for lo, hi in zip(edges, edges[1:])):
+        raise ValueError(f"bin edges must be non-empty and strictly increasing, got {list(edges)}")
+    inner = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges, edges[1:])]
+    return [f"<{edges[0]:g}", *inner, f">={edges[-1]:g}"]
+
+
+def bin_ratios(ratios: np.ndarray, edges: Sequence[float]) -> list[str]:
+    """Bin label of each ratio; bins are closed on the left, [lo, hi), so 0.1 is in ``0.1-0.2``."""
+    labels = bin_labels(edges)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(ratios, dtype=np.float64), side="right")
+    return [labels[i] for i in index]
+
+
+def breakdown(
+    ranks: np.ndarray,
+    groups: Sequence[str],
+    ks: Sequence[int],
+    key: str = "group",
+    order: Sequence[str] | None = None,
+) -> list[dict]:
+    """Recalls per group: ``[{key: group, "n", "R1", ..., "SumR"}, ...]``.
+
+    Groups come in ``order`` (e.g. the bin labels) when given, else sorted;
+    groups without queries are left out, as their recall is undefined.
+    """
+    ranks = np.asarray(ranks)
+    groups_arr = np.asarray(groups, dtype=object)
+    if groups_arr.shape != ranks.shape:
+        raise ValueError(f"one group per rank expected, got {groups_arr.shape} groups for {ranks.shape} ranks")
+    present = set(groups_arr.tolist())
+    if order is not None and not present <= set(order):
+        raise ValueError(f"groups {sorted(present - set(order))} are missing from the order {list(order)}")
+    rows = []
+    for group in (order if order is not None else sorted(present)):
+        if group not in present:
+            continue
+        selected = ranks[groups_arr == group]
+        recalls = recall_at_k(selected, ks)
+        rows.append({key: group, "n": int(selected.size), **recalls, "SumR": float(sum(recalls.values()))})
+    return rows
+
+
+def _pessimistic_order(scores: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices sorting the last axis by descending score; ties put higher ``quality`` last."""
+    return np.lexsort((quality, -scores), axis=-1)
+
+
+class VcmrRecall:
+    """Weakly-supervised video corpus moment retrieval recall (no NMS), fed query chunk by chunk.
+
+    Chunks keep memory at n x Nv x Ne scores. Per query and video the
+    ``top_events`` best events become proposals ``proposals[e] * durations[v]``
+    (``proposals`` [Ne, 2] are event spans / Nf, ``durations`` [Nv] seconds);
+    the ``max_proposals`` best of the corpus are ranked. R@K at IoU t is the
+    percent of queries with a proposal on their own video whose IoU with the
+    moment is >= t among the first K. Ties are pessimistic: tied proposals
+    with lower IoU come first.
+    """
+
+    def __init__(
+        self,
+        proposals: np.ndarray,
+        durations: np.ndarray,
+        *,
+        top_events: int,
+        max_proposals: int,
+        iou_thresholds: Sequence[float],
+        ks: Sequence[int],
+    ) -> None:
+        proposals = np.asarray(proposals, dtype=np.float64)
+        durations = np.asarray(durations, dtype=np.float64)
+        self.spans = proposals[None, :, :] * durations[:, None, None]  # [Nv, Ne, 2] seconds
+        self.top_events = top_events
+        self.max_proposals = max_proposals
+        self.thresholds = list(iou_thresholds)
+        self.ks = list(ks)
+        self.hits = np.zeros((len(self.thresholds), len(self.ks)), dtype=np.int64)
+        self.queries = 0
+
+    def add(self, scores: np.ndarray, positives: np.ndarray, gt_spans: np.ndarray) -> None:
+        """Count one chunk: ``scores`` [n, Nv, Ne], own videos ``positives`` [n], moments ``gt_spans`` [n, 2]."""
+        scores = np.asarray(scores, dtype=np.float64)
+        positives = np.asarray(positives, dtype=np.int64)
+        gt_spans = np.asarray(gt_spans, dtype=np.float64)
+        n = scores.shape[0]
+        if scores.shape[1:] != self.spans.shape[:2] or positives.shape != (n,) or gt_spans.shape != (n, 2):
+            raise ValueError(
+                f"expected scores [n, {self.spans.shape[0]}, {self.spans.shape[1]}], positives [n] and "
+                f"gt_spans [n, 2], got {scores.shape}, {positives.shape} and {gt_spans.shape}"
+            )
+        _check_finite(scores, "event scores")
+        # IoU of every proposal with the query's moment; proposals on other videos count as 0.
+        quality = np.zeros(scores.shape)
+        quality[np.arange(n), positives] = temporal_iou(self.spans[positives], gt_spans[:, None, :])
+        per_video = _pessimistic_order(scores, quality)[..., : self.top_events]  # [n, Nv, k]
+        flat_scores = np.take_along_axis(scores, per_video, axis=-1).reshape(n, -1)
+        flat_quality = np.take_along_axis(quality, per_video, axis=-1).reshape(n, -1)
+        top = _pessimistic_order(flat_scores, flat_quality)[:, : self.max_proposals]
+        ranked = np.take_along_axis(flat_quality, top, axis=-1)  # [n, P]: IoU of the best proposal first
+        for i, t in enumerate(self.thresholds):
+            hit = ranked >= t
+            self.hits[i] += [int(np.any(hit[:, :k], axis=-1).sum()) for k in self.ks]
+        self.queries += n
+
+    def result(self) -> dict[str, dict[str, float]]:
+        """``{"IoU0.5": {"R1": %, ...}, ...}`` over all queries added."""
+        if self.queries == 0:
+            raise ValueError("no queries added: VCMR recall is undefined")
+        return {
+            f"IoU{t:g}": {f"R{k}": float(100.0 * self.hits[i, j] / self.queries) for j, k in enumerate(self.ks)}
+            for i, t in enumerate(self.thresholds)
+        }

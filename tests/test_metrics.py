@@ -1,0 +1,160 @@
+"""Metrics on hand-made score matrices, spans and ratios whose answers are worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from propy.metrics import (
+    bin_labels,
+    bin_ratios,
+    breakdown,
+    positive_ranks,
+    prvr_metrics,
+    recall_at_k,
+    temporal_iou,
+    VcmrRecall,
+)
+
+SCORES = np.array(
+    [
+        [0.9, 0.5, 0.1],  # positive 1: one video higher -> rank 2
+        [0.2, 0.2, 0.2],  # positive 0: constant scorer, two ties -> rank 3
+        [0.1, 0.8, 0.8],  # positive 2: tied with video 1 -> rank 2
+        [0.3, 0.1, 0.2],  # positive 0: best -> rank 1
+    ]
+)
+POSITIVES = np.array([1, 0, 2, 0])
+
+
+def test_positive_ranks_count_ties_against_the_positive():
+    assert positive_ranks(SCORES, POSITIVES).tolist() == [2, 3, 2, 1]
+
+
+def test_constant_scorer_gets_no_credit():
+    ranks = positive_ranks(np.zeros((5, 4)), np.array([0, 1, 2, 3, 0]))
+    assert ranks.tolist() == [4] * 5
+    assert recall_at_k(ranks, [1, 3])["R3"] == 0.0
+
+
+def test_positive_ranks_rejects_nan_and_bad_shapes():
+    with pytest.raises(ValueError, match="NaN"):
+        positive_ranks(np.array([[np.nan, 1.0]]), np.array([0]))
+    with pytest.raises(ValueError, match="positives"):
+        positive_ranks(SCORES, np.array([0, 1]))
+
+
+def test_prvr_metrics_recalls_sumr_medr_meanr():
+    metrics = prvr_metrics(positive_ranks(SCORES, POSITIVES), [1, 2, 100])
+    assert metrics == {"R1": 25.0, "R2": 75.0, "R100": 100.0, "SumR": 200.0, "MedR": 2.0, "MeanR": 2.0}
+
+
+def test_medr_of_odd_count_and_meanr():
+    metrics = prvr_metrics(np.array([1, 7, 4]), [1])
+    assert metrics["MedR"] == 4.0
+    assert metrics["MeanR"] == 4.0
+    assert metrics["R1"] == pytest.approx(100 / 3)
+
+
+def test_temporal_iou_worked_examples():
+    a = np.array([[0, 10], [0, 1], [0, 1], [2, 2], [2, 2], [1, 3], [0, 4]])
+    b = np.array([[5, 15], [2, 3], [1, 2], [0, 4], [2, 2], [1, 3], [1, 2]])
+    expected = [5 / 15, 0.0, 0.0, 0.0, 0.0, 1.0, 1 / 4]  # overlap, disjoint, touching, point, two points, same, inside
+    np.testing.assert_allclose(temporal_iou(a, b), expected)
+
+
+def test_temporal_iou_broadcasts():
+    preds = np.array([[0.0, 2.0], [1.0, 3.0]])[:, None, :]  # [2, 1, 2]
+    gts = np.array([[0.0, 2.0], [2.0, 4.0], [0.0, 4.0]])  # [3, 2]
+    np.testing.assert_allclose(temporal_iou(preds, gts), [[1.0, 0.0, 0.5], [1 / 3, 1 / 3, 0.5]])
+
+
+def test_bins_are_closed_on_the_left():
+    edges = [0.1, 0.2, 0.4]
+    assert bin_labels(edges) == ["<0.1", "0.1-0.2", "0.2-0.4", ">=0.4"]
+    ratios = [0.0, 0.0999, 0.1, 0.15, 0.2, 0.39, 0.4, 1.0]
+    assert bin_ratios(ratios, edges) == ["<0.1", "<0.1", "0.1-0.2", "0.1-0.2", "0.2-0.4", "0.2-0.4", ">=0.4", ">=0.4"]
+
+
+@pytest.mark.parametrize("edges", [[], [0.2, 0.1], [0.1, 0.1]])
+def test_bad_bin_edges(edges):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        bin_ratios([0.5], edges)
+
+
+def test_breakdown_counts_and_recalls_in_the_given_order():
+    ranks = np.array([1, 5, 20, 2, 1])
+    groups = ["a", "b", "a", "c", "b"]
+    rows = breakdown(ranks, groups, [1, 10], key="bin", order=["c", "a", "z", "b"])
+    assert rows == [
+        {"bin": "c", "n": 1, "R1": 0.0, "R10": 100.0, "SumR": 100.0},
+        {"bin": "a", "n": 2, "R1": 50.0, "R10": 50.0, "SumR": 100.0},  # "z" has no queries: left out
+        {"bin": "b", "n": 2, "R1": 50.0, "R10": 100.0, "SumR": 150.0},
+    ]
+    assert [row["group"] for row in breakdown(ranks, groups, [1])] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="missing from the order"):
+        breakdown(ranks, groups, [1], order=["a", "b"])
+
+
+# VCMR: 2 queries x 2 videos x 3 events. Events: the whole video, its first half, its second half.
+PROPOSALS = np.array([[0.0, 1.0], [0.0, 0.5], [0.5, 1.0]])
+DURATIONS = np.array([10.0, 20.0])
+VCMR_POSITIVES = np.array([0, 1])
+GT_SPANS = np.array([[0.0, 5.0], [12.0, 20.0]])
+EVENT_SCORES = np.array(
+    [
+        # query 0 (video 0, [0, 5]): top-2 of video 0 are e1 [0, 5] (IoU 1) and e0 [0, 10] (IoU 0.5);
+        # corpus order: v0e1 .9 (IoU 1), v1e0 .8, v0e0 .5 (IoU .5), v1e2 .3
+        [[0.5, 0.9, 0.1], [0.8, 0.2, 0.3]],
+        # query 1 (video 1, [12, 20]): IoU of v1's events: e0 [0, 20] 0.4, e1 [0, 10] 0, e2 [10, 20] 0.8;
+        # top-2 of v1 are e1 .85 and e2 .4; corpus order: v0e0 .9, v1e1 .85, v0e1 .7, v1e2 .4 (IoU .8)
+        [[0.9, 0.7, 0.6], [0.3, 0.85, 0.4]],
+    ]
+)
+
+
+def _vcmr(chunks=((0, 2),), scores=EVENT_SCORES, top_events=2, max_proposals=4, thresholds=(0.5, 0.9),
+          ks=(1, 3, 4)):
+    recall = VcmrRecall(PROPOSALS, DURATIONS, top_events=top_events, max_proposals=max_proposals,
+                        iou_thresholds=thresholds, ks=ks)
+    for lo, hi in chunks:
+        recall.add(scores[lo:hi], VCMR_POSITIVES[lo:hi], GT_SPANS[lo:hi])
+    return recall.result()
+
+
+def test_vcmr_recall_hand_made():
+    assert _vcmr() == {
+        "IoU0.5": {"R1": 50.0, "R3": 50.0, "R4": 100.0},
+        "IoU0.9": {"R1": 50.0, "R3": 50.0, "R4": 50.0},
+    }
+
+
+def test_vcmr_recall_is_the_same_in_query_chunks():
+    assert _vcmr(chunks=((0, 1), (1, 2))) == _vcmr()
+
+
+def test_vcmr_max_proposals_and_top_events_cut_the_list():
+    # Only 3 proposals: query 1's hit (4th) is cut.
+    assert _vcmr(max_proposals=3)["IoU0.5"] == {"R1": 50.0, "R3": 50.0, "R4": 50.0}
+    # All 3 events per video: query 1's top 4 becomes v0e0, v1e1, v0e1, v0e2: no hit.
+    assert _vcmr(top_events=3)["IoU0.5"] == {"R1": 50.0, "R3": 50.0, "R4": 50.0}
+
+
+def test_vcmr_constant_scorer_gets_no_credit():
+    result = _vcmr(scores=np.zeros((2, 2, 3)), top_events=3, max_proposals=6, ks=(1, 5, 6))
+    # Tied proposals rank worst first: the one perfect proposal of query 0 comes last.
+    assert result["IoU0.9"] == {"R1": 0.0, "R5": 0.0, "R6": 50.0}
+
+
+def test_vcmr_proposal_on_another_video_is_no_hit():
+    # The best proposal, video 1's [0, 10], matches the moment's span but not its video 0.
+    recall = VcmrRecall(PROPOSALS, DURATIONS, top_events=3, max_proposals=6, iou_thresholds=[0.9], ks=[1, 2])
+    recall.add(np.array([[[0.5, 0.0, 0.0], [0.0, 0.9, 0.0]]]), np.array([0]), np.array([[0.0, 10.0]]))
+    assert recall.result() == {"IoU0.9": {"R1": 0.0, "R2": 100.0}}
+
+
+def test_vcmr_rejects_bad_shapes_and_empty_results():
+    recall = VcmrRecall(PROPOSALS, DURATIONS, top_events=2, max_proposals=4, iou_thresholds=[0.5], ks=[1])
+    with pytest.raises(ValueError, match="expected scores"):
+        recall.add(EVENT_SCORES[:, :1], VCMR_POSITIVES, GT_SPANS)
+    with pytest.raises(ValueError, match="no queries"):
+        recall.result()
