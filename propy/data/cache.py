@@ -1,0 +1,255 @@
+"""``propy extract``: decode every video once into a uint8 frame cache, so training never decodes video.
+
+Layout, per split (``<extract.root>/<split>/``): ``<vid_name>.npy`` (uint8
+``[T, S, S, 3]``, see :func:`propy.data.video.read_video`) and ``manifest.json``::
+
+    {"size": S, "fps": f, "max_frames": m,
+     "videos": {vid_name: {"file": "<vid_name>.npy", "num_frames": T, "duration": seconds}},
+     "skipped": [vid_name, ...]}
+
+Resuming. Each ``.npy`` is written atomically. Then a line describing it goes to
+the split's journal (``.journal.jsonl``). A re-run reuses a video when its journal
+line matches the current settings and source file (size, fps, max_frames, byte
+size and mtime of the video) and its ``.npy`` exists. An interrupted run thus
+loses at most the video it was decoding. The manifest is removed when a run starts
+and written last, atomically, so its presence means the split is complete.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from propy.config import SPLITS, Params, load_params
+from propy.data.annotations import group_by_video, load_annotations
+from propy.data.video import read_video
+from propy.errors import ConfigError, DataError
+from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text
+
+MANIFEST = "manifest.json"
+JOURNAL = ".journal.jsonl"
+
+
+class BadVideos(DataError):
+    """Some videos of a split are missing or cannot be decoded; ``bad`` maps each to its problem."""
+
+    def __init__(self, bad: dict[str, str]) -> None:
+        self.bad = bad
+        super().__init__(
+            f"{len(bad)} video(s) missing or unreadable (set extract.skip_bad: true to skip them):\n" + _listing(bad)
+        )
+
+
+def _listing(bad: dict[str, str]) -> str:
+    return "\n".join(f"  {vid}: {problem}" for vid, problem in bad.items())
+
+
+@dataclass
+class Extracted:
+    """What one split's extraction did."""
+
+    manifest: dict
+    decoded: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # vid_name -> problem
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    """Latest journal entry per video; a torn last line (interrupted write) is ignored."""
+    entries: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                entries[entry.pop("vid_name")] = entry
+            except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
+                continue
+    return entries
+
+
+def _reusable(entry: dict | None, key: list | None, out_dir: Path) -> bool:
+    """A journal entry still valid for this source and these settings, with its frames on disk."""
+    if key is None or entry is None or entry.get("key") != key:
+        return False
+    return (out_dir / str(entry.get("file", ""))).is_file()
+
+
+def _source_key(path: Path, size: int, fps: float, max_frames: int) -> list | None:
+    """What a cached video depends on; None when the source file is missing."""
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return [size, fps, max_frames, stat.st_size, stat.st_mtime_ns]
+
+
+def extract_split(
+    names: list[str],
+    video_dir: Path,
+    video_ext: str,
+    out_dir: Path,
+    *,
+    size: int,
+    fps: float,
+    max_frames: int,
+    skip_bad: bool = False,
+    desc: str = "extract",
+    progress: bool = True,
+) -> Extracted:
+    """Cache every video in ``names`` under ``out_dir`` (resuming) and write the manifest.
+
+    Raises :class:`BadVideos` listing every missing or unreadable video unless ``skip_bad``;
+    the good videos are cached either way, so a re-run after a fix decodes only the rest.
+    """
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    journal = out_dir / JOURNAL
+    previous = _read_journal(journal)
+    result = Extracted(manifest={})
+    entries: dict[str, dict] = {}
+    with open(journal, "a", encoding="utf-8") as log:
+        for vid in tqdm(names, desc=desc, unit="video", disable=not progress):
+            source = video_dir / f"{vid}{video_ext}"
+            key = _source_key(source, size, fps, max_frames)
+            entry = previous.get(vid)
+            if _reusable(entry, key, out_dir):
+                entries[vid] = entry
+                result.reused.append(vid)
+                continue
+            try:
+                video = read_video(source, fps, max_frames, size)
+            except DataError as exc:
+                result.skipped[vid] = str(exc)
+                continue
+            entry = {"file": f"{vid}.npy", "num_frames": len(video.frames), "duration": video.duration, "key": key}
+            atomic_save_npy(out_dir / entry["file"], video.frames)
+            log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
+            log.flush()
+            entries[vid] = entry
+            result.decoded.append(vid)
+    atomic_write_text(journal, "".join(json.dumps({"vid_name": v, **e}) + "\n" for v, e in entries.items()))
+    if result.skipped and not skip_bad:
+        raise BadVideos(result.skipped)
+    result.manifest = {
+        "size": size,
+        "fps": fps,
+        "max_frames": max_frames,
+        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration")} for v, e in entries.items()},
+        "skipped": sorted(result.skipped),
+    }
+    atomic_write_json(out_dir / MANIFEST, result.manifest)
+    return result
+
+
+class FrameCache:
+    """Read side of one split's cache: frames of a video by name, memory-mapped."""
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.dir = Path(root) / split
+        self.manifest_path = self.dir / MANIFEST
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            self.size = int(manifest["size"])
+            self.fps = float(manifest["fps"])
+            self._videos: dict[str, dict] = manifest["videos"]
+            self.skipped: list[str] = list(manifest.get("skipped", []))
+        except FileNotFoundError:
+            raise DataError(
+                f"{self.manifest_path}: no frame cache manifest (run `python -m propy extract --split {split}`)"
+            ) from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{self.manifest_path}: not a valid frame cache manifest ({exc!r})") from None
+        self.names = list(self._videos)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, vid: str) -> bool:
+        return vid in self._videos
+
+    def _entry(self, vid: str) -> dict:
+        try:
+            return self._videos[vid]
+        except KeyError:
+            raise DataError(f"{self.manifest_path}: video {vid!r} is not in the frame cache") from None
+
+    def num_frames(self, vid: str) -> int:
+        return int(self._entry(vid)["num_frames"])
+
+    def duration(self, vid: str) -> float:
+        return float(self._entry(vid)["duration"])
+
+    def frames(self, vid: str) -> np.ndarray:
+        """uint8 ``[T, S, S, 3]`` (memory-mapped, read-only)."""
+        path = self.dir / self._entry(vid)["file"]
+        try:
+            frames = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise DataError(f"{path}: cached frames missing (re-run `python -m propy extract`)") from None
+        except ValueError as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        expected = (self.num_frames(vid), self.size, self.size, 3)
+        if frames.shape != expected or frames.dtype != np.uint8:
+            raise DataError(
+                f"{path}: expected uint8 {list(expected)} as in {self.manifest_path}, "
+                f"got {frames.dtype} {list(frames.shape)} (re-run `python -m propy extract`)"
+            )
+        return frames
+
+
+def model_input_size(params: Params) -> int:
+    """The CLIP input side (``vision_cfg.image_size`` of ``clip.model``): the default cache size."""
+    from propy.backbone import model_config
+
+    image_size = model_config(params.clip.model)["vision_cfg"]["image_size"]
+    if isinstance(image_size, (list, tuple)):
+        if len(set(image_size)) != 1:
+            raise ConfigError(f"clip.model: non-square image_size {image_size} is not supported")
+        image_size = image_size[0]
+    return int(image_size)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params", default="params.yaml", help="parameters file (blocks 'extract', 'datasets', 'clip')"
+    )
+    parser.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="which split's videos (default all)")
+    parser.add_argument("--size", type=int, help="frame side in pixels (default: the CLIP model's input size)")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    cfg, data = params.extract, params.data
+    size = args.size if args.size is not None else model_input_size(params)
+    if size < 1:
+        raise ConfigError(f"--size: expected a positive number of pixels, got {size}")
+    bad: dict[str, str] = {}
+    for split in SPLITS if args.split == "all" else (args.split,):
+        names = list(group_by_video(load_annotations(data.annotations(split))))
+        out_dir = Path(cfg.root) / split
+        started = time.perf_counter()
+        try:
+            result = extract_split(
+                names, data.videos, data.video_ext, out_dir,
+                size=size, fps=cfg.fps, max_frames=cfg.max_frames, skip_bad=cfg.skip_bad, desc=f"extract {split}",
+            )
+        except BadVideos as exc:
+            bad.update(exc.bad)
+            continue
+        seconds = time.perf_counter() - started
+        frames = sum(v["num_frames"] for v in result.manifest["videos"].values())
+        print(
+            f"extract {split}: {len(names)} videos -> {out_dir} ({len(result.decoded)} decoded, "
+            f"{len(result.reused)} already cached, {len(result.skipped)} skipped; {frames} frames of "
+            f"{size}x{size}) in {seconds:.1f}s"
+        )
+        if result.skipped:
+            print(f"  skipped (listed in {out_dir / MANIFEST}):\n{_listing(result.skipped)}")
+    if bad:
+        raise BadVideos(bad)
+    return 0

@@ -1,0 +1,136 @@
+"""Video frames for the model: PyAV decoding, frame-index sampling, CLIP normalisation.
+
+Decoding happens once per video (``propy extract`` caches the result), so it
+favours clarity over speed. It keeps memory flat: frames are converted only when
+picked, so a long video is never held in memory whole. Training then samples
+``Nf`` frames from the cache with :func:`sample_indices`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from propy.errors import DataError
+
+
+class DecodedVideo(NamedTuple):
+    frames: np.ndarray  # uint8 [T, S, S, 3], RGB
+    duration: float  # seconds, from the container's header
+
+
+def read_video(path: str | os.PathLike, fps: float, max_frames: int, size: int) -> DecodedVideo:
+    """Frames at ``fps`` (at most ``max_frames``, uniform over the video), short side resized to
+    ``size`` then centre-cropped to ``size`` x ``size``.
+
+    Frame j of the T returned ones is the frame on screen at time (j + 0.5) * duration / T,
+    with T = min(max_frames, max(1, round(duration * fps))).
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: video file not found")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            duration = _header_duration(container, stream)
+            if duration is None:
+                raise DataError(f"{path}: the container header gives no duration")
+            count = min(max_frames, max(1, round(duration * fps)))
+            targets = (np.arange(count) + 0.5) * duration / count
+            frames = _pick(container.decode(stream), targets, size)
+    except av.FFmpegError as exc:
+        raise DataError(f"{path}: cannot decode video ({exc})") from None
+    if not frames:
+        raise DataError(f"{path}: no frame could be decoded")
+    return DecodedVideo(np.stack(frames), duration)
+
+
+def decode(path: str | os.PathLike, fps: float, max_frames: int, size: int) -> np.ndarray:
+    """uint8 ``[T, size, size, 3]``: see :func:`read_video`."""
+    return read_video(path, fps, max_frames, size).frames
+
+
+def _header_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        import av
+
+        return container.duration / av.time_base
+    return None
+
+
+def _pick(decoded, targets: np.ndarray, size: int) -> list[np.ndarray]:
+    """For each target time, the frame on screen then (the last one starting at or before it), resized.
+
+    Times count from the first frame. Decoding stops once every target is served, and a frame
+    picked for several targets is converted once.
+    """
+    picked: list[np.ndarray] = []
+    shown, image, start = None, None, None
+
+    def current() -> np.ndarray:
+        nonlocal image
+        if image is None:
+            image = _rgb(shown, size)
+        return image
+
+    for frame in decoded:
+        start = frame.time if start is None else start
+        while shown is not None and len(picked) < len(targets) and targets[len(picked)] < frame.time - start - 1e-6:
+            picked.append(current())
+        if len(picked) == len(targets):
+            break
+        shown, image = frame, None
+    while shown is not None and len(picked) < len(targets):
+        picked.append(current())
+    return picked
+
+
+def _rgb(frame, size: int) -> np.ndarray:
+    """Short side resized to ``size`` (area averaging), then the centre ``size`` x ``size`` crop."""
+    w, h = frame.width, frame.height
+    scale = size / min(w, h)
+    rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = frame.to_ndarray(format="rgb24", width=rw, height=rh, interpolation="AREA")
+    top, left = (rh - size) // 2, (rw - size) // 2
+    return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``Nf`` frame indices into ``T`` frames, one per segment of ``Nf`` equal segments.
+
+    Segments have length L = floor(T / Nf) (the last T - Nf * L frames are never used).
+    At evaluation each index is the frame holding the segment's midpoint, i * L + L // 2;
+    at training it is drawn uniformly from the segment with ``rng``. When T < Nf,
+    segments are shorter than a frame: the midpoint rule floor((i + 0.5) * T / Nf)
+    repeats frames in order, with no randomness.
+    """
+    if T < 1 or Nf < 1:
+        raise ValueError(f"need T >= 1 and Nf >= 1, got T={T}, Nf={Nf}")
+    segments = np.arange(Nf, dtype=np.int64)
+    if T < Nf:
+        return ((2 * segments + 1) * T // (2 * Nf)).astype(np.int64)
+    length = T // Nf
+    if not train:
+        return segments * length + length // 2
+    if rng is None:
+        raise ValueError("training sampling needs a random generator")
+    return segments * length + rng.integers(0, length, size=Nf, dtype=np.int64)
+
+
+def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]):
+    """uint8 ``[..., S, S, 3]`` -> float tensor ``[..., 3, S, S]``: (x / 255 - mean) / std per channel."""
+    import torch
+
+    x = np.asarray(frames, dtype=np.float32)  # a writable copy: cached frames are read-only memory maps
+    x = torch.from_numpy(x).div_(255.0).movedim(-1, -3)
+    shape = (3, 1, 1)
+    return (x - torch.tensor(mean, dtype=x.dtype).view(shape)) / torch.tensor(std, dtype=x.dtype).view(shape)

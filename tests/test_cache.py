@@ -1,0 +1,164 @@
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from propy.cli import main
+from propy.config import load_params
+from propy.data.cache import JOURNAL, MANIFEST, BadVideos, FrameCache, extract_split, model_input_size
+from propy.data.synth import Event, Video, render, write_mp4
+from propy.data.video import decode, normalize
+from propy.errors import DataError
+
+SETTINGS = dict(size=16, fps=4.0, max_frames=6)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three short mp4s: 1.0 s, 1.5 s and 3.0 s at 8 fps."""
+    root = tmp_path_factory.mktemp("videos")
+    for name, frames in (("a", 8), ("b", 12), ("c", 24)):
+        video = Video(name, 30, (Event("square", "yellow", "moves up", frames),), ())
+        write_mp4(root / f"{name}.mp4", render(video, 32), 8, "libx264")
+    return root
+
+
+def extract(videos, out, names=("a", "b", "c"), **kw):
+    return extract_split(list(names), videos, ".mp4", out, progress=False, **{**SETTINGS, **kw})
+
+
+def test_extract_writes_frames_and_manifest(videos, tmp_path):
+    result = extract(videos, tmp_path / "train")
+    assert result.decoded == ["a", "b", "c"] and result.reused == [] and not result.skipped
+    cache = FrameCache(tmp_path, "train")
+    assert (cache.size, cache.fps, cache.names, len(cache)) == (16, 4.0, ["a", "b", "c"], 3)
+    # T = min(max_frames, round(duration * fps)): 4, 6, min(6, 12)
+    assert [cache.num_frames(v) for v in "abc"] == [4, 6, 6]
+    assert [cache.duration(v) for v in "abc"] == pytest.approx([1.0, 1.5, 3.0])
+    frames = cache.frames("c")
+    assert frames.dtype == np.uint8 and frames.shape == (6, 16, 16, 3)
+    np.testing.assert_array_equal(frames, decode(videos / "c.mp4", 4.0, 6, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the read-only memory map must not reach torch
+        x = normalize(frames, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert x.shape == (6, 3, 16, 16) and float(x[2, 1, 4, 5]) == pytest.approx(frames[2, 4, 5, 1] / 255)
+    manifest = json.loads((tmp_path / "train" / MANIFEST).read_text())
+    assert manifest["videos"]["a"] == {"file": "a.npy", "num_frames": 4, "duration": 1.0}
+    assert manifest["skipped"] == [] and manifest["size"] == 16
+
+
+def test_second_run_decodes_nothing(videos, tmp_path):
+    out = tmp_path / "val"
+    extract(videos, out)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+    again = extract(videos, out)
+    assert again.decoded == [] and again.reused == ["a", "b", "c"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")} == mtimes
+    assert again.manifest == json.loads((out / MANIFEST).read_text())
+
+
+def test_interrupted_run_resumes_with_the_missing_video_only(videos, tmp_path):
+    out = tmp_path / "train"
+    extract(videos, out)
+    # the state a crash while writing "c" leaves: no manifest, c's journal line torn, no c.npy
+    (out / MANIFEST).unlink()
+    (out / "c.npy").unlink()
+    lines = (out / JOURNAL).read_text().splitlines()
+    (out / JOURNAL).write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
+    resumed = extract(videos, out)
+    assert resumed.decoded == ["c"] and resumed.reused == ["a", "b"]
+    assert FrameCache(tmp_path, "train").frames("c").shape == (6, 16, 16, 3)
+
+
+def test_changed_settings_or_source_are_decoded_again(videos, tmp_path):
+    out = tmp_path / "test"
+    extract(videos, out)
+    assert extract(videos, out, size=8).decoded == ["a", "b", "c"]
+    assert FrameCache(tmp_path, "test").frames("a").shape == (4, 8, 8, 3)
+    copy = tmp_path / "videos"
+    shutil.copytree(videos, copy)
+    extract(copy, out)
+    write_mp4(copy / "b.mp4", np.zeros((8, 32, 32, 3), np.uint8), 8, "libx264")  # new content, new mtime
+    assert extract(copy, out).decoded == ["b"]
+
+
+def test_bad_videos_are_all_listed_and_good_ones_kept(videos, tmp_path):
+    src = tmp_path / "videos"
+    shutil.copytree(videos, src)
+    (src / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 500)
+    out = tmp_path / "train"
+    with pytest.raises(BadVideos) as err:
+        extract(src, out, names=("a", "b", "c", "zz"))
+    message = str(err.value)
+    assert "2 video(s)" in message and "b.mp4: cannot decode" in message and "zz.mp4: video file not found" in message
+    assert set(err.value.bad) == {"b", "zz"}
+    assert not (out / MANIFEST).exists()
+    with pytest.raises(DataError, match="no frame cache manifest"):
+        FrameCache(tmp_path, "train")
+    assert extract(src, out, names=("a", "c")).decoded == []  # the good ones were cached before failing
+
+
+def test_skip_bad_lists_skipped_videos_in_the_manifest(videos, tmp_path):
+    out = tmp_path / "train"
+    result = extract(videos, out, names=("a", "gone", "c"), skip_bad=True)
+    assert list(result.skipped) == ["gone"]
+    cache = FrameCache(tmp_path, "train")
+    assert cache.names == ["a", "c"] and cache.skipped == ["gone"]
+    assert json.loads((out / MANIFEST).read_text())["skipped"] == ["gone"]
+
+
+def test_frame_cache_errors_name_the_file(videos, tmp_path):
+    extract(videos, tmp_path / "train")
+    cache = FrameCache(tmp_path, "train")
+    with pytest.raises(DataError, match=r"manifest.json: video 'nope' is not in the frame cache"):
+        cache.frames("nope")
+    (tmp_path / "train" / "a.npy").unlink()
+    with pytest.raises(DataError, match=r"a.npy: cached frames missing"):
+        cache.frames("a")
+    np.save(tmp_path / "train" / "b.npy", np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(DataError, match=r"b.npy: expected uint8 \[6, 16, 16, 3\]"):
+        cache.frames("b")
+    (tmp_path / "train" / MANIFEST).write_text("{}")
+    with pytest.raises(DataError, match="not a valid frame cache manifest"):
+        FrameCache(tmp_path, "train")
+
+
+def write_params(tmp_path, clip_model="configs/propy-tiny.json", skip_bad=False):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "dataset: synthetic\n"
+        f"datasets: {{synthetic: {{root: {tmp_path / 'bench'}}}}}\n"
+        "synth: {seed: 0, videos: {train: 2, val: 1, test: 1}, size: 32, event_seconds: [0.5, 0.5]}\n"
+        f"extract: {{root: {tmp_path / 'cache'}, fps: 4.0, skip_bad: {str(skip_bad).lower()}}}\n"
+        f"clip: {{model: {clip_model}}}\n"
+        "pretrain_clip: {}\nmodel: {}\ntrain: {}\neval: {}\nvariants: {full: {}}\n"
+    )
+    return params
+
+
+def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
+    params = write_params(tmp_path)
+    assert main(["synth", "--params", str(params)]) == 0
+    assert main(["extract", "--params", str(params), "--size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "extract train: 2 videos" in out and "extract test: 1 videos" in out
+    assert FrameCache(tmp_path / "cache", "val").size == 16
+    (tmp_path / "bench" / "videos" / "train1.mp4").unlink()
+    (tmp_path / "bench" / "videos" / "test0.mp4").write_text("broken")
+    assert main(["extract", "--params", str(params), "--split", "all", "--size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "error: 2 video(s) missing or unreadable" in err and "train1" in err and "test0" in err
+    assert main(["extract", "--params", str(write_params(tmp_path, skip_bad=True)), "--size", "16"]) == 0
+    assert FrameCache(tmp_path / "cache", "test").skipped == ["test0"]
+
+
+def test_default_size_is_the_clip_input_size(tmp_path):
+    config = tmp_path / "tiny-clip.json"
+    config.write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 24, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }))
+    assert model_input_size(load_params(write_params(tmp_path, clip_model=str(config)))) == 24

@@ -1,0 +1,32 @@
+"""Atomic writes: the target appears whole or not at all, with ordinary permissions."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
+
+
+def test_written_file_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "out.json"
+    atomic_write_json(target, {"v": 1})
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write_with(target, broken)
+    assert target.read_text() == '{\n  "v": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from propy.data.synth import Event, Video, render, write_mp4
+from propy.data.video import decode, normalize, read_video, sample_indices
+from propy.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def counting(tmp_path_factory):
+    """2 s at 8 fps, 48 x 64 (h x w): frame i is grey level 16 i, with a red band in columns 0-7
+    (cropped away at S=24) and a blue band in columns 8-15 (the crop's left 4 columns)."""
+    frames = np.zeros((16, 48, 64, 3), dtype=np.uint8)
+    for i in range(16):
+        frames[i] = 16 * i
+    frames[:, :, 0:8] = (255, 0, 0)
+    frames[:, :, 8:16] = (0, 0, 255)
+    path = tmp_path_factory.mktemp("video") / "counting.mp4"
+    write_mp4(path, frames, 8, "libx264")
+    return path
+
+
+def grey_index(frames):
+    """Frame numbers from the grey level at the centre of each frame."""
+    c = frames.shape[1] // 2
+    return np.rint(frames[:, c, c].astype(float).mean(axis=1) / 16).astype(int).tolist()
+
+
+def test_decode_resizes_short_side_and_centre_crops(counting):
+    frames = decode(counting, fps=8, max_frames=100, size=24)
+    assert frames.dtype == np.uint8 and frames.shape == (16, 24, 24, 3)
+    assert grey_index(frames) == list(range(16))
+    left = frames[:, 12, :3].astype(int)  # 64 -> 32 wide: red 0-3 cropped, blue 4-7 -> crop 0-3
+    assert np.all(left[..., 2] > 200) and np.all(left[..., 0] < 60)
+
+
+def test_frames_are_uniform_in_time_and_capped(counting):
+    video = read_video(counting, fps=4, max_frames=100, size=24)
+    assert video.duration == pytest.approx(2.0)
+    # T = 8 targets at (j + 0.5) / 4 s: the frame on screen then is 2 j + 1
+    assert grey_index(video.frames) == [1, 3, 5, 7, 9, 11, 13, 15]
+    capped = decode(counting, fps=8, max_frames=4, size=24)  # targets 0.25, 0.75, 1.25, 1.75 s
+    assert grey_index(capped) == [2, 6, 10, 14]
+    slow = decode(counting, fps=0.2, max_frames=100, size=24)  # one frame: the middle one
+    assert grey_index(slow) == [8]
+    fast = decode(counting, fps=16, max_frames=100, size=24)  # each frame twice
+    assert grey_index(fast) == [i // 2 for i in range(32)]
+
+
+def test_synthetic_video_round_trip(tmp_path):
+    video = Video("v", 40, (Event("circle", "red", "moves left", 6), Event("cross", "cyan", "grows", 5)), ())
+    frames = render(video, 32)
+    write_mp4(tmp_path / "v.mp4", frames, 8, "libx264")
+    decoded = read_video(tmp_path / "v.mp4", fps=8, max_frames=64, size=32)
+    assert decoded.duration == pytest.approx(11 / 8)
+    assert decoded.frames.shape == frames.shape
+    assert np.abs(decoded.frames.astype(int) - frames).mean() < 4  # lossy, but close
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="nothing.mp4: video file not found"):
+        decode(tmp_path / "nothing.mp4", 4, 10, 16)
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    with pytest.raises(DataError, match="garbage.mp4: cannot decode"):
+        decode(bad, 4, 10, 16)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all")
+    with pytest.raises(DataError, match="notes.mp4"):
+        decode(text, 4, 10, 16)
+
+
+def test_eval_indices_are_segment_centres():
+    # T=10, Nf=4: segments of 2 frames [0,1] [2,3] [4,5] [6,7]; frames 8, 9 unused
+    assert sample_indices(10, 4, train=False, rng=None).tolist() == [1, 3, 5, 7]
+    assert sample_indices(16, 4, train=False, rng=None).tolist() == [2, 6, 10, 14]
+    assert sample_indices(15, 5, train=False, rng=None).tolist() == [1, 4, 7, 10, 13]
+    assert sample_indices(8, 8, train=False, rng=None).tolist() == list(range(8))
+    assert sample_indices(10, 4, train=False, rng=None).dtype == np.int64
+
+
+def test_short_videos_repeat_frames_in_order():
+    # T=3, Nf=8: floor((i + 0.5) * 3 / 8) = 0 0 0 1 1 2 2 2
+    assert sample_indices(3, 8, train=False, rng=None).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert sample_indices(1, 4, train=False, rng=None).tolist() == [0, 0, 0, 0]
+    rng = np.random.default_rng(0)
+    assert sample_indices(3, 8, train=True, rng=rng).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def test_train_jitter_stays_inside_segments_and_covers_them():
+    rng = np.random.default_rng(0)
+    draws = np.stack([sample_indices(23, 4, train=True, rng=rng) for _ in range(400)])  # L = 5
+    assert draws.shape == (400, 4) and draws.dtype == np.int64
+    for i in range(4):
+        assert set(draws[:, i].tolist()) == set(range(5 * i, 5 * i + 5))
+    again = [sample_indices(23, 4, True, np.random.default_rng(7)).tolist() for _ in range(2)]
+    assert again[0] == again[1]
+    with pytest.raises(ValueError, match="random generator"):
+        sample_indices(23, 4, train=True, rng=None)
+    with pytest.raises(ValueError):
+        sample_indices(0, 4, train=False, rng=None)
+
+
+def test_normalize_layout_and_values():
+    frames = np.zeros((2, 5, 4, 4, 3), dtype=np.uint8)
+    frames[..., 0] = 255  # pure red
+    frames[1, 2, 1, 3] = (0, 51, 255)
+    mean, std = (0.5, 0.25, 0.75), (0.25, 0.5, 0.25)
+    x = normalize(frames, mean, std)
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.shape == (2, 5, 3, 4, 4)
+    assert x[0, 0, :, 0, 0].tolist() == pytest.approx([2.0, -0.5, -3.0])
+    assert x[1, 2, :, 1, 3].tolist() == pytest.approx([-2.0, -0.1, 1.0])
