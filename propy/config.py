@@ -21,6 +21,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from propy.errors import ConfigError
+from propy.pyramid import build_pyramid
 
 Interaction = Literal["full", "descendants", "ancestors", "none", "dense"]
 ModelKind = Literal["propy", "meanpool", "maxframe"]
@@ -150,6 +151,10 @@ class ModelConfig:
             raise ValueError("text_prompts are projected from frame prompts: set frame_prompts > 0")
         if self.adapter_kernel < 1 or self.adapter_kernel % 2 == 0:
             raise ValueError("adapter_kernel must be a positive odd number")
+        try:  # a pyramid that does not fit num_frames fails here, not deep inside a stage
+            build_pyramid(self.num_frames, self.pyramid.windows, self.pyramid.overlaps)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass
@@ -190,6 +195,34 @@ class EvalConfig:
 
 
 @dataclass
+class StudyConfig:
+    """Which variants the DVC pipeline runs (``foreach`` lists) and how the ablation tables group them.
+
+    DVC's ``foreach`` iterates a list; trained and zero-shot variants need different
+    stages (only the former has a checkpoint), hence two lists.
+    """
+
+    trained: list[str] = field(default_factory=lambda: ["full"])
+    zero_shot: list[str] = field(default_factory=list)
+    ablations: dict[str, list[str]] = field(default_factory=dict)  # table name -> rows in order
+
+
+@dataclass
+class ReportConfig:
+    """Settings of the report notebooks (``python -m propy report``)."""
+
+    kernel: str = "propy"  # Jupyter kernel registered from the project's .venv
+    headline: str = "full"  # the variant the index and the qualitative report show
+    qualitative_queries: int = 3
+    top_k: int = 5
+    strip_frames: int = 8  # sampled frames in the data report's strip
+
+    def __post_init__(self) -> None:
+        if self.qualitative_queries < 1 or self.top_k < 1 or self.strip_frames < 1:
+            raise ValueError("qualitative_queries, top_k and strip_frames must be at least 1")
+
+
+@dataclass
 class Params:
     dataset: str
     datasets: dict[str, DatasetEntry]
@@ -201,7 +234,8 @@ class Params:
     train: TrainConfig
     eval: EvalConfig
     variants: dict[str, dict]
-    report: dict = field(default_factory=dict)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     variant: Optional[str] = None  # the variant these params were resolved for
 
     @property
@@ -338,6 +372,7 @@ def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml
             build(Params, {**deep_merge(raw, vover or {}), "variant": None}, "")
         except ConfigError as exc:
             raise ConfigError(f"{source}: variants.{vname}: {exc}") from None
+    _check_study(raw, variants, source)
     if variant is not None:
         if variant not in variants:
             raise ConfigError(f"{source}: variant {variant!r} is not one of {', '.join(variants)}")
@@ -347,6 +382,34 @@ def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml
         return build(Params, raw, "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_study(raw: dict, variants: dict, source: str) -> None:
+    """Names in ``study`` and ``report.headline`` must be variants; zero-shot ones must not train."""
+    try:
+        study = build(StudyConfig, raw.get("study"), "study")
+        headline = build(ReportConfig, raw.get("report"), "report").headline
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot, "report.headline": [headline]}
+    named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
+    for where, names in named.items():
+        for name in names:
+            if name not in variants:
+                raise ConfigError(
+                    f"{source}: {where}: {name!r} is not a variant; expected one of {', '.join(variants)}"
+                )
+    for where, names in (("study.trained", study.trained), ("study.zero_shot", study.zero_shot)):
+        for name in names:
+            kind = deep_merge(raw, variants[name] or {}).get("model", {}).get("kind", "propy")
+            if (kind == "propy") != (where == "study.trained"):
+                expected = "'propy'" if where == "study.trained" else "a zero-shot kind (meanpool, maxframe)"
+                raise ConfigError(
+                    f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}"
+                )
+    both = sorted(set(study.trained) & set(study.zero_shot))
+    if both:
+        raise ConfigError(f"{source}: study: {', '.join(both)} listed both as trained and as zero_shot")
 
 
 _OVERRIDABLE = ("synth", "extract", "clip", "pretrain_clip", "model", "train", "eval")

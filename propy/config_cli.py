@@ -1,0 +1,72 @@
+"""``python -m propy check-params``: validate params.yaml and every variant before a stage runs.
+
+Without ``--variant`` it prints one line per variant (what it changes and the pyramid it
+gets); with ``--variant`` the fully resolved values of that variant as YAML. Any typo,
+bad choice or pyramid that does not fit fails with the dotted path of the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from propy.config import Params, load_params, resolve
+from propy.errors import ConfigError
+from propy.pyramid import build_pyramid
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", help="print the resolved values of this variant only")
+    parser.add_argument("--dataset", help="resolve for this entry of `datasets` instead of `dataset`")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model.pyramid.overlaps": [...], ...}``: the leaves of nested mappings by dotted path."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def variant_summary(params: Params, base: Params) -> str:
+    """One line: the variant's role, model kind, pyramid and every value it changes."""
+    model = params.model
+    pyramid = build_pyramid(model.num_frames, model.pyramid.windows, model.pyramid.overlaps)
+    study = params.study
+    role = "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
+    mine, theirs = flatten(dataclasses.asdict(params)), flatten(dataclasses.asdict(base))
+    changed = [f"{k}={v}" for k, v in mine.items() if k != "variant" and theirs.get(k) != v]
+    shape = f"{pyramid.num_levels} levels, {pyramid.num_events} events" if model.kind == "propy" else "-"
+    return f"{params.variant:<18} {role:<9} {model.kind:<8} {shape:<22} {', '.join(changed) or '(base)'}"
+
+
+def _raw(path: Path, dataset: str | None) -> dict:
+    load_params(path)  # validates the file as written first, naming the file in every error
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if dataset is not None:
+        raw["dataset"] = dataset
+    return raw
+
+
+def run(args) -> int:
+    path = Path(args.params)
+    raw = _raw(path, args.dataset)
+    if args.variant is not None:
+        params = resolve(raw, variant=args.variant, source=str(path))
+        print(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False), end="")
+        return 0
+    base = resolve(raw, source=str(path))
+    variants = list(base.variants)
+    if not variants:
+        raise ConfigError(f"{path}: variants: no variant defined; the pipeline needs at least one")
+    print(f"{path}: dataset {base.dataset} (root {base.data.root}), clip {base.clip.model}")
+    for name in variants:
+        print(variant_summary(resolve(raw, variant=name, source=str(path)), base))
+    print(f"ok: {len(variants)} variants valid "
+          f"({len(base.study.trained)} trained, {len(base.study.zero_shot)} zero-shot in the study)")
+    return 0

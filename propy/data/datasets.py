@@ -1,0 +1,109 @@
+"""Torch-side data over the frame cache: video clips, query tokens and the training batch plan.
+
+Training batches are B videos with ALL their training queries, so the batch
+plan is over videos; every random choice (the video order, the frame jitter)
+is a pure function of (seed, epoch, index), which makes a run deterministic
+and lets a resumed run redo exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from propy.backbone import tokenize
+from propy.data.annotations import Record, group_by_video
+from propy.data.cache import FrameCache
+from propy.data.video import normalize, sample_indices
+from propy.errors import DataError
+
+
+class VideoClips(Dataset):
+    """Item i: ``num_frames`` normalised frames [Nf, 3, S, S] of ``vid_names[i]``.
+
+    With ``train=True`` a random frame inside each segment is drawn from an rng
+    seeded by (seed, epoch, i); call :meth:`set_epoch` before each epoch.
+    Evaluation takes the segment centres.
+    """
+
+    def __init__(
+        self,
+        cache: FrameCache,
+        vid_names: Sequence[str],
+        num_frames: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool,
+        seed: int,
+    ) -> None:
+        self.cache = cache
+        self.vid_names = list(vid_names)
+        self.num_frames = num_frames
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.vid_names)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        frames = self.cache.frames(self.vid_names[i])
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        index = sample_indices(len(frames), self.num_frames, self.train, rng)
+        return normalize(np.asarray(frames[index]), self.mean, self.std)
+
+
+def query_tokens(records: Sequence[Record], tokenizer, max_words: int) -> torch.Tensor:
+    """[N, max_words] token ids of the records' descriptions, in record order."""
+    return tokenize(tokenizer, [r.desc for r in records], max_words)
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """A split's queries grouped by video: ``records`` video by video, ``groups[v]`` indices of video v's."""
+
+    vid_names: list[str]
+    records: list[Record]
+    groups: list[list[int]]
+
+
+def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str) -> QuerySet:
+    """The videos (first appearance order) that are in the frame cache, with their queries.
+
+    Records of a video missing from the cache (one that ``extract`` skipped) are
+    left out with a warning; none left at all is a DataError naming ``where``.
+    """
+    cached = set(cached)
+    groups = group_by_video(records)
+    missing = [v for v in groups if v not in cached]
+    if missing:
+        warnings.warn(f"{where}: {len(missing)} video(s) are not in the frame cache; their queries are left out")
+    kept = [v for v in groups if v in cached]
+    if not kept:
+        raise DataError(f"{where}: none of its videos is in the frame cache")
+    bounds = np.cumsum([0] + [len(groups[v]) for v in kept]).tolist()
+    return QuerySet(
+        vid_names=kept,
+        records=[r for v in kept for r in groups[v]],
+        groups=[list(range(a, b)) for a, b in zip(bounds, bounds[1:])],
+    )
+
+
+def epoch_batches(num_videos: int, batch_videos: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped."""
+    if num_videos < batch_videos:
+        raise DataError(
+            f"train.batch_videos is {batch_videos} but the training split has only {num_videos} videos"
+        )
+    order = np.random.default_rng([seed, epoch]).permutation(num_videos)
+    count = num_videos // batch_videos
+    return [order[b * batch_videos : (b + 1) * batch_videos] for b in range(count)]

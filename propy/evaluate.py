@@ -1,0 +1,225 @@
+"""``python -m propy evaluate``: PRVR and weakly-supervised VCMR metrics of one variant on one split.
+
+Every gallery video is encoded once into its Ne event embeddings and every
+query once (``propy.encode``); scores are the max over events of the cosine,
+computed in query chunks so only [chunk, Nv, Ne] per-event scores exist at a
+time. The same chunks feed the VCMR recall (per video the top events' spans
+are proposals, ranked over the corpus) and the per-query outputs the notebooks
+read. Zero-shot baselines (``model.kind`` meanpool / maxframe) run the same
+code without a checkpoint.
+
+``eval.normalize_events`` picks the reported ranking (the other one is
+reported under "unnormalized"); VCMR proposals and the saved event scores
+always use the cosine, as the method ranks events by cosine.
+
+Outputs (docs/architecture.md "Pipeline outputs"): ``metrics/<variant>.json``,
+``results/<variant>/{breakdown.json, rankings.jsonl, events.npz}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from propy.backbone import Backbone, load_clip
+from propy.config import SPLITS, Params, load_params
+from propy.data.annotations import Record
+from propy.encode import Encoded, encode_split, load_split
+from propy.errors import ConfigError, DataError
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
+from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
+from propy.model import build_model
+
+TOP = 10  # videos listed per query in rankings.jsonl
+
+
+def load_model(
+    params: Params, backbone: Backbone, checkpoint: Path, device: torch.device
+) -> tuple[nn.Module, Optional[int]]:
+    """The variant's model and the epoch of its trained weights (None for the zero-shot baselines)."""
+    model = build_model(params.model, backbone.model)
+    epoch = None
+    if params.model.kind == "propy":
+        if not checkpoint.is_file():
+            raise DataError(
+                f"{checkpoint}: no trained weights for variant {params.variant!r} "
+                f"(run `python -m propy train --variant {params.variant}` first)"
+            )
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "trainable" not in state:
+            raise DataError(f"{checkpoint}: expected a best.pt written by `python -m propy train`")
+        model.load_trainable_state_dict(state["trainable"])
+        epoch = int(state["epoch"])
+    return model.to(device).eval(), epoch
+
+
+@dataclass
+class Scored:
+    """Per-query results of one split under both event normalisations."""
+
+    ranks: dict[bool, np.ndarray]  # normalize_events -> [Nt] rank of the own video
+    top: np.ndarray  # [Nt, min(TOP, Nv)] gallery indices, best first (reported setting)
+    own_score: np.ndarray  # [Nt] score of the own video (reported setting)
+    gt_event_scores: np.ndarray  # [Nt, Ne] cosine of each query with the events of its own video
+    vcmr: dict
+
+
+def score(encoded: Encoded, proposals: np.ndarray, params: Params) -> Scored:
+    """Ranks, top videos, own-video event cosines and VCMR recall, chunk by chunk over the queries."""
+    cfg, data = params.eval, encoded.data
+    durations = {r.vid_name: r.duration for r in data.records}
+    vcmr = VcmrRecall(
+        proposals,
+        np.array([durations[v] for v in data.vid_names]),
+        top_events=cfg.vcmr_top_events,
+        max_proposals=cfg.vcmr_max_proposals,
+        iou_thresholds=cfg.iou_thresholds,
+        ks=cfg.vcmr_ks,
+    )
+    spans = np.array([r.ts for r in data.records], dtype=np.float64)
+    ranks = {True: [], False: []}
+    top, own, gt_events = [], [], []
+    chunks = zip(encoded.score_chunks(cfg.batch_queries, True), encoded.score_chunks(cfg.batch_queries, False))
+    for (rows, max_cosine, per_event), (_, max_raw, _) in chunks:
+        positives = data.positives[rows]
+        index = np.arange(len(positives))
+        per_event = per_event.double().cpu().numpy()
+        vcmr.add(per_event, positives, spans[rows])  # proposals are ranked by cosine (PROPY.md)
+        gt_events.append(per_event[index, positives])
+        logits = {True: max_cosine.double().cpu().numpy(), False: max_raw.double().cpu().numpy()}
+        for normalized, chunk in logits.items():
+            ranks[normalized].append(positive_ranks(chunk, positives))
+        reported = logits[cfg.normalize_events]
+        top.append(np.argsort(-reported, axis=1, kind="stable")[:, :TOP])
+        own.append(reported[index, positives])
+    return Scored(
+        ranks={k: np.concatenate(v) for k, v in ranks.items()},
+        top=np.concatenate(top),
+        own_score=np.concatenate(own),
+        gt_event_scores=np.concatenate(gt_events),
+        vcmr=vcmr.result(),
+    )
+
+
+def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str]]:
+    """Kind of each query from the dataset's ``query_kinds`` json, or None when it has none."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such query kinds file (dataset entry query_kinds)")
+    try:
+        kinds = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(kinds, dict):
+        raise DataError(f"{path}: expected an object {{desc_id: kind}}")
+    missing = [r.desc_id for r in records if r.desc_id not in kinds]
+    if missing:
+        raise DataError(f"{path}: no kind for desc_id {missing[0]!r} ({len(missing)} queries in all)")
+    return [kinds[r.desc_id] for r in records]
+
+
+def breakdowns(records: list[Record], ranks: np.ndarray, params: Params) -> dict:
+    """R@K by moment/video length ratio bin and, when the dataset has them, by query kind."""
+    edges, ks = params.eval.ratio_bins, params.eval.ks
+    ratios = np.array([r.ratio for r in records])
+    kinds = query_kinds(params.data.query_kinds, records)
+    return {
+        "by_ratio": breakdown(ranks, bin_ratios(ratios, edges), ks, key="bin", order=bin_labels(edges)),
+        "by_kind": breakdown(ranks, kinds, ks, key="kind") if kinds is not None else [],
+    }
+
+
+def write_outputs(
+    params: Params, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored, proposals: np.ndarray,
+    metrics_path: Path, results: Path,
+) -> dict:
+    """Write the metrics JSON and the per-query results; return the metrics."""
+    cfg, data = params.eval, encoded.data
+    reported, other = scored.ranks[cfg.normalize_events], scored.ranks[not cfg.normalize_events]
+    other_metrics = prvr_metrics(other, cfg.ks)
+    metrics = {
+        "variant": params.variant, "kind": params.model.kind, "split": split, "epoch": epoch,
+        **prvr_metrics(reported, cfg.ks),
+        "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
+        "vcmr": scored.vcmr,
+    }
+    atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params))
+    lines = [
+        json.dumps({
+            "desc_id": r.desc_id, "vid_name": r.vid_name, "rank": int(rank),
+            "top10": [data.vid_names[v] for v in top], "score": float(s),
+        })
+        for r, rank, top, s in zip(data.records, reported, scored.top, scored.own_score)
+    ]
+    atomic_write_text(results / "rankings.jsonl", "\n".join(lines) + "\n")
+    arrays = {
+        "desc_ids": np.array([r.desc_id for r in data.records]),
+        "gt_event_scores": scored.gt_event_scores.astype(np.float32),
+        "proposals": proposals.astype(np.float32),
+        "ts": np.array([r.ts for r in data.records], dtype=np.float32),
+        "duration": np.array([r.duration for r in data.records], dtype=np.float32),
+    }
+
+    def save_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+            np.savez(f, **arrays)
+
+    atomic_write_with(results / "events.npz", save_npz)
+    atomic_write_json(metrics_path, metrics)  # last: its presence means the run finished
+    return metrics
+
+
+def evaluate(
+    params: Params, split: str, device: torch.device, checkpoint: Path, metrics_path: Path, results: Path
+) -> dict:
+    """Encode, score and write every output of one variant on ``split``; return the metrics."""
+    backbone = load_clip(params.clip)
+    data = load_split(params, split, backbone)
+    model, epoch = load_model(params, backbone, checkpoint, device)
+    encoded = encode_split(model, data, params.eval.batch_videos, params.eval.batch_queries, device)
+    proposals = model.proposals.cpu().numpy()
+    scored = score(encoded, proposals, params)
+    return write_outputs(params, split, epoch, encoded, scored, proposals, metrics_path, results)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", required=True, help="variant of params.yaml to evaluate")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="annotation split (default: test)")
+    parser.add_argument("--checkpoint", help="trained weights (default: models/<variant>/best.pt)")
+    parser.add_argument("--metrics", help="metrics JSON (default: metrics/<variant>.json)")
+    parser.add_argument("--results", help="per-query results folder (default: results/<variant>)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params, args.variant)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    started = time.perf_counter()
+    metrics = evaluate(
+        params,
+        args.split,
+        device,
+        checkpoint=Path(args.checkpoint or f"models/{args.variant}/best.pt"),
+        metrics_path=Path(args.metrics or f"metrics/{args.variant}.json"),
+        results=Path(args.results or f"results/{args.variant}"),
+    )
+    recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)
+    vcmr = ", ".join(f"{iou} " + " ".join(f"{k} {v:.1f}" for k, v in rs.items()) for iou, rs in metrics["vcmr"].items())
+    print(
+        f"{args.variant} on {args.split}: {recalls}, SumR {metrics['SumR']:.1f}, MedR {metrics['MedR']:g} "
+        f"(other event normalisation: SumR {metrics['unnormalized']['SumR']:.1f}); VCMR {vcmr}; "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    return 0

@@ -1,0 +1,136 @@
+"""``propy model-info``: the pyramid, parameter counts and video-encode time against plain CLIP.
+
+CLIP is built with random weights (counts and timings do not depend on them),
+so this runs before any checkpoint exists. ProPy's encode_video and CLIP's
+encode_image of the same frames are timed alternately in one run and the
+fastest of the repeats is kept, which makes the ratio robust to other jobs on
+the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from propy.config import ClipConfig, ModelConfig, PyramidConfig, load_params
+from propy.errors import ConfigError
+
+PAPER_FRAMES = 32
+PAPER_OVERLAPS = [0, 1, 1, 1, 1]  # 16 + 15 + 7 + 3 + 1 = 42 events
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params", default=None, help="params file (default: params.yaml if present, else built-in defaults)"
+    )
+    parser.add_argument("--variant", default=None, help="a variant of params.yaml")
+    parser.add_argument(
+        "--clip", default=None,
+        help="open_clip name or JSON config instead of params' clip.model; with an open_clip name "
+             f"(e.g. ViT-B-32) the paper's Nf={PAPER_FRAMES} pyramid {PAPER_OVERLAPS} is used",
+    )
+    parser.add_argument("--batch", type=int, default=2, help="videos per timed forward (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards of each model (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _configs(args: argparse.Namespace) -> tuple[str, ModelConfig]:
+    """(clip model, model config) from params (or defaults) and the --clip override."""
+    path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
+    if path is None:
+        if args.variant:
+            raise ConfigError("--variant needs a params file (no params.yaml here; pass --params)")
+        clip, model = ClipConfig().model, ModelConfig()
+    else:
+        params = load_params(path, args.variant)
+        clip, model = params.clip.model, params.model
+    if args.clip is None:
+        return clip, model
+    if not args.clip.endswith(".json"):  # an open_clip model: the paper's frames and pyramid
+        model = dataclasses.replace(
+            model, num_frames=PAPER_FRAMES, pyramid=PyramidConfig(overlaps=list(PAPER_OVERLAPS))
+        )
+    return args.clip, model
+
+
+def parameter_counts(model) -> dict[str, tuple[int, bool]]:
+    """{component: (parameters, trainable)}: the trained modules, and CLIP's two frozen towers."""
+    counts: dict[str, list] = defaultdict(lambda: [0, False])
+    for name, p in model.named_parameters():
+        if name.startswith("clip.visual."):
+            key = "clip vision tower"
+        elif name.startswith("clip."):
+            key = "clip text tower (+ logit scale)"
+        else:
+            key = name.split(".")[0]
+        counts[key][0] += p.numel()
+        counts[key][1] |= p.requires_grad
+    return {k: (n, trainable) for k, (n, trainable) in counts.items()}
+
+
+def time_encoders(model, frames, repeats: int) -> dict[str, tuple[float, float]]:
+    """{"propy"|"clip": (wall seconds, process CPU seconds)}, each the min over alternating repeats.
+
+    CPU time is reported too because on a shared machine wall time mostly
+    measures the other jobs; the two ratios agree on an idle machine.
+    """
+    import torch
+
+    flat = frames.flatten(0, 1)
+    runs = {"propy": lambda: model.encode_video(frames), "clip": lambda: model.clip.encode_image(flat)}
+    best = {name: (float("inf"), float("inf")) for name in runs}
+    with torch.no_grad():
+        for fn in runs.values():  # warm-up
+            fn()
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                fn()
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from propy.backbone import create_clip
+    from propy.model import build_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clip_name, model_cfg = _configs(args)
+    torch.manual_seed(0)
+    clip = create_clip(clip_name, pretrained="")
+    model = build_model(model_cfg, clip).eval()
+    size = clip.visual.image_size[0]
+    print(f"clip: {clip_name} (random weights), image {size}px, "
+          f"{model.clip.visual.grid_size[0] ** 2 + 1} tokens per frame, "
+          f"{len(clip.visual.transformer.resblocks)} vision blocks")
+    print(f"model: kind {model_cfg.kind}, {model_cfg.num_frames} frames, interaction {model_cfg.interaction}")
+    if hasattr(model, "pyramid"):
+        print(model.pyramid.describe())
+    print(f"Ne = {model.num_events} events per video")
+
+    counts = parameter_counts(model)
+    trained = sum(n for n, t in counts.values() if t)
+    frozen = sum(n for n, t in counts.values() if not t)
+    print("parameters:")
+    for name, (n, trainable) in sorted(counts.items(), key=lambda kv: (not kv[1][1], kv[0])):
+        print(f"  {name:34s} {n:>12,d}  {'trainable' if trainable else 'frozen'}")
+    print(f"  {'total trainable':34s} {trained:>12,d}  ({100 * trained / (trained + frozen):.2f}% of all)")
+    print(f"  {'total frozen':34s} {frozen:>12,d}")
+
+    frames = torch.randn(args.batch, model_cfg.num_frames, 3, size, size)
+    best = time_encoders(model, frames, args.repeats)
+    (propy_wall, propy_cpu), (clip_wall, clip_cpu) = best["propy"], best["clip"]
+    nframes = args.batch * model_cfg.num_frames
+    print(f"encode_video: {args.batch} videos x {model_cfg.num_frames} frames on CPU, "
+          f"{torch.get_num_threads()} threads, best of {args.repeats} (wall / process CPU time):")
+    print(f"  {model_cfg.kind:8s} {1000 * propy_wall:9.1f} ms / {1000 * propy_cpu:9.1f} ms"
+          f"  ({1000 * propy_wall / nframes:.2f} ms/frame)")
+    print(f"  {'clip':8s} {1000 * clip_wall:9.1f} ms / {1000 * clip_cpu:9.1f} ms  (encode_image of the same frames)")
+    print(f"  ratio {model_cfg.kind}/clip = {propy_wall / clip_wall:.2f}x wall, {propy_cpu / clip_cpu:.2f}x CPU time")
+    return 0

@@ -1,0 +1,126 @@
+"""``python -m propy report NAME``: execute ``notebooks/NAME.ipynb`` with papermill, render HTML.
+
+The notebook runs in the project's registered kernel (``report.kernel``) with the repo
+root as working directory, so it behaves the same on any machine. It gets the values it
+declares in its ``parameters`` cell (paths, variant lists, report settings) from
+params.yaml. Outputs: ``reports/executed/NAME.ipynb`` and ``reports/NAME.html`` (no
+input cells), both moved into place only when the whole notebook succeeded. A failing
+cell is reported in one line (a DataError inside the notebook keeps its message); the
+full traceback stays in ``reports/executed/NAME.failed.ipynb``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from propy.config import Params, load_params
+from propy.errors import ConfigError, DataError, PropyError
+from propy.io import atomic_write_text
+
+NOTEBOOKS = Path("notebooks")
+REPORTS = Path("reports")
+
+
+class NotebookError(PropyError):
+    """A cell of a report notebook raised; the message names the notebook and cell."""
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("notebook", help="report name: notebooks/<name>.ipynb")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+def notebook_values(params: Params, params_path: str, name: str) -> dict[str, Any]:
+    """Every value a report notebook may declare; each notebook receives the ones it declares."""
+    study, report = params.study, params.report
+    return {
+        "params_path": params_path,
+        "trained": study.trained,
+        "zero_shot": study.zero_shot,
+        "ablations": study.ablations,
+        "headline": report.headline,
+        "top_k": report.top_k,
+        "qualitative_queries": report.qualitative_queries,
+        "strip_frames": report.strip_frames,
+        "data_root": params.data.root,
+        "query_kinds": params.data.query_kinds,
+        "cache_root": params.extract.root,
+        "num_frames": params.model.num_frames,
+        "metrics_dir": "metrics",
+        "logs_dir": "logs/train",
+        "results_dir": "results",
+        "figures_dir": str(REPORTS / "figures" / name),
+        "tables_dir": str(REPORTS / "tables" / name),
+        "report_names": [n for n in available() if n != "index"],
+    }
+
+
+def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -> None:
+    """Run ``notebook`` into ``output``; cell failures become NotebookError / DataError."""
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    declared = papermill.inspect_notebook(str(notebook))
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output),
+            parameters={k: v for k, v in values.items() if k in declared},
+            kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False, log_output=False,
+        )
+    except NoSuchKernel:
+        raise ConfigError(
+            f"report.kernel: Jupyter kernel {kernel!r} is not installed; `make install` registers it"
+        ) from None
+    except papermill.PapermillExecutionError as exc:
+        failed = output.with_name(f"{notebook.stem}.failed.ipynb")
+        os.replace(output, failed)
+        if exc.ename in (DataError.__name__, ConfigError.__name__):
+            raise (DataError if exc.ename == DataError.__name__ else ConfigError)(exc.evalue) from None
+        raise NotebookError(
+            f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue} "
+            f"(full traceback in {failed})"
+        ) from None
+
+
+def to_html(executed: Path) -> str:
+    import nbconvert
+    import nbformat
+
+    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                                      exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    return body
+
+
+def render(name: str, params_path: str = "params.yaml") -> Path:
+    """Execute and render one report; returns the HTML path."""
+    params = load_params(params_path)
+    notebook = NOTEBOOKS / f"{name}.ipynb"
+    if not notebook.is_file():
+        raise DataError(f"{notebook}: no such report notebook; available: {', '.join(available()) or 'none'}")
+    values = notebook_values(params, params_path, name)
+    for key in ("figures_dir", "tables_dir"):
+        Path(values[key]).mkdir(parents=True, exist_ok=True)
+    executed = REPORTS / "executed" / f"{name}.ipynb"
+    running = executed.with_name(f".{name}.running.ipynb")
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        execute(notebook, running, values, params.report.kernel)
+        html = REPORTS / f"{name}.html"
+        atomic_write_text(html, to_html(running))
+        os.replace(running, executed)
+    finally:
+        if running.exists():
+            running.unlink()
+    return html
+
+
+def run(args) -> int:
+    html = render(args.notebook, args.params)
+    print(f"report {args.notebook}: {html}")
+    return 0

@@ -1,0 +1,376 @@
+"""``python -m propy train``: train ProPy for one variant; resumable; one process or torchrun DDP.
+
+Resuming. Each epoch ends with ``<out>/last.pt`` (trainable weights, optimizer,
+scheduler, grad scaler, RNG states, log, best SumR) and a config hash of the
+params and input files that shape the run. Resuming works at epoch granularity:
+an interrupted epoch is redone from its start. Without flags an existing ``last.pt`` with the same
+hash is continued, because DVC re-runs an interrupted stage with the same
+command; one with another hash is ignored and training starts fresh.
+``--resume`` insists on continuing (an error if it cannot); ``--fresh`` always
+restarts. Every random choice is a function of (seed, epoch, index), so on CPU a
+resumed run ends with bit-identical weights to an uninterrupted one.
+
+Multi-GPU (``torchrun``, WORLD_SIZE > 1; nccl on CUDA, gloo on CPU). Each batch
+of B videos is split into contiguous shares, one per rank; every rank gathers
+the embeddings of the whole batch and computes the loss over all B videos and
+their queries, exactly as one process would. Gradients flow through the
+rank's own rows only, so the loss is multiplied by the world size before DDP
+averages the gradients: the update equals the single-process one, and the
+batch size, step count and schedule do not depend on the number of processes.
+Only rank 0 validates and writes files.
+
+Log (``logs/train/<variant>.json``, a JSON list rewritten atomically each epoch):
+``{"epoch" (1-based), "step" (steps so far), "loss" (mean over the epoch's steps),
+"lr" (of the epoch's last step), "val_R1", ..., "val_SumR", "seconds" (train + validation)}``.
+``best.pt`` holds ``{"trainable", "epoch", "val_SumR"}`` of the best validation SumR.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from propy.backbone import load_clip
+from propy.config import Params, load_params
+from propy.data.annotations import load_annotations
+from propy.data.cache import MANIFEST, FrameCache
+from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
+from propy.encode import load_split, retrieval
+from propy.errors import ConfigError, DataError
+from propy.io import atomic_torch_save, atomic_write_json
+from propy.losses import symmetric_infonce
+from propy.model import build_model, scores
+from propy.optim import make_optimizer, make_scheduler
+
+RESUME_MODES = ("auto", "require", "never")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
+    parser.add_argument("--out", help="checkpoint folder (default: models/<variant>)")
+    parser.add_argument("--log", help="per-epoch JSON log (default: logs/train/<variant>.json)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
+                           "(default without --resume/--fresh: continue it when it matches, else start fresh)")
+    mode.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start from scratch")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params, args.variant)
+    out = Path(args.out or f"models/{args.variant}")
+    log = Path(args.log or f"logs/train/{args.variant}.json")
+    resume = "require" if args.resume else "never" if args.fresh else "auto"
+    train(params, out, log, device=args.device, resume=resume)
+    return 0
+
+
+# --------------------------------------------------------------------------- set-up
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the run: rank, world size and device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _start_process(device: str | None) -> Process:
+    """Join the torchrun process group when WORLD_SIZE > 1; pick the device."""
+    cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Process(0, 1, torch.device("cuda" if cuda else "cpu"))
+    local = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return Process(dist.get_rank(), world, torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def config_hash(params: Params) -> str:
+    """Hash of what shapes the trained weights: the params blocks and the input files' contents.
+
+    The files (train/val annotations and cache manifests, the CLIP checkpoint) are
+    hashed too, because a re-made input keeps its path: DVC re-runs the stage,
+    and resuming the old run would keep weights trained on the old inputs.
+    """
+    files = [params.data.annotations(split) for split in ("train", "val")]
+    files += [Path(params.extract.root) / split / MANIFEST for split in ("train", "val")]
+    files += [Path(params.clip.pretrained)] if params.clip.pretrained else []
+    shaping = {
+        "dataset": params.dataset,
+        "data": dataclasses.asdict(params.data),
+        "extract": dataclasses.asdict(params.extract),
+        "clip": dataclasses.asdict(params.clip),
+        "model": dataclasses.asdict(params.model),
+        "train": dataclasses.asdict(params.train),
+        "files": {str(path): _digest(path) for path in files if path.is_file()},
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Encoders(nn.Module):
+    """Both towers behind one ``forward``, so DistributedDataParallel sees (and syncs) the step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode_video(frames), self.model.encode_text(tokens)
+
+
+def _gather_rows(x: torch.Tensor, sizes: list[int], proc: Process) -> torch.Tensor:
+    """Every rank's ``x`` (``sizes[r]`` rows on rank r) concatenated; autograd flows to own rows only."""
+    if proc.world == 1:
+        return x
+    padded = x.new_zeros((max(sizes), *x.shape[1:]))
+    padded[: len(x)] = x.detach()
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    parts = [part[:n] for part, n in zip(parts, sizes)]
+    parts[proc.rank] = x
+    return torch.cat(parts)
+
+
+# --------------------------------------------------------------------------- batches
+
+@dataclass(frozen=True)
+class Batch:
+    """One step: this rank's videos and queries, and the shapes/labels of the whole batch."""
+
+    videos: list[int]  # this rank's share of the batch's video indices
+    queries: np.ndarray  # record indices of those videos' queries
+    video_sizes: list[int]  # videos per rank
+    query_sizes: list[int]  # queries per rank
+    labels: torch.Tensor  # [Q] column (position in the batch) of each query's video, all ranks
+
+
+def plan_batch(videos: np.ndarray, groups: list[list[int]], proc: Process) -> Batch:
+    shares = np.array_split(videos, proc.world)
+    share_queries = [[q for v in share for q in groups[v]] for share in shares]
+    labels = [j for j, v in enumerate(videos) for _ in groups[v]]
+    return Batch(
+        videos=shares[proc.rank].tolist(),
+        queries=np.asarray(share_queries[proc.rank], dtype=np.int64),
+        video_sizes=[len(s) for s in shares],
+        query_sizes=[len(q) for q in share_queries],
+        labels=torch.tensor(labels, dtype=torch.long),
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+class Trainer:
+    """State of one training run: model, data, optimiser and the per-epoch log."""
+
+    def __init__(self, params: Params, out: Path, log_path: Path, proc: Process) -> None:
+        if params.model.kind != "propy":
+            raise ConfigError(
+                f"variant {params.variant!r}: model.kind {params.model.kind!r} is a zero-shot baseline with "
+                f"nothing to train; evaluate it directly with `python -m propy evaluate --variant {params.variant}`"
+            )
+        cfg = params.train
+        if cfg.batch_videos < proc.world:
+            raise ConfigError(
+                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world})"
+            )
+        self.params, self.cfg, self.out, self.log_path, self.proc = params, cfg, out, log_path, proc
+        seed_everything(cfg.seed, deterministic=proc.device.type == "cpu")
+        backbone = load_clip(params.clip)
+        self.model = build_model(params.model, backbone.model).to(proc.device)
+
+        path = params.data.annotations("train")
+        cache = FrameCache(params.extract.root, "train")
+        queries = cached_queries(load_annotations(path), cache.names, str(path))
+        self.groups = queries.groups
+        self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
+                                train=True, seed=cfg.seed)
+        self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
+        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, 0))
+        self.val = load_split(params, "val", backbone) if proc.main else None
+
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg.epochs * self.steps_per_epoch, cfg.warmup)
+        cuda_amp = proc.device.type == "cuda" and cfg.amp
+        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda_amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.net = _Encoders(self.model)
+        if proc.world > 1:
+            ids = [proc.device.index] if proc.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.hash = config_hash(params)
+        self.epoch = 0  # epochs completed
+        self.step = 0
+        self.best = float("-inf")
+        self.log: list[dict] = []
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def restore(self, mode: str) -> None:
+        """Continue from ``last.pt`` per the resume ``mode`` (see the module docstring)."""
+        if mode not in RESUME_MODES:
+            raise ValueError(f"resume mode must be one of {RESUME_MODES}, got {mode!r}")
+        path = self.out / "last.pt"
+        if mode == "never" or (mode == "auto" and not path.is_file()):
+            return
+        if not path.is_file():
+            raise DataError(f"{path}: no checkpoint to resume from (drop --resume to start fresh)")
+        state = torch.load(path, map_location=self.proc.device, weights_only=False)
+        if state["config_hash"] != self.hash:
+            if mode == "require":
+                raise ConfigError(f"{path}: was trained with other params or input files (config hash "
+                                  f"{state['config_hash']}, now {self.hash}); use --fresh to start again")
+            if self.proc.main:
+                print(f"{path}: trained with other params or input files; starting fresh")
+            return
+        self.model.load_trainable_state_dict(state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and self.proc.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.proc.device)
+        self.epoch, self.step, self.best, self.log = state["epoch"], state["step"], state["best"], state["log"]
+        if self.proc.main:
+            print(f"{path}: resuming after epoch {self.epoch} of {self.cfg.epochs}")
+
+    def _save(self, improved: bool) -> None:
+        """Log, then ``best.pt`` if improved, then ``last.pt``: a crash in between only redoes the epoch."""
+        atomic_write_json(self.log_path, self.log)
+        trainable = self.model.trainable_state_dict()
+        if improved:
+            best = {"trainable": trainable, "epoch": self.epoch, "val_SumR": self.best}
+            atomic_torch_save(self.out / "best.pt", best)
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if self.proc.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.proc.device)
+        atomic_torch_save(self.out / "last.pt", {
+            "config_hash": self.hash, "epoch": self.epoch, "step": self.step, "best": self.best, "log": self.log,
+            "trainable": trainable, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+        })
+
+    # ---------------------------------------------------------------- loop
+
+    def fit(self) -> None:
+        if self.epoch >= self.cfg.epochs and self.proc.main:
+            atomic_write_json(self.log_path, self.log)
+            print(f"{self.out / 'last.pt'}: already trained for {self.epoch} epochs; nothing to do")
+        while self.epoch < self.cfg.epochs:
+            started = time.perf_counter()
+            loss, lr, steps_per_s = self._train_epoch()
+            self.epoch += 1
+            if self.proc.main:
+                self._end_epoch(loss, lr, started, steps_per_s)
+            if self.proc.world > 1:
+                dist.barrier()
+
+    def _train_epoch(self) -> tuple[float, float, float]:
+        cfg, proc = self.cfg, self.proc
+        batches = [plan_batch(videos, self.groups, proc)
+                   for videos in epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, self.epoch)]
+        self.clips.set_epoch(self.epoch)
+        loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
+                            pin_memory=proc.device.type == "cuda")
+        self.model.train()
+        bar = tqdm(zip(batches, loader), total=len(batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   unit="step", disable=None if proc.main else True)
+        losses, lr, started = [], 0.0, time.perf_counter()
+        for batch, frames in bar:
+            lr = self.optimizer.param_groups[0]["lr"]
+            losses.append(self._step(batch, frames))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+        steps_per_s = len(batches) / (time.perf_counter() - started)
+        return float(np.mean(losses)), lr, steps_per_s
+
+    def _step(self, batch: Batch, frames: torch.Tensor) -> float:
+        device = self.proc.device
+        frames = frames.to(device, non_blocking=True)
+        tokens = self.tokens[torch.from_numpy(batch.queries)].to(device)
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with autocast:
+            video_emb, text_emb = self.net(frames, tokens)
+        videos = _gather_rows(video_emb.float(), batch.video_sizes, self.proc)
+        texts = _gather_rows(text_emb.float(), batch.query_sizes, self.proc)
+        logits, _ = scores(texts, videos)
+        loss = symmetric_infonce(logits * self.model.logit_scale, batch.labels.to(device))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * self.proc.world).backward()
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return loss.item()
+
+    def _end_epoch(self, loss: float, lr: float, started: float, steps_per_s: float) -> None:
+        """Validate, append the epoch to the log, save the checkpoints (rank 0 only)."""
+        metrics = retrieval(self.model, self.val, self.params, self.proc.device)
+        entry = {"epoch": self.epoch, "step": self.step, "loss": loss, "lr": lr}
+        entry.update({f"val_{k}": v for k, v in metrics.items() if k not in ("MedR", "MeanR")})
+        entry["seconds"] = time.perf_counter() - started
+        self.log.append(entry)
+        improved = metrics["SumR"] > self.best
+        if improved:
+            self.best = metrics["SumR"]
+        self._save(improved)
+        print(f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}, val SumR {metrics['SumR']:.1f}"
+              f"{' (best)' if improved else ''}, {steps_per_s:.2f} steps/s, {entry['seconds']:.1f} s")
+
+
+def train(params: Params, out: Path, log_path: Path, device: str | None = None, resume: str = "auto") -> nn.Module:
+    """Train (or continue training) ``params``' variant; returns the model with its final weights."""
+    proc = _start_process(device)
+    try:
+        trainer = Trainer(params, Path(out), Path(log_path), proc)
+        trainer.restore(resume)
+        trainer.fit()
+        return trainer.model
+    finally:
+        if proc.world > 1:
+            dist.destroy_process_group()

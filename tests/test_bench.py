@@ -1,0 +1,35 @@
+"""``propy bench`` runs on the tiny benchmark and writes every figure (no timing asserts)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from propy.cli import main
+from tests.conftest import write_tiny_params
+
+POSITIVE = ["train_steps_per_s", "gallery_videos_per_s", "queries_per_s", "propy_encode_s", "clip_encode_s",
+            "propy_over_clip", "peak_rss_mb"]
+
+
+def test_bench_writes_every_figure(tiny_bench, tmp_path, capsys):
+    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--params", str(params), "--variant", "tiny", "--device", "cpu",
+                 "--steps", "2", "--repeats", "2", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["variant"] == "tiny" and result["device"] == "cpu"
+    assert (result["gallery_split"], result["gallery_videos"], result["num_frames"]) == ("val", 4, 4)
+    assert result["queries"] > result["gallery_videos"]  # every video has several queries
+    for key in POSITIVE:
+        assert result[key] > 0, key
+    assert result["propy_over_clip"] == pytest.approx(result["propy_encode_s"] / result["clip_encode_s"])
+    assert "peak_cuda_mb" not in result
+    assert "ProPy encode_video / CLIP encode_image" in capsys.readouterr().out
+
+
+def test_bench_refuses_a_zero_shot_variant(tiny_bench, tmp_path, capsys):
+    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
+    assert main(["bench", "--params", str(params), "--variant", "zs_meanpool", "--out", str(tmp_path / "b.json")]) == 2
+    assert "bench times ProPy" in capsys.readouterr().err

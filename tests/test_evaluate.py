@@ -1,0 +1,173 @@
+"""``propy evaluate`` on the tiny synthetic benchmark with a random-init tiny CLIP: every output
+file and key exists, and every number agrees with an independent recomputation from the model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from propy.backbone import create_clip, load_clip
+from propy.cli import main
+from propy.config import load_params
+from propy.data.annotations import load_annotations
+from propy.data.cache import FrameCache
+from propy.data.datasets import VideoClips, query_tokens
+from propy.io import atomic_torch_save
+from propy.metrics import temporal_iou
+from propy.model import build_model
+from tests.conftest import REPO, write_tiny_params
+
+KS = [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def study(tiny_bench, tmp_path_factory):
+    """Params, plus evaluate outputs of the zero-shot maxframe baseline and an untrained ProPy."""
+    root = tmp_path_factory.mktemp("evaluate")
+    torch.manual_seed(0)  # a random CLIP saved to a file, so that every load gets the same weights
+    clip = create_clip(str(REPO / "configs" / "propy-tiny.json"))
+    atomic_torch_save(root / "clip.pt", clip.state_dict())
+    overrides = {"clip": {"pretrained": str(root / "clip.pt")}, "eval": {"vcmr_top_events": 2}}
+    params_path = write_tiny_params(tiny_bench, root / "params.yaml", overrides)
+    params = load_params(params_path, "tiny")  # an untrained ProPy, saved as `propy train` saves its best epoch
+    model = build_model(params.model, load_clip(params.clip).model)
+    atomic_torch_save(root / "models" / "tiny" / "best.pt",
+                      {"trainable": model.trainable_state_dict(), "epoch": 7, "val_SumR": 1.0})
+    for variant in ("zs_maxframe", "tiny"):
+        code = main(["evaluate", "--params", str(params_path), "--variant", variant, "--device", "cpu",
+                     "--checkpoint", str(root / "models" / variant / "best.pt"),
+                     "--metrics", str(root / "metrics" / f"{variant}.json"),
+                     "--results", str(root / "results" / variant)])
+        assert code == 0
+    return params_path, root
+
+
+def _recompute(params_path, root, variant):
+    """Per-event cosines [Nt, Nv, Ne] and raw dot products of the test split, straight from the model."""
+    params = load_params(params_path, variant)
+    backbone = load_clip(params.clip)
+    model = build_model(params.model, backbone.model).eval()
+    if variant == "tiny":
+        model.load_trainable_state_dict(torch.load(root / "models" / "tiny" / "best.pt")["trainable"])
+    records = load_annotations(params.data.annotations("test"))
+    videos = list(dict.fromkeys(r.vid_name for r in records))
+    clips = VideoClips(FrameCache(params.extract.root, "test"), videos, params.model.num_frames,
+                       backbone.mean, backbone.std, train=False, seed=0)
+    with torch.no_grad():
+        events = torch.cat([model.encode_video(clips[i][None]) for i in range(len(videos))])  # [Nv, Ne, D]
+        text = F.normalize(model.encode_text(query_tokens(records, backbone.tokenizer, params.train.max_words)), dim=-1)
+    cosine = torch.einsum("td,ved->tve", text, F.normalize(events, dim=-1)).double().numpy()
+    raw = torch.einsum("td,ved->tve", text, events).double().numpy()
+    positives = np.array([videos.index(r.vid_name) for r in records])
+    return params, records, videos, positives, cosine, raw, model.proposals.numpy()
+
+
+def _ranks(scores, positives):
+    own = scores[np.arange(len(positives)), positives]
+    higher = (scores > own[:, None]).sum(1)
+    tied_others = (scores == own[:, None]).sum(1) - 1
+    return 1 + higher + tied_others
+
+
+@pytest.mark.parametrize(
+    "variant, kind, num_events, epoch", [("zs_maxframe", "maxframe", 4, None), ("tiny", "propy", 3, 7)]
+)
+def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, num_events, epoch):
+    params_path, root = study
+    params, records, videos, positives, cosine, raw, proposals = _recompute(params_path, root, variant)
+    nt = len(records)
+    assert cosine.shape == (nt, len(videos), num_events)
+
+    metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
+    assert list(metrics) == ["variant", "kind", "split", "epoch", "R1", "R2", "R3", "R4", "SumR", "MedR", "MeanR",
+                             "unnormalized", "vcmr"]
+    assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
+
+    rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]
+    assert [r["desc_id"] for r in rankings] == [r.desc_id for r in records]
+    logits = cosine.max(-1)
+    ranks = _ranks(logits, positives)
+    assert [r["rank"] for r in rankings] == ranks.tolist()
+    np.testing.assert_allclose([r["score"] for r in rankings], logits[np.arange(nt), positives], atol=1e-5)
+    for row, r in zip(logits, rankings):
+        assert r["top10"] == [videos[v] for v in np.argsort(-row, kind="stable")[:10]]
+
+    for k in KS:
+        assert metrics[f"R{k}"] == pytest.approx(100 * np.mean(ranks <= k))
+    assert metrics["SumR"] == pytest.approx(sum(metrics[f"R{k}"] for k in KS))
+    assert (metrics["MedR"], metrics["MeanR"]) == (pytest.approx(np.median(ranks)), pytest.approx(ranks.mean()))
+    raw_ranks = _ranks(raw.max(-1), positives)
+    assert metrics["unnormalized"]["SumR"] == pytest.approx(sum(100 * np.mean(raw_ranks <= k) for k in KS))
+
+    saved = np.load(root / "results" / variant / "events.npz")
+    assert saved["desc_ids"].tolist() == [r.desc_id for r in records]
+    np.testing.assert_allclose(saved["gt_event_scores"], cosine[np.arange(nt), positives], atol=1e-5)
+    np.testing.assert_allclose(saved["proposals"], proposals)
+    np.testing.assert_allclose(saved["ts"], [r.ts for r in records], rtol=1e-6)
+    np.testing.assert_allclose(saved["duration"], [r.duration for r in records], rtol=1e-6)
+    expected = _brute_force_vcmr(cosine, positives, records, proposals, params)
+    assert metrics["vcmr"].keys() == expected.keys() == {"IoU0.1", "IoU0.3", "IoU0.5", "IoU0.7"}
+    for iou, recalls in expected.items():
+        assert metrics["vcmr"][iou] == pytest.approx(recalls), iou
+
+
+def _brute_force_vcmr(cosine, positives, records, proposals, params):
+    """VCMR recall by listing every (score, video, event) proposal per query and sorting them."""
+    cfg = params.eval
+    duration = {r.vid_name: r.duration for r in records}
+    videos = list(duration)
+    hits = {t: {k: 0 for k in cfg.vcmr_ks} for t in cfg.iou_thresholds}
+    for i, r in enumerate(records):
+        candidates = []
+        for v in range(cosine.shape[1]):
+            best = np.argsort(-cosine[i, v], kind="stable")[: cfg.vcmr_top_events]
+            for e in best:
+                span = proposals[e] * duration[videos[v]]
+                iou = float(temporal_iou(span, np.array(r.ts))) if v == positives[i] else 0.0
+                candidates.append((-cosine[i, v, e], iou))  # ties: lower IoU first (pessimistic)
+        ranked = [iou for _, iou in sorted(candidates)][: cfg.vcmr_max_proposals]
+        for t in cfg.iou_thresholds:
+            for k in cfg.vcmr_ks:
+                hits[t][k] += any(iou >= t for iou in ranked[:k])
+    return {f"IoU{t:g}": {f"R{k}": 100 * hits[t][k] / len(records) for k in cfg.vcmr_ks} for t in cfg.iou_thresholds}
+
+
+def test_breakdown_bins_and_kinds_partition_the_queries(study):
+    params_path, root = study
+    params = load_params(params_path, "tiny")
+    records = load_annotations(params.data.annotations("test"))
+    kinds = json.loads(open(params.data.query_kinds).read())
+    ranks = {r["desc_id"]: r["rank"] for r in map(json.loads, (root / "results" / "tiny" / "rankings.jsonl").open())}
+    breakdown = json.loads((root / "results" / "tiny" / "breakdown.json").read_text())
+
+    labels = ["<0.1", "0.1-0.2", "0.2-0.4", ">=0.4"]
+    assert [row["bin"] for row in breakdown["by_ratio"]] == [b for b in labels if any(
+        b == _bin(r.ratio) for r in records)]
+    for row in breakdown["by_ratio"]:
+        members = [ranks[r.desc_id] for r in records if _bin(r.ratio) == row["bin"]]
+        assert row["n"] == len(members)
+        assert row["R1"] == pytest.approx(100 * np.mean(np.array(members) <= 1))
+    by_kind = {row["kind"]: row for row in breakdown["by_kind"]}
+    assert {k: row["n"] for k, row in by_kind.items()} == {
+        k: sum(kinds[r.desc_id] == k for r in records) for k in {kinds[r.desc_id] for r in records}}
+    for kind, row in by_kind.items():
+        members = np.array([ranks[r.desc_id] for r in records if kinds[r.desc_id] == kind])
+        assert row["R2"] == pytest.approx(100 * np.mean(members <= 2))
+        assert row["SumR"] == pytest.approx(sum(row[f"R{k}"] for k in KS))
+
+
+def _bin(ratio):
+    return "<0.1" if ratio < 0.1 else "0.1-0.2" if ratio < 0.2 else "0.2-0.4" if ratio < 0.4 else ">=0.4"
+
+
+def test_a_trained_variant_without_weights_is_a_clear_error(study, tmp_path, capsys):
+    params_path, _ = study
+    code = main(["evaluate", "--params", str(params_path), "--variant", "tiny", "--device", "cpu",
+                 "--checkpoint", str(tmp_path / "missing.pt"), "--metrics", str(tmp_path / "m.json"),
+                 "--results", str(tmp_path / "r")])
+    assert code == 2
+    assert "missing.pt: no trained weights for variant 'tiny'" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()

@@ -1,0 +1,188 @@
+"""The DVC pipeline: code deps match the imports, and the whole study runs on a micro profile.
+
+The end-to-end test (marked ``pipeline``; deselect with ``-m "not pipeline"``) copies the
+repo to a temporary directory, shrinks params.yaml to a few videos, one epoch and two
+variants, runs real ``dvc repro`` and checks every declared output, then that a second
+``dvc repro`` runs nothing.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from propy.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+# Dispatch and exception classes: editing them cannot change a stage's result, and listing
+# them would re-run the whole study whenever a command is added.
+NOT_DEPS = {"propy/__init__.py", "propy/__main__.py", "propy/cli.py", "propy/errors.py", "propy/data/__init__.py"}
+
+
+def _module_file(name: str) -> str | None:
+    base = REPO / Path(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path.relative_to(REPO).as_posix()
+    return None
+
+
+def _imports(source: str) -> set[str]:
+    """Every ``propy`` module a source imports (at any depth: function-level imports count)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "propy")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "propy":
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}"))
+    return found
+
+
+def _closure(sources: list[str]) -> set[str]:
+    todo = [m for s in sources for m in _imports(s)]
+    files: set[str] = set()
+    while todo:
+        path = _module_file(todo.pop())
+        if path and path not in files:
+            files.add(path)
+            todo.extend(_imports((REPO / path).read_text()))
+    return files - NOT_DEPS
+
+
+def _stages() -> dict[str, dict]:
+    """dvc.yaml's stages, a foreach stage by its ``do`` body."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
+
+
+@pytest.mark.parametrize("stage", sorted(_stages()))
+def test_code_deps_are_exactly_the_imported_modules(stage):
+    body = _stages()[stage]
+    words = body["cmd"].split()
+    assert words[:3] == ["python", "-m", "propy"], body["cmd"]
+    module = COMMANDS[words[3]][0]
+    sources = [f"import {module}"]
+    if words[3] == "report":
+        notebook = REPO / "notebooks" / f"{words[4]}.ipynb"
+        sources += [c.source.replace("%matplotlib inline", "") for c in nbformat.read(notebook, 4).cells
+                    if c.cell_type == "code"]
+    expected = _closure(sources) | ({f"notebooks/{words[4]}.ipynb"} if words[3] == "report" else set())
+    declared = {d for d in body["deps"] if d.startswith(("propy/", "notebooks/"))}
+    assert declared == expected, f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
+
+
+# Which params.yaml key each notebook parameter comes from (propy.render.notebook_values).
+PARAM_SOURCES = {
+    "trained": "study.trained", "zero_shot": "study.zero_shot", "ablations": "study.ablations",
+    "headline": "report.headline", "top_k": "report.top_k", "qualitative_queries": "report.qualitative_queries",
+    "strip_frames": "report.strip_frames", "data_root": "datasets.${dataset}", "query_kinds": "datasets.${dataset}",
+    "cache_root": "extract.root", "num_frames": "model.num_frames",
+}
+
+
+@pytest.mark.parametrize("stage", sorted(s for s in _stages() if s.startswith("report_")))
+def test_report_stages_track_the_params_their_notebook_declares(stage):
+    body = _stages()[stage]
+    notebook = nbformat.read(REPO / "notebooks" / f"{body['cmd'].split()[4]}.ipynb", 4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    declared = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
+    tracked = {key.split()[0] for key in body["params"]}
+    needed = {PARAM_SOURCES[name] for name in declared if name in PARAM_SOURCES}
+    assert needed <= tracked, f"{stage} does not track {sorted(needed - tracked)}"
+
+
+def test_notebooks_are_saved_without_outputs():
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        book = nbformat.read(path, 4)
+        tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs"
+
+
+# --------------------------------------------------------------------------- end to end
+
+def micro_params() -> dict:
+    """The repo's params shrunk to minutes: few videos, one epoch, two variants."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
+    raw["extract"]["max_frames"] = 32
+    raw["pretrain_clip"].update(epochs=1, batch_size=32)
+    raw["train"].update(epochs=1, batch_videos=4)
+    raw["eval"].update(batch_videos=8, batch_queries=64)
+    raw["study"] = {"trained": ["full"], "zero_shot": ["zs_maxframe"], "ablations": {"components": ["full"]}}
+    raw["report"].update(qualitative_queries=2, strip_frames=4)
+    return raw
+
+
+def copy_repo(dest: Path) -> None:
+    """Tracked files and new files git does not ignore (the working tree, not the last commit)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+
+
+def dvc(repo: Path, *args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MPLBACKEND", None)  # notebooks keep their inline backend
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{output[-6000:]}"
+    return output
+
+
+@pytest.mark.pipeline
+def test_micro_study_end_to_end(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(micro_params(), sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    if not (repo / ".dvc").is_dir():
+        dvc(repo, "init", "-q")
+
+    started = time.perf_counter()
+    first = dvc(repo, "repro")
+    elapsed = time.perf_counter() - started
+    print(f"micro study: dvc repro {elapsed:.0f} s")
+
+    for name in ("full", "zs_maxframe"):
+        metrics = json.loads((repo / "metrics" / f"{name}.json").read_text())
+        assert metrics["variant"] == name and 0.0 <= metrics["R1"] <= metrics["R100"] <= 100.0
+        assert metrics["SumR"] == pytest.approx(sum(metrics[k] for k in ("R1", "R5", "R10", "R100")))
+        for out in ("breakdown.json", "rankings.jsonl", "events.npz"):
+            assert (repo / "results" / name / out).stat().st_size > 0
+    log = json.loads((repo / "logs" / "train" / "full.json").read_text())
+    assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
+    assert (repo / "models" / "full" / "best.pt").stat().st_size > 0
+
+    for report in ("data", "training", "results", "ablations", "qualitative", "index"):
+        assert "<html" in (repo / "reports" / f"{report}.html").read_text()[:2000].lower()
+        assert (repo / "reports" / "executed" / f"{report}.ipynb").is_file()
+        pngs = list((repo / "reports" / "figures" / report).glob("*.png"))
+        assert pngs and all(p.stat().st_size > 2000 for p in pngs), report
+        assert list((repo / "reports" / "tables" / report).glob("*.md")), report
+    for report, names in (("index", ("full", "zs_maxframe")), ("results", ("full", "zs_maxframe")),
+                          ("ablations", ("full",)), ("training", ("full",))):
+        html = (repo / "reports" / f"{report}.html").read_text()
+        assert all(f">{n}<" in html for n in names), f"{report}.html lacks a variant row"
+    assert "zs_maxframe" in dvc(repo, "metrics", "show")
+    assert "Running stage 'report_index'" in first
+
+    again = dvc(repo, "repro")
+    assert "Running stage" not in again and "up to date" in again

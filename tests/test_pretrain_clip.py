@@ -1,0 +1,127 @@
+"""Small-CLIP pre-training on the tiny synthetic benchmark: loss goes down, the checkpoint loads
+through open_clip by path, metrics are counted right, and an interrupted run resumes exactly."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from propy import pretrain_clip as pc
+from propy.backbone import create_clip, load_clip, tokenize
+from propy.cli import main
+from propy.config import load_params
+from propy.data.cache import FrameCache
+from propy.data.video import normalize
+from propy.errors import DataError
+from tests.conftest import write_tiny_params
+
+PRETRAIN = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 2.0e-3, "frames_per_event": 2, "seed": 0}
+
+
+def _params(tiny_bench, tmp_path, **changes):
+    path = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"pretrain_clip": {**PRETRAIN, **changes}})
+    return load_params(path)
+
+
+def _train_loss(params, model) -> float:
+    """Loss of ``model`` on every training frame (event centres) as one batch."""
+    captions = pc.load_captions(Path(params.data.root) / "captions.jsonl")
+    cache = FrameCache(params.extract.root, "train")
+    events = pc.split_events(captions, cache, "train")
+    frames, labels = pc.event_frames(events, cache, 2, train=False, seed=0, epoch=0)
+    backbone = load_clip(dataclasses.replace(params.clip, pretrained=""))
+    tokens = tokenize(backbone.tokenizer, events.classes, model.context_length)
+    model.eval()
+    with torch.no_grad():
+        images = normalize(frames, backbone.mean, backbone.std)
+        return pc.batch_loss(model, images, torch.from_numpy(labels), tokens).item()
+
+
+def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny_bench, tmp_path):
+    params = _params(tiny_bench, tmp_path)
+    out, metrics_path = tmp_path / "clip" / "clip.pt", tmp_path / "metrics.json"
+    torch.manual_seed(PRETRAIN["seed"])
+    before = _train_loss(params, create_clip(params.clip.model))  # the same init as the run's
+
+    metrics = pc.pretrain(params, out, metrics_path, torch.device("cpu"))
+
+    trained = create_clip(params.clip.model, pretrained=str(out))
+    assert _train_loss(params, trained) < before - 0.1
+    saved = torch.load(out)
+    by_name = open_clip.create_model("propy-tiny", pretrained=str(out))  # registered by create_clip
+    assert by_name.state_dict().keys() == saved.keys()
+    assert all(torch.equal(by_name.state_dict()[k], saved[k]) for k in saved)
+    assert trained.logit_scale.item() <= math.log(100.0) + 1e-6
+
+    assert json.loads(metrics_path.read_text()) == metrics
+    assert set(metrics) == {"zero_shot_accuracy", "num_classes", "num_frames", "epochs", "final_loss", "seconds"}
+    val_cache = FrameCache(params.extract.root, "val")
+    val = [c for c in pc.load_captions(Path(params.data.root) / "captions.jsonl") if c["vid_name"] in val_cache]
+    assert metrics["num_classes"] == len({c["caption"] for c in val})
+    assert metrics["num_frames"] == 2 * len(val)
+    assert metrics["epochs"] == 3 and metrics["seconds"] > 0 and math.isfinite(metrics["final_loss"])
+    assert 0.0 <= metrics["zero_shot_accuracy"] <= 100.0
+    assert not (tmp_path / "clip" / "clip.resume.pt").exists()  # removed once the run is complete
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_bench, tmp_path, monkeypatch, capsys):
+    params = _params(tiny_bench, tmp_path, epochs=2)
+    cpu = torch.device("cpu")
+    pc.pretrain(params, tmp_path / "a" / "clip.pt", tmp_path / "a.json", cpu)
+    reference = torch.load(tmp_path / "a" / "clip.pt")
+
+    save = pc.atomic_torch_save
+
+    def save_then_stop(path, obj):  # the process dies right after epoch 1's resume state is written
+        save(path, obj)
+        if path.name.endswith(".resume.pt"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pc, "atomic_torch_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
+    monkeypatch.setattr(pc, "atomic_torch_save", save)
+    assert not (tmp_path / "b" / "clip.pt").exists()
+
+    pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
+    assert "after epoch 1" in capsys.readouterr().out
+    resumed = torch.load(tmp_path / "b" / "clip.pt")
+    assert reference.keys() == resumed.keys()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_a_resume_state_from_other_settings_is_ignored(tiny_bench, tmp_path, capsys):
+    cpu = torch.device("cpu")
+    out = tmp_path / "clip.pt"
+    state = {"fingerprint": {"other": "settings"}, "epoch": 1}
+    torch.save(state, tmp_path / "clip.resume.pt")
+    pc.pretrain(_params(tiny_bench, tmp_path, epochs=1), out, tmp_path / "m.json", cpu)
+    assert "starting afresh" in capsys.readouterr().out
+
+
+def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_path):
+    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")  # pretrain_clip.enabled: false
+    out, metrics = tmp_path / "clip" / "clip.pt", tmp_path / "metrics.json"
+    assert main(["pretrain-clip", "--params", str(params), "--out", str(out), "--metrics", str(metrics)]) == 0
+    assert json.loads(metrics.read_text()) == {"skipped": True}
+    assert out.parent.is_dir() and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"vid_name": "v", "start": 0, "end": 1}', r"captions.jsonl:2: expected an object with vid_name"),
+        ('{"vid_name": "v", "start": 2, "end": 1, "caption": "a"}', r"captions.jsonl:2: expected 0 <= start"),
+        ("not json", r"captions.jsonl:2: not valid JSON"),
+    ],
+)
+def test_bad_caption_lines_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "captions.jsonl"
+    path.write_text('{"vid_name": "v", "start": 0, "end": 1, "caption": "a red circle"}\n' + line + "\n")
+    with pytest.raises(DataError, match=message):
+        pc.load_captions(path)

@@ -1,0 +1,166 @@
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from propy.cli import main
+from propy.config import load_params
+from propy.train import Process, Trainer, config_hash, plan_batch
+
+from conftest import write_tiny_params
+
+LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4", "val_SumR", "seconds"]
+
+
+def train_cli(params, out, *flags):
+    return main(["train", "--params", str(params), "--variant", "tiny", "--out", str(out / "models"),
+                 "--log", str(out / "log.json"), "--device", "cpu", *flags])
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_bench, tmp_path_factory):
+    """An uninterrupted 2-epoch run (8 training videos, 4 per batch: 2 steps per epoch)."""
+    out = tmp_path_factory.mktemp("straight")
+    params = write_tiny_params(tiny_bench, out / "params.yaml")
+    assert train_cli(params, out) == 0
+    return params, out
+
+
+def test_log_and_checkpoints(straight):
+    _, out = straight
+    log = json.loads((out / "log.json").read_text())
+    assert [list(entry) for entry in log] == [LOG_KEYS, LOG_KEYS]
+    assert [(e["epoch"], e["step"]) for e in log] == [(1, 2), (2, 4)]
+    # 4 steps, no warm-up step (round(0.1 * 4) = 0): the lr of the last step of each epoch.
+    assert log[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert log[1]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4)))
+    assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in log)
+    last, best = load(out / "models" / "last.pt"), load(out / "models" / "best.pt")
+    assert last["epoch"] == 2 and last["step"] == 4 and last["log"] == log
+    sums = [e["val_SumR"] for e in log]
+    assert best["epoch"] == 1 + int(np.argmax(sums)) and best["val_SumR"] == max(sums)
+    assert set(best) == {"trainable", "epoch", "val_SumR"}
+    assert best["trainable"].keys() == last["trainable"].keys()
+    same = all(torch.equal(last["trainable"][k], v) for k, v in best["trainable"].items())
+    assert same == (best["epoch"] == 2)  # best.pt holds the weights of its own epoch
+
+
+def test_resume_after_interruption_is_bit_identical(straight, tmp_path, monkeypatch):
+    params, straight_out = straight
+    original = Trainer._train_epoch
+
+    def interrupted_after_one_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted_after_one_epoch)
+    assert train_cli(params, tmp_path) == 130
+    assert load(tmp_path / "models" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    assert train_cli(params, tmp_path, "--resume") == 0
+
+    resumed, uninterrupted = load(tmp_path / "models" / "last.pt"), load(straight_out / "models" / "last.pt")
+    for name, tensor in uninterrupted["trainable"].items():
+        assert torch.equal(resumed["trainable"][name], tensor), name
+    drop_time = lambda log: [{k: v for k, v in e.items() if k != "seconds"} for e in log]  # noqa: E731
+    assert drop_time(json.loads((tmp_path / "log.json").read_text())) == drop_time(uninterrupted["log"])
+
+
+def test_default_resume_follows_the_config_hash(straight, tiny_bench, tmp_path, capsys):
+    params, out = straight
+    before = (out / "models" / "last.pt").stat().st_mtime_ns
+    assert train_cli(params, out) == 0  # finished run, same params: nothing to redo
+    assert "nothing to do" in capsys.readouterr().out
+    assert (out / "models" / "last.pt").stat().st_mtime_ns == before
+
+    changed = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"train": {"lr": 5e-4}})
+    copy = tmp_path / "run"
+    (copy / "models").mkdir(parents=True)
+    (copy / "models" / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
+    assert train_cli(changed, copy, "--resume") == 2
+    assert "was trained with other params or input files" in capsys.readouterr().err
+    assert train_cli(changed, copy) == 0  # default: the stale checkpoint is ignored
+    assert "starting fresh" in capsys.readouterr().out
+    assert load(copy / "models" / "last.pt")["log"][0]["lr"] == pytest.approx(5e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+    assert train_cli(changed, tmp_path / "empty", "--resume") == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_config_hash_follows_params_and_input_file_contents(tiny_bench, tmp_path):
+    checkpoint = tmp_path / "clip.pt"
+    checkpoint.write_bytes(b"one")
+    params_path = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"clip": {"pretrained": str(checkpoint)}})
+    params = load_params(params_path, "tiny")
+    first = config_hash(params)
+    checkpoint.write_bytes(b"two")  # a re-made CLIP at the same path
+    assert config_hash(params) != first
+    checkpoint.write_bytes(b"one")
+    assert config_hash(params) == first
+    params.train.lr *= 2
+    assert config_hash(params) != first
+
+
+def test_zero_shot_variants_are_refused(straight, tmp_path, capsys):
+    params, _ = straight
+    code = main(["train", "--params", str(params), "--variant", "zs_meanpool", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "zero-shot baseline with nothing to train" in err and "evaluate --variant zs_meanpool" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_batches_split_into_contiguous_rank_shares_with_whole_batch_labels():
+    groups = [[0, 1], [2], [3, 4, 5], [6], [7, 8]]
+    videos = np.array([4, 0, 2, 1, 3])
+    ranks = [plan_batch(videos, groups, Process(r, 2, torch.device("cpu"))) for r in range(2)]
+    assert [b.videos for b in ranks] == [[4, 0, 2], [1, 3]]
+    assert ranks[0].queries.tolist() == [7, 8, 0, 1, 3, 4, 5] and ranks[1].queries.tolist() == [2, 6]
+    for b in ranks:
+        assert b.video_sizes == [3, 2] and b.query_sizes == [7, 2]
+        assert b.labels.tolist() == [0, 0, 1, 1, 2, 2, 2, 3, 4]  # batch position of each query's video
+    single = plan_batch(videos, groups, Process(0, 1, torch.device("cpu")))
+    assert single.queries.tolist() == ranks[0].queries.tolist() + ranks[1].queries.tolist()
+    assert torch.equal(single.labels, ranks[0].labels)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import torch
+    from propy.config import load_params
+    from propy.train import train
+
+    params, out = sys.argv[1], Path(sys.argv[2])
+    model = train(load_params(params, "tiny"), out / "models", out / "log.json", device="cpu", resume="never")
+    torch.save(model.trainable_state_dict(), out / f"rank{os.environ['RANK']}.pt")
+""")
+
+
+def test_two_gloo_processes_reach_the_single_process_weights(straight, tmp_path):
+    params, straight_out = straight
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), str(params), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    single = load(straight_out / "models" / "last.pt")["trainable"]
+    for name, tensor in rank0.items():
+        assert torch.equal(tensor, rank1[name]), name  # DDP keeps the replicas identical
+        torch.testing.assert_close(tensor, single[name], rtol=1e-4, atol=1e-5)  # same update as one process
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert [e["step"] for e in log] == [2, 4]  # the schedule does not depend on the world size
