@@ -9,9 +9,10 @@ KERNEL := propy
 
 .PHONY: study test install clean-venv
 
-# DVC stages call `python -m propy ...`: put the venv first on PATH.
+# DVC stages call `python -m propy ...`: put the venv first on PATH. The stages run one at a
+# time, so OpenMP threads may spin while waiting (ACTIVE; see propy/__init__.py).
 study: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" OMP_WAIT_POLICY=ACTIVE $(BIN)/dvc repro
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
