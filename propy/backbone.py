@@ -8,7 +8,7 @@ does not exist is a ConfigError here, before open_clip could try the hub.
 """
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +18,7 @@ import torch
 
 from propy.config import ClipConfig
 from propy.errors import ConfigError
+from propy.io import read_json
 
 _REQUIRED_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
 
@@ -38,12 +39,7 @@ def _is_json_path(name_or_json: str) -> bool:
 
 
 def _read_json_config(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"clip.model: no such model config file {path}")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    cfg = read_json(path, "no such model config file (clip.model)", ConfigError)
     missing = [k for k in _REQUIRED_KEYS if not isinstance(cfg, dict) or k not in cfg]
     if missing:
         raise ConfigError(f"{path}: an open_clip model config needs {', '.join(missing)}")
@@ -95,10 +91,15 @@ def create_clip(name_or_json: str, pretrained: str = "") -> open_clip.CLIP:
     """An open_clip CLIP (random init when ``pretrained`` is empty), not yet frozen."""
     name = _registered_name(str(name_or_json))
     pretrained = _checked_pretrained(name, str(pretrained or ""))
+    previous = logging.root.manager.disable
+    if not pretrained:  # open_clip warns that no weights were loaded: random init is what "" asks for
+        logging.disable(logging.WARNING)
     try:
         model = open_clip.create_model(name, pretrained=pretrained or None)
     except (RuntimeError, TypeError) as exc:  # a checkpoint that does not fit, a bad config key
         raise ConfigError(f"clip: cannot build {name_or_json} with weights {pretrained!r}: {exc}") from None
+    finally:
+        logging.disable(previous)
     if not isinstance(model, open_clip.CLIP):
         raise ConfigError(
             f"clip.model: {name_or_json} builds a {type(model).__name__}; ProPy needs an "

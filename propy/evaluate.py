@@ -33,7 +33,7 @@ from propy.config import SPLITS, Params, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
 from propy.model import build_model
 
@@ -113,12 +113,7 @@ def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str
     if path is None:
         return None
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such query kinds file (dataset entry query_kinds)")
-    try:
-        kinds = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    kinds = read_json(path, "no such query kinds file (dataset entry query_kinds)")
     if not isinstance(kinds, dict):
         raise DataError(f"{path}: expected an object {{desc_id: kind}}")
     missing = [r.desc_id for r in records if r.desc_id not in kinds]

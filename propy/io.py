@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written output.
+"""Atomic file writes (a reader never sees a half-written output) and checked JSON reads.
 
 Each writer puts the content in a temporary file in the target's directory
 and renames it over the target (``os.replace`` is atomic on POSIX).
@@ -68,3 +68,18 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     atomic_write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | os.PathLike, missing: str, error: type[Exception] | None = None) -> Any:
+    """Parsed JSON of ``path``; ``error`` (default DataError) names the file when it is absent
+    (with the ``missing`` hint: what writes it) or not valid JSON (with the line)."""
+    from propy.errors import DataError
+
+    error = error or DataError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None

@@ -30,3 +30,17 @@ def test_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):
         atomic_write_with(target, broken)
     assert target.read_text() == '{\n  "v": 1\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_read_json_names_the_file_and_line(tmp_path):
+    from propy.errors import ConfigError, DataError
+    from propy.io import read_json
+
+    with pytest.raises(DataError, match=r"nothere\.json: written by synth"):
+        read_json(tmp_path / "nothere.json", "written by synth")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "a": 1,\n  oops\n}\n')
+    with pytest.raises(ConfigError, match=r"bad\.json: line 3: not valid JSON"):
+        read_json(bad, "unused", ConfigError)
+    atomic_write_json(tmp_path / "ok.json", {"a": [1, 2]})
+    assert read_json(tmp_path / "ok.json", "unused") == {"a": [1, 2]}
