@@ -179,3 +179,35 @@ class VcmrRecall:
             f"IoU{t:g}": {f"R{k}": float(100.0 * self.hits[i, j] / self.queries) for j, k in enumerate(self.ks)}
             for i, t in enumerate(self.thresholds)
         }
+
+
+def bootstrap_sumr(
+    ranks: np.ndarray,
+    ks: Sequence[int],
+    reference: np.ndarray | None = None,
+    samples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of SumR with the queries resampled with replacement.
+
+    With ``reference`` (another model's ranks of the same queries, same order)
+    it is the interval of SumR(ranks) - SumR(reference), resampled jointly
+    (paired), which is what an ablation table needs. It measures how far the
+    finite test set alone moves SumR; variation across training seeds comes on top.
+    """
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise ValueError(f"expected a non-empty 1-d array of ranks, got shape {ranks.shape}")
+    if reference is not None:
+        reference = np.asarray(reference)
+        if reference.shape != ranks.shape:
+            raise ValueError(f"reference ranks {reference.shape} do not pair with ranks {ranks.shape}")
+    picks = np.random.default_rng(seed).integers(0, ranks.size, size=(samples, ranks.size))
+
+    def sumr(r: np.ndarray) -> np.ndarray:
+        return 100.0 * sum((r[picks] <= k).mean(axis=1) for k in ks)
+
+    values = sumr(ranks) - (sumr(reference) if reference is not None else 0.0)
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

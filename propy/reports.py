@@ -16,28 +16,28 @@ import numpy as np
 import pandas as pd
 
 from propy.errors import DataError
+from propy import io
 from propy.io import atomic_path, atomic_write_text
+from propy.metrics import bootstrap_sumr
 
 RECALLS = ("R1", "R5", "R10", "R100", "SumR")
 
 
 # --------------------------------------------------------------------------- loading
 
+def _missing(written_by: str) -> str:
+    return f"missing input (written by {written_by}; run `dvc repro` first)"
+
+
 def read_json(path: str | Path, written_by: str = "an earlier stage") -> Any:
     """Parsed JSON; DataError naming the file (and who writes it) when missing or invalid."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: missing input (written by {written_by}; run `dvc repro` first)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    return io.read_json(path, _missing(written_by))
 
 
 def read_jsonl(path: str | Path, written_by: str = "an earlier stage") -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: missing input (written by {written_by}; run `dvc repro` first)")
+        raise DataError(f"{path}: {_missing(written_by)}")
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
@@ -103,6 +103,33 @@ def metric_table(metrics: pd.DataFrame, variants: Sequence[str],
     if missing:
         raise DataError(f"no metrics for variant(s) {', '.join(missing)}")
     return metrics.loc[list(variants), list(columns)]
+
+
+def load_ranks(variant: str, root: str | Path = "results") -> pd.Series:
+    """Rank of the true video per query (index: desc_id) from ``rankings.jsonl``."""
+    rows = read_jsonl(Path(root) / variant / "rankings.jsonl", f"evaluate@{variant}")
+    return pd.Series({r["desc_id"]: int(r["rank"]) for r in rows}, name=variant)
+
+
+def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], reference: str,
+                   results_root: str | Path = "results", samples: int = 1000) -> pd.DataFrame:
+    """``metric_table`` rows plus each variant's SumR change from ``reference`` and its paired
+    95% bootstrap interval over test queries: a change whose interval holds 0 is within what
+    the test set's size alone can produce."""
+    table = metric_table(metrics, variants).copy()
+    ks = [int(c[1:]) for c in RECALLS if c != "SumR"]
+    base = load_ranks(reference, results_root)
+    deltas, intervals = [], []
+    for name in variants:
+        ranks = load_ranks(name, results_root)
+        if set(ranks.index) != set(base.index):
+            raise DataError(f"{Path(results_root) / name / 'rankings.jsonl'}: not the queries of {reference}")
+        low, high = bootstrap_sumr(ranks.loc[base.index].to_numpy(), ks, base.to_numpy(), samples=samples)
+        deltas.append(table.loc[name, "SumR"] - table.loc[reference, "SumR"])
+        intervals.append(f"[{low:+.1f}, {high:+.1f}]")
+    table[f"ΔSumR vs {reference}"] = deltas
+    table["95% CI of Δ"] = intervals
+    return table
 
 
 def breakdown_table(breakdown: pd.DataFrame, group: str, metric: str = "SumR") -> pd.DataFrame:

@@ -13,6 +13,7 @@ from propy.metrics import (
     recall_at_k,
     temporal_iou,
     VcmrRecall,
+    bootstrap_sumr,
 )
 
 SCORES = np.array(
@@ -158,3 +159,30 @@ def test_vcmr_rejects_bad_shapes_and_empty_results():
         recall.add(EVENT_SCORES[:, :1], VCMR_POSITIVES, GT_SPANS)
     with pytest.raises(ValueError, match="no queries"):
         recall.result()
+
+
+def test_bootstrap_of_identical_models_has_zero_width_difference():
+    ranks = np.array([1, 3, 8, 20, 2, 1, 50])
+    assert bootstrap_sumr(ranks, [1, 5, 10, 100], reference=ranks.copy()) == (0.0, 0.0)
+
+
+def test_bootstrap_of_a_uniform_gap_is_exact():
+    # every query ranks 1 vs every query ranks 7: R1 and R5 differ by 100 each whatever the resample
+    low, high = bootstrap_sumr(np.ones(30, int), [1, 5, 10], reference=np.full(30, 7))
+    assert low == pytest.approx(200.0) and high == pytest.approx(200.0)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_queries():
+    rng = np.random.default_rng(1)
+    small, large = rng.integers(1, 30, size=50), rng.integers(1, 30, size=5000)
+    for ranks in (small, large):
+        point = prvr_metrics(ranks, [1, 5, 10])["SumR"]
+        low, high = bootstrap_sumr(ranks, [1, 5, 10], seed=3)
+        assert low <= point <= high
+    width = lambda r: np.subtract(*reversed(bootstrap_sumr(r, [1, 5, 10], seed=3)))
+    assert width(large) < width(small) / 4  # width ~ 1 / sqrt(n): 100x the queries, ~10x narrower
+
+
+def test_bootstrap_rejects_unpaired_reference():
+    with pytest.raises(ValueError, match="do not pair"):
+        bootstrap_sumr(np.array([1, 2]), [1], reference=np.array([1, 2, 3]))

@@ -228,3 +228,35 @@ def test_render_failing_cell_is_one_line(report_repo, capsys):
 def test_render_unknown_notebook_lists_the_available_ones(report_repo):
     with pytest.raises(DataError, match=r"notebooks/result\.ipynb: no such report notebook; available: .*results"):
         render("result")
+
+
+def write_rankings(root: Path, name: str, ranks: dict[str, int]) -> None:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"desc_id": d, "vid_name": "v", "rank": r, "top10": [], "score": 0.0})
+             for d, r in ranks.items()]
+    (root / name / "rankings.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_ablation_table_pairs_queries_by_id(tmp_path):
+    metrics, results = tmp_path / "metrics", tmp_path / "results"
+    write_metrics(metrics, "full", 200.0)
+    write_metrics(metrics, "same", 200.0)
+    write_metrics(metrics, "worse", 150.0)
+    write_rankings(results, "full", {"q1": 1, "q2": 1, "q3": 1})
+    write_rankings(results, "same", {"q3": 1, "q1": 1, "q2": 1})  # other order, same ranks
+    write_rankings(results, "worse", {"q1": 200, "q2": 200, "q3": 200})  # outside R@100 everywhere
+    table = reports.ablation_table(reports.load_metrics(["full", "same", "worse"], metrics),
+                                   ["full", "same", "worse"], "full", results)
+    assert table["ΔSumR vs full"].tolist() == [0.0, 0.0, -50.0]
+    # the interval comes from the ranks: identical ranks -> [0, 0]; all lost -> exactly -400
+    assert table["95% CI of Δ"].tolist() == ["[+0.0, +0.0]", "[+0.0, +0.0]", "[-400.0, -400.0]"]
+
+
+def test_ablation_table_rejects_other_queries(tmp_path):
+    metrics, results = tmp_path / "metrics", tmp_path / "results"
+    for name in ("full", "other"):
+        write_metrics(metrics, name, 200.0)
+    write_rankings(results, "full", {"q1": 1})
+    write_rankings(results, "other", {"q2": 1})
+    with pytest.raises(DataError, match=r"other/rankings\.jsonl: not the queries of full"):
+        reports.ablation_table(reports.load_metrics(["full", "other"], metrics), ["full", "other"], "full", results)
