@@ -197,7 +197,8 @@ def plot_bars(table: pd.DataFrame, title: str, ylabel: str = "recall (%)") -> pl
     table.plot.bar(ax=ax, rot=30, width=0.8)
     ax.set(title=title, xlabel=table.index.name or "", ylabel=ylabel)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", ncol=min(5, len(table.columns)))
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.15)  # headroom: the legend row sits above the bars
+    ax.legend(fontsize="small", ncol=min(5, len(table.columns)), loc="upper center")
     return fig
 
 
