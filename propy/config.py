@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from propy.errors import ConfigError
-from propy.pyramid import build_pyramid
+from propy.pyramid import Pyramid, build_pyramid
 
 Interaction = Literal["full", "descendants", "ancestors", "none", "dense"]
 ModelKind = Literal["propy", "meanpool", "maxframe"]
@@ -132,6 +132,7 @@ class ModelConfig:
     kind: ModelKind = "propy"
     num_frames: int = 32
     pyramid: PyramidConfig = field(default_factory=lambda: PyramidConfig(overlaps=[0, 1, 1, 1, 1]))
+    single_event: bool = False  # one global event over all frames instead of the pyramid (an ablation)
     interaction: Interaction = "full"
     frame_prompts: int = 4  # Nvp per layer; 0 switches frame prompts off
     text_prompts: bool = True  # prefix prompts projected from the frame prompts
@@ -152,9 +153,16 @@ class ModelConfig:
         if self.adapter_kernel < 1 or self.adapter_kernel % 2 == 0:
             raise ValueError("adapter_kernel must be a positive odd number")
         try:  # a pyramid that does not fit num_frames fails here, not deep inside a stage
-            build_pyramid(self.num_frames, self.pyramid.windows, self.pyramid.overlaps)
+            self.build_pyramid()
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    def build_pyramid(self) -> Pyramid:
+        """The event pyramid this config asks for; ``single_event`` is one window over every frame
+        (whatever num_frames is, so the ablation needs no edit when Nf changes)."""
+        if self.single_event:
+            return build_pyramid(self.num_frames, windows=[[self.num_frames, 1]])
+        return build_pyramid(self.num_frames, self.pyramid.windows, self.pyramid.overlaps)
 
 
 @dataclass

@@ -14,7 +14,6 @@ import yaml
 
 from propy.config import Params, load_params, resolve
 from propy.errors import ConfigError
-from propy.pyramid import build_pyramid
 
 
 def configure_parser(parser) -> None:
@@ -36,7 +35,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def variant_summary(params: Params, base: Params) -> str:
     """One line: the variant's role, model kind, pyramid and every value it changes."""
     model = params.model
-    pyramid = build_pyramid(model.num_frames, model.pyramid.windows, model.pyramid.overlaps)
+    pyramid = model.build_pyramid()
     study = params.study
     role = "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
     mine, theirs = flatten(dataclasses.asdict(params)), flatten(dataclasses.asdict(base))

@@ -25,7 +25,7 @@ from propy.config import ModelConfig
 from propy.errors import ConfigError
 from propy.masks import event_attention_mask
 from propy.prompts import EventPrompts, FramePrompts, TextPrompts, per_level1_event
-from propy.pyramid import Pyramid, build_pyramid
+from propy.pyramid import Pyramid
 
 
 # --------------------------------------------------------------------------- shared CLIP pieces
@@ -190,7 +190,7 @@ class ProPy(VideoModel):
     """Prompt pyramid + ADI + deep frame prompts + temporal adapters + text prompts."""
 
     def __init__(self, cfg: ModelConfig, clip: open_clip.CLIP):
-        pyramid = build_pyramid(cfg.num_frames, cfg.pyramid.windows, cfg.pyramid.overlaps)
+        pyramid = cfg.build_pyramid()
         super().__init__(clip, torch.from_numpy(pyramid.proposals()))
         self.pyramid: Pyramid = pyramid
         visual = clip.visual

@@ -58,8 +58,10 @@ def test_synthetic_defaults_and_paper_settings():
     assert charades.model.pyramid.overlaps == [0, 1, 1, 1, 1] and charades.model.pyramid.windows is None
     activitynet = resolve(edited(dataset="activitynet"))
     assert (activitynet.train.lr, activitynet.train.max_words, activitynet.model.adapter_kernel) == (1e-3, 64, 5)
-    single = load_params(REPO / "params.yaml", "single_event").model.pyramid
-    assert (single.windows, single.overlaps) == ([[16, 1]], None)
+    single = load_params(REPO / "params.yaml", "single_event").model
+    assert single.build_pyramid().event_spans == ((0, 16),)
+    # the same variant on a 32-frame dataset is still one event over every frame
+    assert resolve(edited(dataset="tvr"), "single_event").model.build_pyramid().event_spans == ((0, 32),)
     no_fp = load_params(REPO / "params.yaml", "no_frame_prompts").model
     assert (no_fp.frame_prompts, no_fp.text_prompts) == (0, False)
 

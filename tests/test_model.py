@@ -239,7 +239,7 @@ def test_trainable_state_round_trip(clip):
         ({"frame_prompts": 0, "text_prompts": False}, 8, {"event_prompts.prompts"}
          | {n for n in EXPECTED_TRAINABLE if n.startswith("adapters")}),
         ({"text_prompts": False}, 8, {n for n in EXPECTED_TRAINABLE if not n.startswith("text")}),
-        ({"pyramid": PyramidConfig(windows=[[NF, 1]])}, 1, EXPECTED_TRAINABLE),
+        ({"single_event": True}, 1, EXPECTED_TRAINABLE),
         ({"prompt_layers": 1, "adapter_layers": 1}, 8,
          {n for n in EXPECTED_TRAINABLE if not n.startswith("adapters.1")}),
     ],
@@ -262,8 +262,9 @@ def test_component_switches(clip, changes, num_events, trainable):
 
 
 def test_single_event_spans_the_video(clip):
-    model = build_model(cfg(pyramid=PyramidConfig(windows=[[NF, 1]])), clip)
+    model = build_model(cfg(single_event=True), clip)
     assert model.proposals.tolist() == [[0.0, 1.0]]
+    assert model.mask_with_prompts.shape[0] == 1
 
 
 def test_bad_configs_are_config_errors(clip):
