@@ -52,8 +52,8 @@ def train_steps_per_s(trainer: Trainer, steps: int) -> float:
     trainer.clips.set_epoch(0)
     frames = [torch.stack([trainer.clips[i] for i in batch.videos]) for batch in batches]
     trainer.model.train()
-    trainer._step(batches[0], frames[0])
-    elapsed = sum(_timed(lambda b=b, f=f: trainer._step(b, f), proc.device) for b, f in zip(batches[1:], frames[1:]))
+    trainer.train_step(batches[0], frames[0])
+    elapsed = sum(_timed(lambda b=b, f=f: trainer.train_step(b, f), proc.device) for b, f in zip(batches[1:], frames[1:]))
     return steps / elapsed
 
 

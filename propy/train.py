@@ -322,12 +322,12 @@ class Trainer:
         losses, lr, started = [], 0.0, time.perf_counter()
         for batch, frames in bar:
             lr = self.optimizer.param_groups[0]["lr"]
-            losses.append(self._step(batch, frames))
+            losses.append(self.train_step(batch, frames))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         steps_per_s = len(batches) / (time.perf_counter() - started)
         return float(np.mean(losses)), lr, steps_per_s
 
-    def _step(self, batch: Batch, frames: torch.Tensor) -> float:
+    def train_step(self, batch: Batch, frames: torch.Tensor) -> float:
         device = self.proc.device
         frames = frames.to(device, non_blocking=True)
         tokens = self.tokens[torch.from_numpy(batch.queries)].to(device)
