@@ -13,9 +13,9 @@ from propy.data.convert import (
     convert_charades,
     convert_qvhighlights,
     convert_tvr,
-    probe_duration,
     read_charades_durations,
 )
+from propy.data.video import probe_duration
 from propy.errors import DataError
 
 

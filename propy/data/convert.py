@@ -36,6 +36,7 @@ from propy.data.annotations import (
     read_text,
     write_annotations,
 )
+from propy.data.video import probe_duration
 from propy.errors import DataError, PropyError
 
 CLAMPED = "moment clamped into [0, duration]"
@@ -291,22 +292,6 @@ def read_charades_durations(path: Path) -> dict[str, float]:
         except DataError as exc:
             raise DataError(f"{path}:{rows.line_num}: {exc}") from None
     return durations
-
-
-def probe_duration(path: Path) -> float | None:
-    """A video file's length in seconds from its header (PyAV), or None if missing or unreadable."""
-    if not path.is_file():
-        return None
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if container.duration is not None:
-                return container.duration / av.time_base
-            streams = [s for s in container.streams if s.duration is not None and s.time_base is not None]
-            return float(streams[0].duration * streams[0].time_base) if streams else None
-    except av.FFmpegError:
-        return None
 
 
 def _charades_lookup(args: argparse.Namespace) -> Callable[[str], float | None]:

@@ -57,6 +57,22 @@ def decode(path: str | os.PathLike, fps: float, max_frames: int, size: int) -> n
     return read_video(path, fps, max_frames, size).frames
 
 
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """A video's length in seconds from its header, or None when the file is missing, unreadable
+    or has no video stream (converters count such videos as skipped instead of failing)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            return _header_duration(container, streams[0]) if streams else None
+    except av.FFmpegError:
+        return None
+
+
 def _header_duration(container, stream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
