@@ -7,6 +7,7 @@ their initialisation.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -14,12 +15,20 @@ from torch import nn
 from propy.config import TrainConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups over ``requires_grad`` parameters: decayed, and biases (no decay)."""
+def is_bias(name: str, param: nn.Parameter) -> bool:
+    return name.endswith("bias")
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    exempt: Callable[[str, nn.Parameter], bool] = is_bias,
+) -> list[dict]:
+    """Two AdamW groups over ``requires_grad`` parameters: decayed, and ``exempt`` ones (no decay)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if name.endswith("bias") else decay).append(param)
+            (no_decay if exempt(name, param) else decay).append(param)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters")
     return [

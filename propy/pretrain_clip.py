@@ -41,7 +41,7 @@ from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
 from propy.io import atomic_torch_save, atomic_write_json
 from propy.losses import symmetric_infonce
-from propy.optim import make_scheduler
+from propy.optim import make_scheduler, param_groups
 
 WARMUP = 0.1  # fraction of all steps
 BETAS = (0.9, 0.98)  # open_clip's defaults for ViT CLIPs
@@ -166,9 +166,7 @@ def zero_shot_accuracy(
 
 def clip_optimizer(model: nn.Module, cfg: PretrainClipConfig) -> torch.optim.AdamW:
     """AdamW as open_clip trains CLIP: no weight decay on tensors of rank < 2 (gains, biases, logit scale)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, cfg.weight_decay, exempt=lambda name, param: param.ndim < 2)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=BETAS, eps=EPS)
 
 
