@@ -83,3 +83,21 @@ def read_json(path: str | os.PathLike, missing: str, error: type[Exception] | No
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise error(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def iter_jsonl(path: str | os.PathLike, missing: str) -> Iterator[tuple[str, Any]]:
+    """``(where, object)`` for each non-blank line of a JSON-lines file, ``where`` = ``path:line``
+    for the caller's own field errors; DataError names the file when it is absent (with the
+    ``missing`` hint) and the line when it is not valid JSON."""
+    from propy.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {missing}")
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None

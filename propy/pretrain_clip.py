@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from propy.config import Params, PretrainClipConfig, load_params
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_torch_save, atomic_write_json
+from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
 
@@ -62,17 +61,8 @@ class Events:
 
 def load_captions(path: Path) -> list[dict]:
     """Records ``{vid_name, start, end, caption}`` of ``captions.jsonl``, validated line by line."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such captions file (written by `python -m propy synth`)")
     records = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON: {exc}") from None
+    for where, rec in iter_jsonl(path, "no such captions file (written by `python -m propy synth`)"):
         if not isinstance(rec, dict) or not {"vid_name", "start", "end", "caption"} <= set(rec):
             raise DataError(f"{where}: expected an object with vid_name, start, end and caption")
         if not isinstance(rec["caption"], str) or not rec["caption"].strip():

@@ -6,7 +6,6 @@ that writes it; every table is saved as Markdown and CSV, every figure as PNG, a
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,7 @@ def read_json(path: str | Path, written_by: str = "an earlier stage") -> Any:
 
 
 def read_jsonl(path: str | Path, written_by: str = "an earlier stage") -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {_missing(written_by)}")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-    return rows
+    return [obj for _, obj in io.iter_jsonl(path, _missing(written_by))]
 
 
 def load_metrics(variants: Sequence[str], root: str | Path = "metrics") -> pd.DataFrame:

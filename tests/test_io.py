@@ -44,3 +44,18 @@ def test_read_json_names_the_file_and_line(tmp_path):
         read_json(bad, "unused", ConfigError)
     atomic_write_json(tmp_path / "ok.json", {"a": [1, 2]})
     assert read_json(tmp_path / "ok.json", "unused") == {"a": [1, 2]}
+
+
+def test_iter_jsonl_skips_blank_lines_and_names_the_bad_line(tmp_path):
+    from propy.errors import DataError
+    from propy.io import iter_jsonl
+
+    with pytest.raises(DataError, match=r"none\.jsonl: written by evaluate"):
+        list(iter_jsonl(tmp_path / "none.jsonl", "written by evaluate"))
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"a": 1}\n\n[2]\n')
+    assert list(iter_jsonl(good, "unused")) == [(f"{good}:1", {"a": 1}), (f"{good}:3", [2])]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: not valid JSON"):
+        list(iter_jsonl(bad, "unused"))
