@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from propy.checkpoint import pick_device
 from propy.config import Params, load_params
 from propy.data.datasets import epoch_batches
 from propy.encode import encode_queries, encode_videos
@@ -127,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.repeats < 1:
         raise ConfigError("--steps and --repeats must be at least 1")
     params = load_params(args.params, args.variant)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
+    device = pick_device(args.device)
     result = bench(params, device, args.steps, args.repeats)
     atomic_write_json(args.out, result)
     print(

@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from propy.backbone import Backbone, load_clip
+from propy.checkpoint import load_trained, pick_device
 from propy.config import SPLITS, Params, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
-from propy.errors import ConfigError, DataError
+from propy.errors import DataError
 from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
 from propy.model import build_model
@@ -52,11 +53,9 @@ def load_model(
                 f"{checkpoint}: no trained weights for variant {params.variant!r} "
                 f"(run `python -m propy train --variant {params.variant}` first)"
             )
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or "trainable" not in state:
-            raise DataError(f"{checkpoint}: expected a best.pt written by `python -m propy train`")
+        state = load_trained(checkpoint, params)
         model.load_trainable_state_dict(state["trainable"])
-        epoch = int(state["epoch"])
+        epoch = state.get("epoch")
     return model.to(device).eval(), epoch
 
 
@@ -198,9 +197,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.variant)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
+    device = pick_device(args.device)
     started = time.perf_counter()
     metrics = evaluate(
         params,

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -34,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from propy.backbone import Backbone, load_clip, model_config, tokenize
+from propy.checkpoint import file_digest, json_digest, load_resume, pick_device, save_resume
 from propy.config import Params, PretrainClipConfig, load_params
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
@@ -164,24 +163,13 @@ def _resume_path(out: Path) -> Path:
     return out.with_name(out.stem + ".resume.pt")
 
 
-def _fingerprint(params: Params, captions: Path, cache: FrameCache) -> dict:
+def _config_hash(params: Params, captions: Path, cache: FrameCache) -> str:
     """What a resume state must match: the config, the model and the training data."""
-    digest = hashlib.sha256(captions.read_bytes() + cache.manifest_path.read_bytes()).hexdigest()
-    return {
+    return json_digest({
         "pretrain_clip": dataclasses.asdict(params.pretrain_clip),
         "clip_model": model_config(params.clip.model),
-        "data": digest,
-    }
-
-
-def _load_resume(path: Path, fingerprint: dict) -> Optional[dict]:
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fingerprint:
-        print(f"{path}: written for other settings or data; starting afresh")
-        return None
-    return state
+        "data": [file_digest(captions), file_digest(cache.manifest_path)],
+    })
 
 
 def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device) -> dict:
@@ -215,8 +203,8 @@ def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device
     scheduler = make_scheduler(optimizer, cfg.epochs * steps_per_epoch, WARMUP)
 
     resume_path = _resume_path(out)
-    fingerprint = _fingerprint(params, captions_path, train_cache)
-    state = _load_resume(resume_path, fingerprint)
+    config_hash = _config_hash(params, captions_path, train_cache)
+    state = load_resume(resume_path, config_hash, "auto")
     start_epoch, losses, elapsed = 0, [], 0.0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -240,8 +228,8 @@ def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}")
         losses.append(total / steps_per_epoch)
-        atomic_torch_save(resume_path, {
-            "fingerprint": fingerprint, "epoch": epoch + 1, "losses": losses,
+        save_resume(resume_path, config_hash, {
+            "epoch": epoch + 1, "losses": losses,
             "seconds": elapsed + time.perf_counter() - started,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         })
@@ -284,9 +272,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.metrics, {"skipped": True})
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")
         return 0
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
+    device = pick_device(args.device)
     metrics = pretrain(params, out, Path(args.metrics), device)
     chance = 100.0 / metrics["num_classes"]
     print(

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import random
 import time
@@ -45,19 +43,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from propy.backbone import load_clip
+from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
 from propy.config import Params, load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
 from propy.encode import load_split, retrieval
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_torch_save, atomic_write_json
+from propy.io import atomic_write_json
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
-
-RESUME_MODES = ("auto", "require", "never")
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -69,6 +65,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
                            "(default without --resume/--fresh: continue it when it matches, else start fresh)")
     mode.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start from scratch")
+    parser.add_argument("--init-from", metavar="CKPT",
+                        help="start from the trained tensors of CKPT (a best.pt or an imported reference "
+                             "checkpoint; its model and CLIP settings must equal the variant's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"models/{args.variant}")
     log = Path(args.log or f"logs/train/{args.variant}.json")
     resume = "require" if args.resume else "never" if args.fresh else "auto"
-    train(params, out, log, device=args.device, resume=resume)
+    train(params, out, log, device=args.device, resume=resume, init_from=args.init_from)
     return 0
 
 
@@ -98,9 +97,7 @@ class Process:
 
 def _start_process(device: str | None) -> Process:
     """Join the torchrun process group when WORLD_SIZE > 1; pick the device."""
-    cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
+    cuda = pick_device(device).type == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Process(0, 1, torch.device("cuda" if cuda else "cpu"))
@@ -117,14 +114,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def config_hash(params: Params) -> str:
@@ -144,9 +133,9 @@ def config_hash(params: Params) -> str:
         "clip": dataclasses.asdict(params.clip),
         "model": dataclasses.asdict(params.model),
         "train": dataclasses.asdict(params.train),
-        "files": {str(path): _digest(path) for path in files if path.is_file()},
+        "files": {str(path): file_digest(path) for path in files if path.is_file()},
     }
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(shaping)
 
 
 class _Encoders(nn.Module):
@@ -250,20 +239,9 @@ class Trainer:
 
     def restore(self, mode: str) -> None:
         """Continue from ``last.pt`` per the resume ``mode`` (see the module docstring)."""
-        if mode not in RESUME_MODES:
-            raise ValueError(f"resume mode must be one of {RESUME_MODES}, got {mode!r}")
         path = self.out / "last.pt"
-        if mode == "never" or (mode == "auto" and not path.is_file()):
-            return
-        if not path.is_file():
-            raise DataError(f"{path}: no checkpoint to resume from (drop --resume to start fresh)")
-        state = torch.load(path, map_location=self.proc.device, weights_only=False)
-        if state["config_hash"] != self.hash:
-            if mode == "require":
-                raise ConfigError(f"{path}: was trained with other params or input files (config hash "
-                                  f"{state['config_hash']}, now {self.hash}); use --fresh to start again")
-            if self.proc.main:
-                print(f"{path}: trained with other params or input files; starting fresh")
+        state = load_resume(path, self.hash, mode, log=print if self.proc.main else lambda _: None)
+        if state is None:
             return
         self.model.load_trainable_state_dict(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -283,13 +261,12 @@ class Trainer:
         atomic_write_json(self.log_path, self.log)
         trainable = self.model.trainable_state_dict()
         if improved:
-            best = {"trainable": trainable, "epoch": self.epoch, "val_SumR": self.best}
-            atomic_torch_save(self.out / "best.pt", best)
+            save_trained(self.out / "best.pt", trainable, self.params, epoch=self.epoch, val_SumR=self.best)
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if self.proc.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.proc.device)
-        atomic_torch_save(self.out / "last.pt", {
-            "config_hash": self.hash, "epoch": self.epoch, "step": self.step, "best": self.best, "log": self.log,
+        save_resume(self.out / "last.pt", self.hash, {
+            "epoch": self.epoch, "step": self.step, "best": self.best, "log": self.log,
             "trainable": trainable, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
         })
@@ -363,11 +340,17 @@ class Trainer:
               f"{' (best)' if improved else ''}, {steps_per_s:.2f} steps/s, {entry['seconds']:.1f} s")
 
 
-def train(params: Params, out: Path, log_path: Path, device: str | None = None, resume: str = "auto") -> nn.Module:
-    """Train (or continue training) ``params``' variant; returns the model with its final weights."""
+def train(
+    params: Params, out: Path, log_path: Path, device: str | None = None, resume: str = "auto",
+    init_from: str | None = None,
+) -> nn.Module:
+    """Train (or continue training) ``params``' variant; returns the model with its final weights.
+    ``init_from`` (a trained checkpoint) sets the starting tensors; a resumed run overrides them."""
     proc = _start_process(device)
     try:
         trainer = Trainer(params, Path(out), Path(log_path), proc)
+        if init_from:
+            trainer.model.load_trainable_state_dict(load_trained(init_from, params)["trainable"])
         trainer.restore(resume)
         trainer.fit()
         return trainer.model

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from propy.backbone import create_clip, load_clip
+from propy.checkpoint import save_trained
 from propy.cli import main
 from propy.config import load_params
 from propy.data.annotations import load_annotations
@@ -34,8 +35,7 @@ def study(tiny_bench, tmp_path_factory):
     params_path = write_tiny_params(tiny_bench, root / "params.yaml", overrides)
     params = load_params(params_path, "tiny")  # an untrained ProPy, saved as `propy train` saves its best epoch
     model = build_model(params.model, load_clip(params.clip).model)
-    atomic_torch_save(root / "models" / "tiny" / "best.pt",
-                      {"trainable": model.trainable_state_dict(), "epoch": 7, "val_SumR": 1.0})
+    save_trained(root / "models" / "tiny" / "best.pt", model.trainable_state_dict(), params, epoch=7, val_SumR=1.0)
     for variant in ("zs_maxframe", "tiny"):
         code = main(["evaluate", "--params", str(params_path), "--variant", variant, "--device", "cpu",
                      "--checkpoint", str(root / "models" / variant / "best.pt"),

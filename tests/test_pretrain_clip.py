@@ -75,17 +75,16 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_bench, tmp_path, mo
     pc.pretrain(params, tmp_path / "a" / "clip.pt", tmp_path / "a.json", cpu)
     reference = torch.load(tmp_path / "a" / "clip.pt")
 
-    save = pc.atomic_torch_save
+    save = pc.save_resume
 
-    def save_then_stop(path, obj):  # the process dies right after epoch 1's resume state is written
-        save(path, obj)
-        if path.name.endswith(".resume.pt"):
-            raise KeyboardInterrupt
+    def save_then_stop(path, config_hash, state):  # the process dies right after epoch 1's resume state is written
+        save(path, config_hash, state)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(pc, "atomic_torch_save", save_then_stop)
+    monkeypatch.setattr(pc, "save_resume", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
-    monkeypatch.setattr(pc, "atomic_torch_save", save)
+    monkeypatch.setattr(pc, "save_resume", save)
     assert not (tmp_path / "b" / "clip.pt").exists()
 
     pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
@@ -98,10 +97,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_bench, tmp_path, mo
 def test_a_resume_state_from_other_settings_is_ignored(tiny_bench, tmp_path, capsys):
     cpu = torch.device("cpu")
     out = tmp_path / "clip.pt"
-    state = {"fingerprint": {"other": "settings"}, "epoch": 1}
+    state = {"config_hash": "other settings", "epoch": 1}
     torch.save(state, tmp_path / "clip.resume.pt")
     pc.pretrain(_params(tiny_bench, tmp_path, epochs=1), out, tmp_path / "m.json", cpu)
-    assert "starting afresh" in capsys.readouterr().out
+    assert "written for other params or input files; starting fresh" in capsys.readouterr().out
 
 
 def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_path):

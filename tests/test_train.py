@@ -48,7 +48,8 @@ def test_log_and_checkpoints(straight):
     assert last["epoch"] == 2 and last["step"] == 4 and last["log"] == log
     sums = [e["val_SumR"] for e in log]
     assert best["epoch"] == 1 + int(np.argmax(sums)) and best["val_SumR"] == max(sums)
-    assert set(best) == {"trainable", "epoch", "val_SumR"}
+    assert set(best) == {"format", "trainable", "fingerprint", "code_version", "epoch", "val_SumR"}
+    assert best["fingerprint"]["model"]["num_frames"] == 4 and best["fingerprint"]["clip"]["weights"] == ""
     assert best["trainable"].keys() == last["trainable"].keys()
     same = all(torch.equal(last["trainable"][k], v) for k, v in best["trainable"].items())
     assert same == (best["epoch"] == 2)  # best.pt holds the weights of its own epoch
@@ -88,7 +89,7 @@ def test_default_resume_follows_the_config_hash(straight, tiny_bench, tmp_path, 
     (copy / "models").mkdir(parents=True)
     (copy / "models" / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
     assert train_cli(changed, copy, "--resume") == 2
-    assert "was trained with other params or input files" in capsys.readouterr().err
+    assert "was written for other params or input files" in capsys.readouterr().err
     assert train_cli(changed, copy) == 0  # default: the stale checkpoint is ignored
     assert "starting fresh" in capsys.readouterr().out
     assert load(copy / "models" / "last.pt")["log"][0]["lr"] == pytest.approx(5e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
