@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from propy.checkpoint import pick_device
-from propy.config import Params, load_params
+from propy.config import Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.datasets import epoch_batches
 from propy.encode import encode_queries, encode_videos
 from propy.errors import ConfigError
@@ -48,7 +48,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 def train_steps_per_s(trainer: Trainer, steps: int) -> float:
     """Steps per second of ``steps`` training steps after one warm-up step."""
     cfg, proc = trainer.cfg, trainer.proc
-    videos = epoch_batches(len(trainer.clips), cfg.batch_videos, cfg.seed, 0)
+    videos = epoch_batches(len(trainer.clips), cfg.batch_videos, trainer.seed, 0)
     batches = [plan_batch(v, trainer.groups, proc) for v in itertools.islice(itertools.cycle(videos), steps + 1)]
     trainer.clips.set_epoch(0)
     frames = [torch.stack([trainer.clips[i] for i in batch.videos]) for batch in batches]
@@ -83,14 +83,14 @@ def peak_memory_mb(device: torch.device) -> dict:
     return out
 
 
-def bench(params: Params, device: torch.device, steps: int, repeats: int) -> dict:
+def bench(params: Params, layout: Layout, device: torch.device, steps: int, repeats: int) -> dict:
     """All figures of one run, as the JSON ``propy bench`` writes."""
     if params.model.kind != "propy":
         raise ConfigError(f"variant {params.variant!r}: bench times ProPy; pick a variant with model.kind propy")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory() as tmp:  # the trainer's checkpoint paths: nothing is saved there
-        trainer = Trainer(params, Path(tmp), Path(tmp) / "log.json", Process(0, 1, device))
+        trainer = Trainer(params, layout, 0, Path(tmp), Path(tmp) / "log.json", Process(0, 1, device))
         steps_per_s = train_steps_per_s(trainer, steps)
     model, data, cfg = trainer.model, trainer.val, params.eval
     videos_s = _timed(lambda: encode_videos(model, data.clips, cfg.batch_videos, device), device)
@@ -118,7 +118,9 @@ def bench(params: Params, device: torch.device, steps: int, repeats: int) -> dic
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", default="full", help="variant of params.yaml to time (default: full)")
-    parser.add_argument("--out", default="results/bench.json", help="JSON to write (default: results/bench.json)")
+    add_layout_args(parser)
+    parser.add_argument("--out", default="logs/bench.json",
+                        help="JSON to write (default: %(default)s, outside every pipeline stage's inputs)")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (default: 5)")
     parser.add_argument("--repeats", type=int, default=5, help="timed encodes per model (default: 5)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--steps and --repeats must be at least 1")
     params = load_params(args.params, args.variant)
     device = pick_device(args.device)
-    result = bench(params, device, args.steps, args.repeats)
+    result = bench(params, layout_from(args), device, args.steps, args.repeats)
     atomic_write_json(args.out, result)
     print(
         f"bench {result['variant']} on {result['device']} ({result['threads']} threads): "

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import torch
 
 from propy import __version__
+from propy.config import flatten
 from propy.errors import ConfigError, DataError
 from propy.io import atomic_torch_save
 
@@ -73,18 +74,9 @@ def fingerprint(params) -> dict:
     return {"model": dataclasses.asdict(params.model), "clip": clip_fingerprint(params.clip)}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, sub in value.items():
-            out.update(_flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def differences(saved: dict, wanted: dict) -> list[str]:
     """``key: checkpoint X, requested Y`` for every dotted key whose values differ."""
-    a, b = _flatten(saved), _flatten(wanted)
+    a, b = flatten(saved), flatten(wanted)
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):

@@ -4,16 +4,22 @@ Every block of ``params.yaml`` maps to a dataclass below. Loading checks every
 key against the dataclass (unknown keys, wrong types, bad choices) and reports
 the dotted path of the offending key, so a typo fails before a stage runs.
 
-Two kinds of override are merged onto the base blocks before validation:
-``datasets.<dataset>.overrides`` (e.g. the paper's hyper-parameters for TVR)
-and ``variants.<name>`` (an ablation: e.g. ``{model: {interaction: none}}``).
+Every field is required: ``params.yaml`` states each value once, and nothing here
+repeats it. Layers merged key by key onto the base blocks before validation: the
+dataset's preset (``presets.paper``: the paper's settings), the dataset's own
+``overrides`` (e.g. TVR's learning rate), then ``variants.<name>`` (an ablation,
+e.g. ``{model: {interaction: none}}``). Ranges are declared on the fields
+(``bounded``) and cross-field rules in each class' ``problems()``; both are
+checked by ``build`` with the dotted key in the message.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -21,185 +27,176 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from propy.errors import ConfigError
+from propy.masks import INTERACTIONS
 from propy.pyramid import Pyramid, build_pyramid
 
-Interaction = Literal["full", "descendants", "ancestors", "none", "dense"]
 ModelKind = Literal["propy", "meanpool", "maxframe"]
+Interaction = Literal[INTERACTIONS]
 SPLITS = ("train", "val", "test")
+PyramidSpec = Union[list[int], list[list[int]]]  # overlap flags (Nf = 2^p) or windows [[c, o], ...]
+
+
+def bounded(lo: float | None = None, hi: float | None = None, *, above: float | None = None,
+            below: float | None = None) -> Any:
+    """A required field whose number (or every number of its list) must lie in a range:
+    ``lo <= x <= hi``, ``x > above``, ``x < below``; build() checks it and names the key."""
+    return field(metadata={"range": (lo, hi, above, below)})
+
+
+def _out_of_range(value: Any, lo, hi, above, below) -> Optional[str]:
+    for x in value if isinstance(value, list) else [value]:
+        if x is None:
+            continue
+        if (lo is not None and x < lo) or (hi is not None and x > hi) or \
+                (above is not None and x <= above) or (below is not None and x >= below):
+            parts = [f">= {lo}" if lo is not None else "", f"> {above}" if above is not None else "",
+                     f"<= {hi}" if hi is not None else "", f"< {below}" if below is not None else ""]
+            return f"{value!r} is out of range; expected {' and '.join(p for p in parts if p)}"
+    return None
 
 
 @dataclass
 class SplitSizes:
-    train: int = 240
-    val: int = 60
-    test: int = 60
-
-    def __post_init__(self) -> None:
-        for split in SPLITS:
-            if getattr(self, split) < 1:
-                raise ValueError(f"{split} must be at least 1")
+    train: int = bounded(1)
+    val: int = bounded(1)
+    test: int = bounded(1)
 
 
 @dataclass
 class SynthConfig:
     """The synthetic PRVR benchmark (see propy/data/synth.py)."""
 
-    seed: int = 0
-    videos: SplitSizes = field(default_factory=SplitSizes)
-    size: int = 64  # frame side in pixels
-    fps: int = 8
-    events_per_video: list[int] = field(default_factory=lambda: [3, 5])  # [min, max]
-    event_seconds: list[float] = field(default_factory=lambda: [1.5, 3.0])  # [min, max]
-    multi_event_queries: int = 1  # per video: queries describing 2-3 consecutive events
+    seed: int
+    videos: SplitSizes
+    size: int = bounded(16)  # frame side in pixels
+    fps: int = bounded(1)
+    events_per_video: list[int] = bounded(1)  # [min, max]
+    event_seconds: list[float] = bounded(0.1)  # [min, max]
+    multi_event_queries: int = bounded(0)  # per video: queries describing 2-3 consecutive events
 
-    def __post_init__(self) -> None:
-        _check_range(self.events_per_video, "events_per_video", minimum=1)
-        _check_range(self.event_seconds, "event_seconds", minimum=0.1)
-        if self.size < 16:
-            raise ValueError("size must be at least 16 pixels")
-        if self.fps < 1:
-            raise ValueError("fps must be at least 1")
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for name in ("events_per_video", "event_seconds"):
+            values = getattr(self, name)
+            if len(values) != 2 or values[0] > values[1]:
+                yield name, f"expected [min, max] with min <= max, got {values!r}"
 
 
 @dataclass
 class DatasetEntry:
-    """Where one dataset lives: ``<root>/annotations/{train,val,test}.jsonl`` and ``<root>/videos``."""
+    """One benchmark: its video file extension, the preset it starts from and its own overrides.
+    Where its files live is dvc.yaml's business (``--data data/<name>`` on each stage's command)."""
 
-    root: str
-    video_ext: str = ".mp4"
-    query_kinds: Optional[str] = None  # json {desc_id: kind}, synthetic only
-    overrides: dict = field(default_factory=dict)
-
-    def annotations(self, split: str) -> Path:
-        return Path(self.root) / "annotations" / f"{split}.jsonl"
-
-    @property
-    def videos(self) -> Path:
-        return Path(self.root) / "videos"
+    video_ext: str
+    preset: Optional[str]  # a key of `presets`, applied before `overrides`
+    overrides: dict
 
 
 @dataclass
 class ExtractConfig:
     """The frame cache: frames decoded once, resampled at training time."""
 
-    root: str = "data/cache"
-    fps: float = 4.0  # frames cached per second of video
-    max_frames: int = 128  # cap per video (long videos are cached at a lower rate)
-    skip_bad: bool = False  # skip missing/corrupt videos (listed in the manifest) instead of failing
-
-    def __post_init__(self) -> None:
-        if self.fps <= 0:
-            raise ValueError("fps must be positive")
-        if self.max_frames < 1:
-            raise ValueError("max_frames must be at least 1")
+    fps: float = bounded(above=0)  # frames cached per second of video
+    max_frames: int = bounded(1)  # cap per video (long videos are cached at a lower rate)
+    skip_bad: bool  # skip missing/corrupt videos (listed in the manifest) instead of failing
 
 
 @dataclass
 class ClipConfig:
     """The frozen CLIP: an open_clip model name or JSON config path, and its weights."""
 
-    model: str = "configs/propy-tiny.json"
-    pretrained: str = "models/clip/clip.pt"  # open_clip tag, local checkpoint, or "" (random init)
+    model: str
+    pretrained: str  # open_clip tag, local checkpoint, or "" (random init)
 
 
 @dataclass
 class PretrainClipConfig:
     """Contrastive pre-training of the small CLIP on synthetic frames + appearance captions."""
 
-    enabled: bool = True
-    epochs: int = 6
-    batch_size: int = 128
-    lr: float = 1.0e-3
-    weight_decay: float = 0.1
-    frames_per_event: int = 4
-    seed: int = 0
+    enabled: bool
+    epochs: int = bounded(1)
+    batch_size: int = bounded(1)
+    lr: float = bounded(above=0)
+    weight_decay: float = bounded(0)
+    betas: list[float] = bounded(0, below=1)
+    eps: float = bounded(above=0)
+    warmup: float = bounded(0, below=1)  # fraction of all steps
+    frames_per_event: int = bounded(1)
+    seed: int
 
-
-@dataclass
-class PyramidConfig:
-    """Exactly one of ``windows`` ([[c, o], ...] per level) or ``overlaps`` (0/1 per level)."""
-
-    windows: Optional[list[list[int]]] = None
-    overlaps: Optional[list[int]] = None
-
-    def __post_init__(self) -> None:
-        if (self.windows is None) == (self.overlaps is None):
-            raise ValueError("give exactly one of 'windows' or 'overlaps'")
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from _pair("betas", self.betas)
 
 
 @dataclass
 class ModelConfig:
-    kind: ModelKind = "propy"
-    num_frames: int = 32
-    pyramid: PyramidConfig = field(default_factory=lambda: PyramidConfig(overlaps=[0, 1, 1, 1, 1]))
-    single_event: bool = False  # one global event over all frames instead of the pyramid (an ablation)
-    interaction: Interaction = "full"
-    frame_prompts: int = 4  # Nvp per layer; 0 switches frame prompts off
-    text_prompts: bool = True  # prefix prompts projected from the frame prompts
-    postfix_prompts: bool = False  # inert under the causal text mask (kept as a documented switch)
-    prompt_layers: Optional[int] = None  # deep prompts in the first N layers (None: all)
-    adapters: bool = True
-    adapter_layers: Optional[int] = None  # None: every vision block
-    adapter_width: int = 384
-    adapter_kernel: int = 5
+    kind: ModelKind
+    num_frames: int = bounded(1)
+    pyramid: PyramidSpec  # overlap flags [0, 1, 1] or windows [[2, 2], [2, 1], ...]
+    single_event: bool  # one global event over all frames instead of the pyramid (an ablation)
+    interaction: Interaction
+    frame_prompts: int = bounded(0)  # Nvp per layer; 0 switches frame prompts off
+    text_prompts: bool  # prefix prompts projected from the frame prompts
+    postfix_prompts: bool  # inert under the causal text mask (kept as a documented switch)
+    prompt_layers: Optional[int] = bounded(1)  # deep prompts in the first N layers (None: all)
+    adapters: bool
+    adapter_layers: Optional[int] = bounded(0)  # None: every vision block but the last
+    adapter_width: int = bounded(1)
+    adapter_kernel: int = bounded(1)
 
-    def __post_init__(self) -> None:
-        if self.num_frames < 1:
-            raise ValueError("num_frames must be at least 1")
-        if self.frame_prompts < 0:
-            raise ValueError("frame_prompts must be >= 0")
+    def problems(self) -> Iterator[tuple[str, str]]:
         if self.text_prompts and self.frame_prompts == 0:
-            raise ValueError("text_prompts are projected from frame prompts: set frame_prompts > 0")
-        if self.adapter_kernel < 1 or self.adapter_kernel % 2 == 0:
-            raise ValueError("adapter_kernel must be a positive odd number")
+            yield "text_prompts", "text prompts are projected from frame prompts: set frame_prompts > 0"
+        if self.adapter_kernel % 2 == 0:
+            yield "adapter_kernel", f"must be odd, got {self.adapter_kernel}"
         try:  # a pyramid that does not fit num_frames fails here, not deep inside a stage
-            self.build_pyramid()
+            self.event_pyramid
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            yield "pyramid", str(exc)
 
-    def build_pyramid(self) -> Pyramid:
-        """The event pyramid this config asks for; ``single_event`` is one window over every frame
-        (whatever num_frames is, so the ablation needs no edit when Nf changes)."""
+    @functools.cached_property
+    def event_pyramid(self) -> Pyramid:
+        """The event pyramid this config asks for, built once; ``single_event`` is one window over
+        every frame (whatever num_frames is, so the ablation needs no edit when Nf changes)."""
         if self.single_event:
-            return build_pyramid(self.num_frames, windows=[[self.num_frames, 1]])
-        return build_pyramid(self.num_frames, self.pyramid.windows, self.pyramid.overlaps)
+            return build_pyramid(self.num_frames, [[self.num_frames, 1]])
+        return build_pyramid(self.num_frames, self.pyramid)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_videos: int = 24
-    lr: float = 8.0e-4
-    weight_decay: float = 0.2
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1.0e-6
-    warmup: float = 0.1  # fraction of all steps
-    grad_clip: float = 1.0
-    max_words: int = 32
-    seed: int = 42
-    amp: bool = True  # used on CUDA only; CPU runs float32
-    num_workers: int = 0
+    epochs: int = bounded(1)
+    batch_videos: int = bounded(1)
+    lr: float = bounded(above=0)
+    weight_decay: float = bounded(0)
+    betas: list[float] = bounded(0, below=1)
+    eps: float = bounded(above=0)
+    warmup: float = bounded(0, below=1)  # fraction of all steps
+    grad_clip: float = bounded(above=0)
+    max_words: int = bounded(3)  # [SOS] + at least one word + [EOS]
+    amp: bool  # used on CUDA only; CPU runs float32
+    num_workers: int = bounded(0)
 
-    def __post_init__(self) -> None:
-        if len(self.betas) != 2:
-            raise ValueError("betas must be a list of two floats")
-        if not 0.0 <= self.warmup < 1.0:
-            raise ValueError("warmup is a fraction of all steps in [0, 1)")
-        if self.epochs < 1 or self.batch_videos < 1:
-            raise ValueError("epochs and batch_videos must be at least 1")
+    def problems(self) -> Iterator[tuple[str, str]]:
+        yield from _pair("betas", self.betas)
 
 
 @dataclass
 class EvalConfig:
-    batch_videos: int = 32
-    batch_queries: int = 512
-    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 100])
-    normalize_events: bool = True  # the reported ranking; the other setting is reported too
-    ratio_bins: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.4])
-    vcmr_top_events: int = 10
-    vcmr_max_proposals: int = 1000
-    iou_thresholds: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])
-    vcmr_ks: list[int] = field(default_factory=lambda: [1, 10, 100])
+    batch_videos: int = bounded(1)
+    batch_queries: int = bounded(1)
+    ks: list[int] = bounded(1)
+    normalize_events: bool  # the reported ranking; the other setting is reported too
+    ratio_bins: list[float] = bounded(above=0, below=1)
+    vcmr_top_events: int = bounded(1)
+    vcmr_max_proposals: int = bounded(1)
+    iou_thresholds: list[float] = bounded(above=0, hi=1)
+    vcmr_ks: list[int] = bounded(1)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for name in ("ks", "ratio_bins", "iou_thresholds", "vcmr_ks"):
+            values = getattr(self, name)
+            if not values or values != sorted(set(values)):
+                yield name, f"expected a non-empty increasing list without repeats, got {values!r}"
 
 
 @dataclass
@@ -210,30 +207,28 @@ class StudyConfig:
     stages (only the former has a checkpoint), hence two lists.
     """
 
-    trained: list[str] = field(default_factory=lambda: ["full"])
-    zero_shot: list[str] = field(default_factory=list)
-    ablations: dict[str, list[str]] = field(default_factory=dict)  # table name -> rows in order
+    trained: list[str]
+    seeds: list[int]  # each trained variant is trained once per seed; results pool over them
+    zero_shot: list[str]
+    ablations: dict[str, list[str]]  # table name -> rows in order
 
 
 @dataclass
 class ReportConfig:
     """Settings of the report notebooks (``python -m propy report``)."""
 
-    kernel: str = "propy"  # Jupyter kernel registered from the project's .venv
-    headline: str = "full"  # the variant the index and the qualitative report show
-    qualitative_queries: int = 3
-    top_k: int = 5
-    strip_frames: int = 8  # sampled frames in the data report's strip
-
-    def __post_init__(self) -> None:
-        if self.qualitative_queries < 1 or self.top_k < 1 or self.strip_frames < 1:
-            raise ValueError("qualitative_queries, top_k and strip_frames must be at least 1")
+    kernel: str  # Jupyter kernel registered from the project's .venv
+    headline: str  # the variant the index and the qualitative report show
+    qualitative_queries: int = bounded(1)
+    top_k: int = bounded(1)
+    strip_frames: int = bounded(1)  # sampled frames in the data report's strip
 
 
 @dataclass
 class Params:
     dataset: str
     datasets: dict[str, DatasetEntry]
+    presets: dict[str, dict]
     synth: SynthConfig
     extract: ExtractConfig
     clip: ClipConfig
@@ -242,18 +237,47 @@ class Params:
     train: TrainConfig
     eval: EvalConfig
     variants: dict[str, dict]
-    study: StudyConfig = field(default_factory=StudyConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
-    variant: Optional[str] = None  # the variant these params were resolved for
+    study: StudyConfig
+    report: ReportConfig
+    variant: Optional[str]  # the variant these params were resolved for
 
     @property
     def data(self) -> DatasetEntry:
         return self.datasets[self.dataset]
 
 
-def _check_range(values: list, name: str, minimum: float) -> None:
-    if len(values) != 2 or values[0] > values[1] or values[0] < minimum:
-        raise ValueError(f"{name} must be [min, max] with {minimum} <= min <= max")
+def _pair(name: str, values: list) -> Iterator[tuple[str, str]]:
+    if len(values) != 2:
+        yield name, f"expected a list of two numbers, got {values!r}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a stage reads its inputs. dvc.yaml owns every path and passes these on the command
+    line (``--data data/<dataset> --cache data/cache``), so no path is stated twice."""
+
+    data: Path  # annotations/{train,val,test}.jsonl, videos/, and for the synthetic set its extras
+    cache: Path  # the frame cache: <cache>/<split>/
+
+    def annotations(self, split: str) -> Path:
+        return self.data / "annotations" / f"{split}.jsonl"
+
+    @property
+    def videos(self) -> Path:
+        return self.data / "videos"
+
+    @property
+    def query_kinds(self) -> Optional[Path]:
+        """``query_kinds.json`` when the dataset has one (the synthetic benchmark does)."""
+        path = self.data / "query_kinds.json"
+        return path if path.is_file() else None
+
+    @property
+    def captions(self) -> Path:
+        return self.data / "captions.jsonl"
+
+    def cache_split(self, split: str) -> Path:
+        return self.cache / split
 
 
 # --------------------------------------------------------------------------- loading
@@ -266,6 +290,16 @@ def deep_merge(base: dict, override: dict) -> dict:
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model.pyramid": [...], ...}``: the leaves of nested mappings by dotted path."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -331,7 +365,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, naming ``where`` in every error."""
+    """Build dataclass ``cls`` from a mapping: types, ranges and the class' own ``problems()``,
+    each error naming the dotted key ``where.field``."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -343,63 +378,83 @@ def build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(fields)}"
         )
+    dotted = lambda name: f"{where}.{name}" if where else name  # noqa: E731
     kwargs = {}
     for name, f in fields.items():
-        path = f"{where}.{name}" if where else name
-        if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], path)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{path}: missing (expected {_type_name(hints[name])})")
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        if name not in data:
+            raise ConfigError(f"{dotted(name)}: missing (expected {_type_name(hints[name])})")
+        kwargs[name] = _coerce(data[name], hints[name], dotted(name))
+        problem = "range" in f.metadata and _out_of_range(kwargs[name], *f.metadata["range"])
+        if problem:
+            raise ConfigError(f"{dotted(name)}: {problem}")
+    obj = cls(**kwargs)
+    for name, problem in getattr(obj, "problems", lambda: ())():
+        raise ConfigError(f"{dotted(name)}: {problem}")
+    return obj
 
 
-def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml") -> Params:
-    """Validate raw params, apply the dataset's overrides and then the variant's."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    raw = copy.deepcopy(raw)
+def merged(raw: dict, variant: Optional[str], source: str) -> dict:
+    """The raw blocks of ``variant``: base <- ``presets[datasets.<dataset>.preset]`` <-
+    ``datasets.<dataset>.overrides`` <- ``variants.<variant>``; each layer may touch only the
+    overridable blocks (an error names the layer where the user wrote it)."""
     datasets = raw.get("datasets")
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError(f"{source}: datasets: expected a mapping of dataset entries")
     name = raw.get("dataset")
     if name not in datasets:
         raise ConfigError(f"{source}: dataset: {name!r} is not one of {', '.join(map(str, datasets))}")
-    entry = datasets[name] or {}
-    overrides = entry.get("overrides", {}) if isinstance(entry, dict) else {}
-    _check_override_blocks(overrides, f"{source}: datasets.{name}.overrides")
-    raw = deep_merge(raw, overrides)
-    variants = raw.get("variants") or {}
-    if not isinstance(variants, dict):
-        raise ConfigError(f"{source}: variants: expected a mapping of named overrides")
-    for vname, vover in variants.items():
-        _check_override_blocks(vover or {}, f"{source}: variants.{vname}")
-        try:  # validate every variant now, so a typo in any of them fails early
-            build(Params, {**deep_merge(raw, vover or {}), "variant": None}, "")
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: variants.{vname}: {exc}") from None
-    _check_study(raw, variants, source)
+    entry = datasets[name] if isinstance(datasets[name], dict) else {}
+    layers = []
+    preset = entry.get("preset")
+    if preset is not None:
+        presets = raw.get("presets") or {}
+        if preset not in presets:
+            raise ConfigError(f"{source}: datasets.{name}.preset: {preset!r} is not one of "
+                              f"{', '.join(presets) or '(no presets defined)'}")
+        layers.append((f"presets.{preset}", presets[preset]))
+    layers.append((f"datasets.{name}.overrides", entry.get("overrides") or {}))
     if variant is not None:
+        variants = raw.get("variants") or {}
         if variant not in variants:
-            raise ConfigError(f"{source}: variant {variant!r} is not one of {', '.join(variants)}")
-        raw = deep_merge(raw, variants[variant] or {})
-    raw["variant"] = variant
-    try:
-        return build(Params, raw, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: variants: {variant!r} is not one of {', '.join(map(str, variants))}")
+        layers.append((f"variants.{variant}", variants[variant] or {}))
+    out = raw
+    for where, override in layers:
+        _check_override_blocks(override, f"{source}: {where}")
+        out = deep_merge(out, override)
+    return {**out, "variant": variant}
 
 
-def _check_study(raw: dict, variants: dict, source: str) -> None:
-    """Names in ``study`` and ``report.headline`` must be variants; zero-shot ones must not train."""
+def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml") -> Params:
+    """Validated params of one variant (or of the base blocks with ``variant=None``).
+
+    The base is checked first, so a mistake in a base block is reported there and not under
+    the variant. Only the requested variant is checked: ``check-params`` checks them all, and
+    a stage's start-up pays for its own variant alone.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    if variant is not None:
+        resolve(raw, None, source)
     try:
-        study = build(StudyConfig, raw.get("study"), "study")
-        headline = build(ReportConfig, raw.get("report"), "report").headline
+        params = build(Params, merged(raw, variant, source), "")
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot, "report.headline": [headline]}
+        message = str(exc)
+        if message.startswith(f"{source}: "):  # already names its layer
+            raise
+        layer = f"variants.{variant}: " if variant is not None else ""
+        raise ConfigError(f"{source}: {layer}{message}") from None
+    if variant is None:
+        _check_study(params, source)
+    return params
+
+
+def _check_study(params: Params, source: str) -> None:
+    """Names in ``study`` and ``report.headline`` must be variants; ablation rows must be trained;
+    zero-shot variants must not train."""
+    variants, study = params.variants, params.study
+    named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot,
+             "report.headline": [params.report.headline]}
     named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
     for where, names in named.items():
         for name in names:
@@ -407,9 +462,14 @@ def _check_study(raw: dict, variants: dict, source: str) -> None:
                 raise ConfigError(
                     f"{source}: {where}: {name!r} is not a variant; expected one of {', '.join(variants)}"
                 )
+    for table, names in study.ablations.items():
+        stray = [n for n in names if n not in study.trained]
+        if stray:
+            raise ConfigError(f"{source}: study.ablations.{table}: {', '.join(stray)} not in study.trained "
+                              "(the ablation tables compare trained variants)")
     for where, names in (("study.trained", study.trained), ("study.zero_shot", study.zero_shot)):
         for name in names:
-            kind = deep_merge(raw, variants[name] or {}).get("model", {}).get("kind", "propy")
+            kind = ((variants[name] or {}).get("model") or {}).get("kind", params.model.kind)
             if (kind == "propy") != (where == "study.trained"):
                 expected = "'propy'" if where == "study.trained" else "a zero-shot kind (meanpool, maxframe)"
                 raise ConfigError(
@@ -431,12 +491,51 @@ def _check_override_blocks(override: Any, where: str) -> None:
         raise ConfigError(f"{where}: cannot override {', '.join(bad)}; allowed blocks: {', '.join(_OVERRIDABLE)}")
 
 
-def load_params(path: str | Path = "params.yaml", variant: Optional[str] = None) -> Params:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys silently, replacing a whole block: refuse it."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{self.name}: line {line}: key {key!r} is given twice "
+                                  f"(first on line {seen[key]}); merge the two into one")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_params(path: str | Path) -> dict:
+    """The raw mapping of a params file: UTF-8 text, valid YAML, no key given twice."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such parameters file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return resolve(raw, variant=variant, source=str(path))
+    finally:
+        loader.dispose()
+
+
+def load_params(path: str | Path = "params.yaml", variant: Optional[str] = None) -> Params:
+    return resolve(read_params(path), variant=variant, source=str(path))
+
+
+def add_layout_args(parser, cache: bool = True) -> None:
+    """``--data`` (and ``--cache``): the input folders a stage reads, given by dvc.yaml."""
+    parser.add_argument("--data", required=True, type=Path,
+                        help="the dataset's folder (annotations/, videos/), e.g. data/synthetic")
+    if cache:
+        parser.add_argument("--cache", required=True, type=Path, help="the frame cache folder, e.g. data/cache")
+
+
+def layout_from(args) -> Layout:
+    return Layout(data=args.data, cache=getattr(args, "cache", None))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from propy.config import Params, load_params, resolve
+from propy.config import Params, flatten, read_params, resolve
 from propy.errors import ConfigError
 
 
@@ -22,20 +21,10 @@ def configure_parser(parser) -> None:
     parser.add_argument("--dataset", help="resolve for this entry of `datasets` instead of `dataset`")
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"model.pyramid.overlaps": [...], ...}``: the leaves of nested mappings by dotted path."""
-    if not isinstance(tree, dict) or not tree:
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def variant_summary(params: Params, base: Params) -> str:
     """One line: the variant's role, model kind, pyramid and every value it changes."""
     model = params.model
-    pyramid = model.build_pyramid()
+    pyramid = model.event_pyramid
     study = params.study
     role = "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
     mine, theirs = flatten(dataclasses.asdict(params)), flatten(dataclasses.asdict(base))
@@ -45,8 +34,8 @@ def variant_summary(params: Params, base: Params) -> str:
 
 
 def _raw(path: Path, dataset: str | None) -> dict:
-    load_params(path)  # validates the file as written first, naming the file in every error
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = read_params(path)
+    resolve(raw, source=str(path))  # validates the file as written first, naming the file in every error
     if dataset is not None:
         raw["dataset"] = dataset
     return raw
@@ -63,7 +52,8 @@ def run(args) -> int:
     variants = list(base.variants)
     if not variants:
         raise ConfigError(f"{path}: variants: no variant defined; the pipeline needs at least one")
-    print(f"{path}: dataset {base.dataset} (root {base.data.root}), clip {base.clip.model}")
+    preset = f", preset {base.data.preset}" if base.data.preset else ""
+    print(f"{path}: dataset {base.dataset}{preset}, clip {base.clip.model} ({base.clip.pretrained or 'random init'})")
     for name in variants:
         print(variant_summary(resolve(raw, variant=name, source=str(path)), base))
     print(f"ok: {len(variants)} variants valid "

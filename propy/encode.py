@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from propy.backbone import Backbone
-from propy.config import Params
+from propy.config import Layout, Params
 from propy.data.annotations import Record, load_annotations
 from propy.data.cache import FrameCache
 from propy.data.datasets import VideoClips, cached_queries, query_tokens
@@ -38,13 +38,13 @@ class SplitData:
     tokens: torch.Tensor  # [Nt, max_words]
 
 
-def load_split(params: Params, split: str, backbone: Backbone) -> SplitData:
+def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -> SplitData:
     """Annotations of ``split`` joined with its frame cache, tokenised with ``train.max_words``."""
-    path = params.data.annotations(split)
-    cache = FrameCache(params.extract.root, split)
+    path = layout.annotations(split)
+    cache = FrameCache(layout.cache, split)
     queries = cached_queries(load_annotations(path), cache.names, str(path))
     clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
-                       train=False, seed=params.train.seed)
+                       train=False, seed=0)  # evaluation samples segment centres: no randomness
     return SplitData(
         split=split,
         records=queries.records,

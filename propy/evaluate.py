@@ -30,10 +30,10 @@ from torch import nn
 
 from propy.backbone import Backbone, load_clip
 from propy.checkpoint import load_trained, pick_device
-from propy.config import SPLITS, Params, load_params
+from propy.config import SPLITS, Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
-from propy.errors import DataError
+from propy.errors import ConfigError, DataError
 from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
 from propy.model import build_model
@@ -107,12 +107,11 @@ def score(encoded: Encoded, proposals: np.ndarray, params: Params) -> Scored:
     )
 
 
-def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str]]:
-    """Kind of each query from the dataset's ``query_kinds`` json, or None when it has none."""
+def query_kinds(path: Optional[Path], records: list[Record]) -> Optional[list[str]]:
+    """Kind of each query from the dataset's ``query_kinds.json``, or None when it has none."""
     if path is None:
         return None
-    path = Path(path)
-    kinds = read_json(path, "no such query kinds file (dataset entry query_kinds)")
+    kinds = read_json(path, "no such query kinds file")
     if not isinstance(kinds, dict):
         raise DataError(f"{path}: expected an object {{desc_id: kind}}")
     missing = [r.desc_id for r in records if r.desc_id not in kinds]
@@ -121,11 +120,11 @@ def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str
     return [kinds[r.desc_id] for r in records]
 
 
-def breakdowns(records: list[Record], ranks: np.ndarray, params: Params) -> dict:
+def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, layout: Layout) -> dict:
     """R@K by moment/video length ratio bin and, when the dataset has them, by query kind."""
     edges, ks = params.eval.ratio_bins, params.eval.ks
     ratios = np.array([r.ratio for r in records])
-    kinds = query_kinds(params.data.query_kinds, records)
+    kinds = query_kinds(layout.query_kinds, records)
     return {
         "by_ratio": breakdown(ranks, bin_ratios(ratios, edges), ks, key="bin", order=bin_labels(edges)),
         "by_kind": breakdown(ranks, kinds, ks, key="kind") if kinds is not None else [],
@@ -133,20 +132,21 @@ def breakdowns(records: list[Record], ranks: np.ndarray, params: Params) -> dict
 
 
 def write_outputs(
-    params: Params, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored, proposals: np.ndarray,
-    metrics_path: Path, results: Path,
+    params: Params, layout: Layout, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored,
+    proposals: np.ndarray, metrics_path: Path, results: Path,
 ) -> dict:
     """Write the metrics JSON and the per-query results; return the metrics."""
     cfg, data = params.eval, encoded.data
     reported, other = scored.ranks[cfg.normalize_events], scored.ranks[not cfg.normalize_events]
     other_metrics = prvr_metrics(other, cfg.ks)
     metrics = {
-        "variant": params.variant, "kind": params.model.kind, "split": split, "epoch": epoch,
+        "variant": params.variant, "kind": params.model.kind, "dataset": params.dataset, "split": split,
+        "epoch": epoch, "num_queries": len(data.records), "num_videos": len(data.vid_names),
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
         "vcmr": scored.vcmr,
     }
-    atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params))
+    atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, layout))
     lines = [
         json.dumps({
             "desc_id": r.desc_id, "vid_name": r.vid_name, "rank": int(rank),
@@ -173,40 +173,44 @@ def write_outputs(
 
 
 def evaluate(
-    params: Params, split: str, device: torch.device, checkpoint: Path, metrics_path: Path, results: Path
+    params: Params, layout: Layout, split: str, device: torch.device, checkpoint: Optional[Path],
+    metrics_path: Path, results: Path,
 ) -> dict:
     """Encode, score and write every output of one variant on ``split``; return the metrics."""
     backbone = load_clip(params.clip)
-    data = load_split(params, split, backbone)
+    data = load_split(params, layout, split, backbone)
     model, epoch = load_model(params, backbone, checkpoint, device)
     encoded = encode_split(model, data, params.eval.batch_videos, params.eval.batch_queries, device)
     proposals = model.proposals.cpu().numpy()
     scored = score(encoded, proposals, params)
-    return write_outputs(params, split, epoch, encoded, scored, proposals, metrics_path, results)
+    return write_outputs(params, layout, split, epoch, encoded, scored, proposals, metrics_path, results)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to evaluate")
     parser.add_argument("--split", default="test", choices=SPLITS, help="annotation split (default: test)")
-    parser.add_argument("--checkpoint", help="trained weights (default: models/<variant>/best.pt)")
-    parser.add_argument("--metrics", help="metrics JSON (default: metrics/<variant>.json)")
-    parser.add_argument("--results", help="per-query results folder (default: results/<variant>)")
+    add_layout_args(parser)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="trained weights, e.g. models/<variant>/best.pt (trained variants only)")
+    parser.add_argument("--metrics", required=True, type=Path, help="metrics JSON, e.g. metrics/<variant>.json")
+    parser.add_argument("--results", required=True, type=Path, help="per-query results folder, e.g. results/<variant>")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.variant)
+    trained = params.model.kind == "propy"
+    if trained != (args.checkpoint is not None):
+        raise ConfigError(
+            f"variant {args.variant!r} (model.kind {params.model.kind}) needs --checkpoint with its trained weights"
+            if trained else
+            f"variant {args.variant!r} is a zero-shot baseline (model.kind {params.model.kind}): it has no trained "
+            "weights, so --checkpoint does not apply; drop it"
+        )
     device = pick_device(args.device)
     started = time.perf_counter()
-    metrics = evaluate(
-        params,
-        args.split,
-        device,
-        checkpoint=Path(args.checkpoint or f"models/{args.variant}/best.pt"),
-        metrics_path=Path(args.metrics or f"metrics/{args.variant}.json"),
-        results=Path(args.results or f"results/{args.variant}"),
-    )
+    metrics = evaluate(params, layout_from(args), args.split, device, args.checkpoint, args.metrics, args.results)
     recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)
     vcmr = ", ".join(f"{iou} " + " ".join(f"{k} {v:.1f}" for k, v in rs.items()) for iou, rs in metrics["vcmr"].items())
     print(

@@ -13,7 +13,7 @@ import numpy as np
 from propy.errors import ConfigError
 from propy.pyramid import Pyramid
 
-VARIANTS = ("full", "descendants", "ancestors", "none", "dense")
+INTERACTIONS = ("full", "descendants", "ancestors", "none", "dense")  # `model.interaction` (config.py)
 
 
 def _event_block(below: np.ndarray, variant: str) -> np.ndarray:
@@ -21,9 +21,9 @@ def _event_block(below: np.ndarray, variant: str) -> np.ndarray:
 
     `below[i, j]` says event j is a strict descendant of event i.
     """
-    if variant not in VARIANTS:
+    if variant not in INTERACTIONS:
         raise ConfigError(
-            f"unknown interaction variant {variant!r}; expected one of {', '.join(VARIANTS)}"
+            f"unknown interaction variant {variant!r}; expected one of {', '.join(INTERACTIONS)}"
         )
     ne = below.shape[0]
     own = np.eye(ne, dtype=bool)

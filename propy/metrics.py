@@ -189,25 +189,37 @@ def bootstrap_sumr(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile interval of SumR with the queries resampled with replacement.
+    """Percentile interval of SumR, resampling queries and training seeds with replacement.
 
-    With ``reference`` (another model's ranks of the same queries, same order)
-    it is the interval of SumR(ranks) - SumR(reference), resampled jointly
-    (paired), which is what an ablation table needs. It measures how far the
-    finite test set alone moves SumR; variation across training seeds comes on top.
+    ``ranks`` is ``[Nq]`` (one run) or ``[S, Nq]`` (one run per training seed, same queries
+    in the same order); SumR is the mean over the runs. With ``reference`` (another model's
+    ranks of the same queries, ``[Nq]`` or ``[S', Nq]``) it is the interval of
+    SumR(ranks) - SumR(reference): each replicate draws one set of queries for both sides
+    (paired) and the seeds of each side independently, so the interval covers both what the
+    finite test set and what the choice of seeds can move.
     """
-    ranks = np.asarray(ranks)
-    if ranks.ndim != 1 or ranks.size == 0:
-        raise ValueError(f"expected a non-empty 1-d array of ranks, got shape {ranks.shape}")
+    ranks = _runs(ranks, "ranks")
     if reference is not None:
-        reference = np.asarray(reference)
-        if reference.shape != ranks.shape:
+        reference = _runs(reference, "reference ranks")
+        if reference.shape[1] != ranks.shape[1]:
             raise ValueError(f"reference ranks {reference.shape} do not pair with ranks {ranks.shape}")
-    picks = np.random.default_rng(seed).integers(0, ranks.size, size=(samples, ranks.size))
+    rng = np.random.default_rng(seed)
+    queries = rng.integers(0, ranks.shape[1], size=(samples, ranks.shape[1]))
 
     def sumr(r: np.ndarray) -> np.ndarray:
-        return 100.0 * sum((r[picks] <= k).mean(axis=1) for k in ks)
+        runs = rng.integers(0, r.shape[0], size=(samples, r.shape[0]))
+        hits = sum((r[:, queries] <= k).mean(axis=2) for k in ks)  # [S, samples]: per run, per replicate
+        return 100.0 * np.take_along_axis(hits.T, runs, axis=1).mean(axis=1)
 
     values = sumr(ranks) - (sumr(reference) if reference is not None else 0.0)
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+def _runs(ranks: np.ndarray, what: str) -> np.ndarray:
+    ranks = np.asarray(ranks)
+    if ranks.ndim == 1:
+        ranks = ranks[None]
+    if ranks.ndim != 2 or ranks.size == 0:
+        raise ValueError(f"expected non-empty {what} of shape [Nq] or [runs, Nq], got shape {ranks.shape}")
+    return ranks

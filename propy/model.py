@@ -190,7 +190,7 @@ class ProPy(VideoModel):
     """Prompt pyramid + ADI + deep frame prompts + temporal adapters + text prompts."""
 
     def __init__(self, cfg: ModelConfig, clip: open_clip.CLIP):
-        pyramid = cfg.build_pyramid()
+        pyramid = cfg.event_pyramid
         super().__init__(clip, torch.from_numpy(pyramid.proposals()))
         self.pyramid: Pyramid = pyramid
         visual = clip.visual

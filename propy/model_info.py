@@ -12,24 +12,20 @@ import argparse
 import dataclasses
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from propy.config import ClipConfig, ModelConfig, PyramidConfig, load_params
+from propy.config import ModelConfig, build, deep_merge, load_params, read_params
 from propy.errors import ConfigError
 
-PAPER_FRAMES = 32
-PAPER_OVERLAPS = [0, 1, 1, 1, 1]  # 16 + 15 + 7 + 3 + 1 = 42 events
+PAPER = "paper"  # the preset of params.yaml used with an open_clip --clip
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--params", default=None, help="params file (default: params.yaml if present, else built-in defaults)"
-    )
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", default=None, help="a variant of params.yaml")
     parser.add_argument(
         "--clip", default=None,
         help="open_clip name or JSON config instead of params' clip.model; with an open_clip name "
-             f"(e.g. ViT-B-32) the paper's Nf={PAPER_FRAMES} pyramid {PAPER_OVERLAPS} is used",
+             f"(e.g. ViT-B-32) the model settings of the preset `presets.{PAPER}` (Nf 32, 42 events) are used",
     )
     parser.add_argument("--batch", type=int, default=2, help="videos per timed forward (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards of each model (default 3)")
@@ -37,22 +33,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _configs(args: argparse.Namespace) -> tuple[str, ModelConfig]:
-    """(clip model, model config) from params (or defaults) and the --clip override."""
-    path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
-    if path is None:
-        if args.variant:
-            raise ConfigError("--variant needs a params file (no params.yaml here; pass --params)")
-        clip, model = ClipConfig().model, ModelConfig()
-    else:
-        params = load_params(path, args.variant)
-        clip, model = params.clip.model, params.model
+    """(clip model, model config) from params and the --clip override."""
+    params = load_params(args.params, args.variant)
     if args.clip is None:
-        return clip, model
-    if not args.clip.endswith(".json"):  # an open_clip model: the paper's frames and pyramid
-        model = dataclasses.replace(
-            model, num_frames=PAPER_FRAMES, pyramid=PyramidConfig(overlaps=list(PAPER_OVERLAPS))
-        )
-    return args.clip, model
+        return params.clip.model, params.model
+    if args.clip.endswith(".json"):
+        return args.clip, params.model
+    preset = (read_params(args.params).get("presets") or {}).get(PAPER)  # an open_clip model: the paper's model
+    if preset is None:
+        raise ConfigError(f"{args.params}: presets.{PAPER}: missing; --clip with an open_clip name uses its model block")
+    raw_model = deep_merge(dataclasses.asdict(params.model), preset.get("model") or {})
+    return args.clip, build(ModelConfig, raw_model, f"presets.{PAPER}.model")
 
 
 def parameter_counts(model) -> dict[str, tuple[int, bool]]:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from propy.backbone import Backbone, load_clip, model_config, tokenize
 from propy.checkpoint import file_digest, json_digest, load_resume, pick_device, save_resume
-from propy.config import Params, PretrainClipConfig, load_params
+from propy.config import Layout, Params, PretrainClipConfig, add_layout_args, layout_from, load_params
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
@@ -41,9 +41,6 @@ from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
 
-WARMUP = 0.1  # fraction of all steps
-BETAS = (0.9, 0.98)  # open_clip's defaults for ViT CLIPs
-EPS = 1.0e-6
 MAX_LOGIT_SCALE = math.log(100.0)
 EVAL_BATCH = 1024
 
@@ -156,7 +153,7 @@ def zero_shot_accuracy(
 def clip_optimizer(model: nn.Module, cfg: PretrainClipConfig) -> torch.optim.AdamW:
     """AdamW as open_clip trains CLIP: no weight decay on tensors of rank < 2 (gains, biases, logit scale)."""
     groups = param_groups(model, cfg.weight_decay, exempt=lambda name, param: param.ndim < 2)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=BETAS, eps=EPS)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def _resume_path(out: Path) -> Path:
@@ -172,22 +169,22 @@ def _config_hash(params: Params, captions: Path, cache: FrameCache) -> str:
     })
 
 
-def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device) -> dict:
+def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, device: torch.device) -> dict:
     """Train, save the state dict to ``out`` and the metrics to ``metrics_path``; return the metrics."""
     cfg = params.pretrain_clip
     started = time.perf_counter()
-    captions_path = Path(params.data.root) / "captions.jsonl"
+    captions_path = layout.captions
     captions = load_captions(captions_path)
-    train_cache = FrameCache(params.extract.root, "train")
+    train_cache = FrameCache(layout.cache, "train")
     train_events = split_events(captions, train_cache, "train")
-    val_cache = FrameCache(params.extract.root, "val")
+    val_cache = FrameCache(layout.cache, "val")
     val_events = split_events(captions, val_cache, "val")
 
     torch.manual_seed(cfg.seed)
     backbone: Backbone = load_clip(dataclasses.replace(params.clip, pretrained=""))
     if train_cache.size != backbone.image_size:
         raise DataError(
-            f"{params.extract.root}/train: frames are cached at {train_cache.size} px but {params.clip.model} "
+            f"{layout.cache_split('train')}: frames are cached at {train_cache.size} px but {params.clip.model} "
             f"takes {backbone.image_size} px; re-run `python -m propy extract`"
         )
     model = backbone.model.requires_grad_(True).train().to(device)
@@ -200,7 +197,7 @@ def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device
             f"pretrain_clip.batch_size is {cfg.batch_size} but the training split has only {num_frames} frames"
         )
     optimizer = clip_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg.epochs * steps_per_epoch, WARMUP)
+    scheduler = make_scheduler(optimizer, cfg.epochs * steps_per_epoch, cfg.warmup)
 
     resume_path = _resume_path(out)
     config_hash = _config_hash(params, captions_path, train_cache)
@@ -259,21 +256,27 @@ def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("--out", default="models/clip/clip.pt", help="state dict to write (default: %(default)s)")
-    parser.add_argument("--metrics", default="metrics/pretrain_clip.json", help="metrics JSON to write")
+    add_layout_args(parser)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder of the trained weights; they are written to the file `clip.pretrained` "
+                             "names, which must lie in it")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
     if not params.pretrain_clip.enabled:  # real data: published weights; the stage's outputs still exist
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(args.metrics, {"skipped": True})
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")
         return 0
+    out = Path(params.clip.pretrained)
+    if not params.clip.pretrained or out.resolve().parent != args.out.resolve():
+        raise ConfigError(f"{args.params}: clip.pretrained is {params.clip.pretrained!r}; with pretrain_clip.enabled "
+                          f"it must name the file this stage writes, a file in {args.out}/ (e.g. {args.out}/clip.pt)")
     device = pick_device(args.device)
-    metrics = pretrain(params, out, Path(args.metrics), device)
+    metrics = pretrain(params, layout_from(args), out, Path(args.metrics), device)
     chance = 100.0 / metrics["num_classes"]
     print(
         f"pretrain-clip: {metrics['epochs']} epochs in {metrics['seconds']:.1f} s, final loss "

@@ -20,13 +20,6 @@ from propy.errors import ConfigError
 Window = tuple[int, int]
 
 
-def _as_int(value: object, what: str) -> int:
-    """Accept ints (as yaml gives them) and reject bools, floats and strings."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"pyramid: {what} must be an integer, got {value!r}")
-    return int(value)
-
-
 def _level_counts(num_frames: int, windows: tuple[Window, ...]) -> tuple[int, ...]:
     """(n_0, ..., n_K); raises ConfigError naming the first level that does not fit."""
     if num_frames < 1:
@@ -68,17 +61,11 @@ class Pyramid:
     @classmethod
     def from_windows(cls, num_frames: int, windows: Sequence[Sequence[int]]) -> Pyramid:
         """Pyramid from [(c_0, o_0), ..., (c_{K-1}, o_{K-1})], the paper's `H` form."""
-        nf = _as_int(num_frames, "num_frames")
-        parsed = []
         for k, pair in enumerate(windows):
-            if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-                raise ConfigError(
-                    f"pyramid level {k + 1}: window must be a pair [c, o], got {pair!r}"
-                )
-            parsed.append((_as_int(pair[0], f"level {k + 1} window c"),
-                           _as_int(pair[1], f"level {k + 1} stride o")))
-        windows_t = tuple(parsed)
-        return cls(nf, windows_t, _level_counts(nf, windows_t))
+            if len(pair) != 2:
+                raise ConfigError(f"pyramid level {k + 1}: window must be a pair [c, o], got {list(pair)!r}")
+        windows_t = tuple((int(c), int(o)) for c, o in windows)
+        return cls(num_frames, windows_t, _level_counts(num_frames, windows_t))
 
     @classmethod
     def from_overlaps(cls, num_frames: int, overlaps: Sequence[int]) -> Pyramid:
@@ -88,11 +75,11 @@ class Pyramid:
         (flag 1); level p spans the whole video, so it has one event whatever
         its flag. The result is converted to the equivalent windows form.
         """
-        nf = _as_int(num_frames, "num_frames")
+        nf = num_frames
         if nf < 1 or nf & (nf - 1):
             raise ConfigError(f"pyramid: overlaps need a power-of-two number of frames, got {nf}")
         p = nf.bit_length() - 1
-        flags = [_as_int(f, "overlap flag") for f in overlaps]
+        flags = list(overlaps)
         if not flags:
             raise ConfigError("pyramid: at least one overlap flag is needed, got none")
         if len(flags) > p:
@@ -231,14 +218,9 @@ class Pyramid:
         return "\n".join(lines)
 
 
-def build_pyramid(
-    num_frames: int,
-    windows: Sequence[Sequence[int]] | None = None,
-    overlaps: Sequence[int] | None = None,
-) -> Pyramid:
-    """Pyramid from exactly one of the two config forms (`model.pyramid` in params.yaml)."""
-    if (windows is None) == (overlaps is None):
-        raise ConfigError("pyramid: give exactly one of 'windows' or 'overlaps'")
-    if windows is not None:
-        return Pyramid.from_windows(num_frames, windows)
-    return Pyramid.from_overlaps(num_frames, overlaps)
+def build_pyramid(num_frames: int, spec: Sequence[int] | Sequence[Sequence[int]]) -> Pyramid:
+    """Pyramid from `model.pyramid` in params.yaml: overlap flags ``[0, 1, 1]`` when every
+    entry is a number, else windows ``[[c, o], ...]``."""
+    if all(isinstance(x, (int, np.integer)) for x in spec):
+        return Pyramid.from_overlaps(num_frames, spec)
+    return Pyramid.from_windows(num_frames, spec)

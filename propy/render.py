@@ -2,11 +2,12 @@
 
 The notebook runs in the project's registered kernel (``report.kernel``) with the repo
 root as working directory, so it behaves the same on any machine. It gets the values it
-declares in its ``parameters`` cell (paths, variant lists, report settings) from
-params.yaml. Outputs: ``reports/executed/NAME.ipynb`` and ``reports/NAME.html`` (no
-input cells), both moved into place only when the whole notebook succeeded. A failing
-cell is reported in one line (a DataError inside the notebook keeps its message); the
-full traceback stays in ``reports/executed/NAME.failed.ipynb``.
+declares in its ``parameters`` cell: variant lists and report settings from params.yaml,
+folders from the command line (dvc.yaml owns them). Outputs, under ``--out``:
+``executed/NAME.ipynb`` and ``NAME.html`` (no input cells), both moved into place only
+when the whole notebook succeeded; figures and tables in ``figures/NAME/`` and
+``tables/NAME/``. A failing cell is reported in one line (a DataError inside the notebook
+keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb``.
 """
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from propy.config import Params, load_params
+from propy.config import Layout, Params, add_layout_args, layout_from, load_params
 from propy.errors import ConfigError, DataError, PropyError
 from propy.io import atomic_write_text
 
 NOTEBOOKS = Path("notebooks")
-REPORTS = Path("reports")
 
 
 class NotebookError(PropyError):
@@ -29,14 +29,20 @@ class NotebookError(PropyError):
 def configure_parser(parser) -> None:
     parser.add_argument("notebook", help="report name: notebooks/<name>.ipynb")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    add_layout_args(parser)
+    for name, example in (("metrics", "metrics/synthetic/pooled"), ("logs", "logs/train/synthetic"),
+                          ("results", "results/synthetic/pooled"), ("runs", "results/synthetic/runs"),
+                          ("out", "reports")):
+        parser.add_argument(f"--{name}", required=True, type=Path, help=f"{name} folder, e.g. {example}")
 
 
 def available() -> list[str]:
     return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
 
 
-def notebook_values(params: Params, params_path: str, name: str) -> dict[str, Any]:
+def notebook_values(params: Params, params_path: str, name: str, layout: Layout, folders: dict[str, Path]) -> dict[str, Any]:
     """Every value a report notebook may declare; each notebook receives the ones it declares."""
+    out = folders["out"]
     study, report = params.study, params.report
     return {
         "params_path": params_path,
@@ -47,15 +53,16 @@ def notebook_values(params: Params, params_path: str, name: str) -> dict[str, An
         "top_k": report.top_k,
         "qualitative_queries": report.qualitative_queries,
         "strip_frames": report.strip_frames,
-        "data_root": params.data.root,
-        "query_kinds": params.data.query_kinds,
-        "cache_root": params.extract.root,
+        "data_root": str(layout.data),
+        "cache_root": str(layout.cache),
         "num_frames": params.model.num_frames,
-        "metrics_dir": "metrics",
-        "logs_dir": "logs/train",
-        "results_dir": "results",
-        "figures_dir": str(REPORTS / "figures" / name),
-        "tables_dir": str(REPORTS / "tables" / name),
+        "metrics_dir": str(folders["metrics"]),
+        "logs_dir": str(folders["logs"]),
+        "results_dir": str(folders["results"]),
+        "runs_dir": str(folders["runs"]),
+        "seeds": study.seeds,
+        "figures_dir": str(out / "figures" / name),
+        "tables_dir": str(out / "tables" / name),
         "report_names": [n for n in available() if n != "index"],
     }
 
@@ -97,21 +104,22 @@ def to_html(executed: Path) -> str:
     return body
 
 
-def render(name: str, params_path: str = "params.yaml") -> Path:
-    """Execute and render one report; returns the HTML path."""
+def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]) -> Path:
+    """Execute and render one report into ``folders["out"]``; returns the HTML path."""
     params = load_params(params_path)
+    out = folders["out"]
     notebook = NOTEBOOKS / f"{name}.ipynb"
     if not notebook.is_file():
         raise DataError(f"{notebook}: no such report notebook; available: {', '.join(available()) or 'none'}")
-    values = notebook_values(params, params_path, name)
+    values = notebook_values(params, params_path, name, layout, folders)
     for key in ("figures_dir", "tables_dir"):
         Path(values[key]).mkdir(parents=True, exist_ok=True)
-    executed = REPORTS / "executed" / f"{name}.ipynb"
+    executed = out / "executed" / f"{name}.ipynb"
     running = executed.with_name(f".{name}.running.ipynb")
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
         execute(notebook, running, values, params.report.kernel)
-        html = REPORTS / f"{name}.html"
+        html = out / f"{name}.html"
         atomic_write_text(html, to_html(running))
         os.replace(running, executed)
     finally:
@@ -121,6 +129,7 @@ def render(name: str, params_path: str = "params.yaml") -> Path:
 
 
 def run(args) -> int:
-    html = render(args.notebook, args.params)
+    folders = {name: getattr(args, name) for name in ("metrics", "logs", "results", "runs", "out")}
+    html = render(args.notebook, args.params, layout_from(args), folders)
     print(f"report {args.notebook}: {html}")
     return 0

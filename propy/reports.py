@@ -17,7 +17,6 @@ import pandas as pd
 from propy.errors import DataError
 from propy import io
 from propy.io import atomic_path, atomic_write_text
-from propy.metrics import bootstrap_sumr
 
 RECALLS = ("R1", "R5", "R10", "R100", "SumR")
 
@@ -37,48 +36,57 @@ def read_jsonl(path: str | Path, written_by: str = "an earlier stage") -> list[d
     return [obj for _, obj in io.iter_jsonl(path, _missing(written_by))]
 
 
-def load_metrics(variants: Sequence[str], root: str | Path = "metrics") -> pd.DataFrame:
-    """One row per variant (index, in the given order): kind, recalls, MedR, MeanR, unnormalised SumR."""
+def load_metrics(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """One row per variant (index, in the given order) of the pooled metrics: kind, number of runs,
+    mean recalls, MedR, MeanR, the sd of SumR over runs, its 95% interval, unnormalised SumR."""
     rows = []
     for name in variants:
-        m = read_json(Path(root) / f"{name}.json", f"evaluate@{name}")
-        row = {"variant": name, "kind": m.get("kind", "")}
+        path = Path(root) / f"{name}.json"
+        m = read_json(path, "pool")
+        row = {"variant": name, "kind": m.get("kind", ""), "runs": len(m.get("runs", [])) or 1}
         for key in (*RECALLS, "MedR", "MeanR"):
             if key not in m:
-                raise DataError(f"{Path(root) / f'{name}.json'}: field '{key}' missing")
+                raise DataError(f"{path}: field '{key}' missing")
             row[key] = float(m[key])
+        row["SumR sd"] = float(m.get("sd", {}).get("SumR", np.nan))
+        low, high = m.get("SumR_ci", (np.nan, np.nan))
+        row["SumR 95% CI"] = f"[{low:.1f}, {high:.1f}]"
         row["SumR (unnormalized)"] = float(m.get("unnormalized", {}).get("SumR", np.nan))
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
 
 
-def load_logs(variants: Sequence[str], root: str | Path = "logs/train") -> pd.DataFrame:
-    """Long table of the per-epoch training logs: one row per (variant, epoch)."""
+def load_logs(variants: Sequence[str], seeds: Sequence[int], root: str | Path) -> pd.DataFrame:
+    """Long table of the per-epoch training logs averaged over seeds: one row per (variant, epoch)."""
     frames = []
     for name in variants:
-        entries = read_json(Path(root) / f"{name}.json", f"train@{name}")
-        if not isinstance(entries, list) or not entries:
-            raise DataError(f"{Path(root) / f'{name}.json'}: expected a non-empty list of epochs")
-        frames.append(pd.DataFrame(entries).assign(variant=name))
-    return pd.concat(frames, ignore_index=True)
+        for seed in seeds:
+            path = Path(root) / f"{name}-s{seed}.json"
+            entries = read_json(path, f"train@{name}-{seed}")
+            if not isinstance(entries, list) or not entries:
+                raise DataError(f"{path}: expected a non-empty list of epochs")
+            frames.append(pd.DataFrame(entries).assign(variant=name, seed=seed))
+    runs = pd.concat(frames, ignore_index=True)
+    return runs.drop(columns="seed").groupby(["variant", "epoch"], sort=False).mean().reset_index()
 
 
-def load_breakdown(variants: Sequence[str], by: str, root: str | Path = "results") -> pd.DataFrame:
+def load_breakdown(variants: Sequence[str], by: str, root: str | Path) -> pd.DataFrame:
     """Long table of ``breakdown.json[by]`` ("by_ratio" or "by_kind") for each variant."""
     frames = []
     for name in variants:
         path = Path(root) / name / "breakdown.json"
-        data = read_json(path, f"evaluate@{name}")
+        data = read_json(path, "pool")
         if by not in data:
             raise DataError(f"{path}: field '{by}' missing")
         frames.append(pd.DataFrame(data[by]).assign(variant=name))
     return pd.concat(frames, ignore_index=True)
 
 
-def load_events(variant: str, root: str | Path = "results") -> dict[str, np.ndarray]:
-    path = Path(root) / variant / "events.npz"
+def load_events(run: str, root: str | Path) -> dict[str, np.ndarray]:
+    """``events.npz`` of one run (``<variant>-s<seed>``, or a zero-shot ``<variant>``)."""
+    path = Path(root) / run / "events.npz"
     if not path.is_file():
-        raise DataError(f"{path}: missing input (written by evaluate@{variant}; run `dvc repro` first)")
+        raise DataError(f"{path}: missing input (written by evaluate of {run}; run `dvc repro` first)")
     with np.load(path) as npz:
         return {key: npz[key] for key in npz.files}
 
@@ -94,30 +102,21 @@ def metric_table(metrics: pd.DataFrame, variants: Sequence[str],
     return metrics.loc[list(variants), list(columns)]
 
 
-def load_ranks(variant: str, root: str | Path = "results") -> pd.Series:
-    """Rank of the true video per query (index: desc_id) from ``rankings.jsonl``."""
-    rows = read_jsonl(Path(root) / variant / "rankings.jsonl", f"evaluate@{variant}")
-    return pd.Series({r["desc_id"]: int(r["rank"]) for r in rows}, name=variant)
-
-
-def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], reference: str,
-                   results_root: str | Path = "results", samples: int = 1000) -> pd.DataFrame:
-    """``metric_table`` rows plus each variant's SumR change from ``reference`` and its paired
-    95% bootstrap interval over test queries: a change whose interval holds 0 is within what
-    the test set's size alone can produce."""
-    table = metric_table(metrics, variants).copy()
-    ks = [int(c[1:]) for c in RECALLS if c != "SumR"]
-    base = load_ranks(reference, results_root)
-    deltas, intervals = [], []
-    for name in variants:
-        ranks = load_ranks(name, results_root)
-        if set(ranks.index) != set(base.index):
-            raise DataError(f"{Path(results_root) / name / 'rankings.jsonl'}: not the queries of {reference}")
-        low, high = bootstrap_sumr(ranks.loc[base.index].to_numpy(), ks, base.to_numpy(), samples=samples)
-        deltas.append(table.loc[name, "SumR"] - table.loc[reference, "SumR"])
-        intervals.append(f"[{low:+.1f}, {high:+.1f}]")
-    table[f"ΔSumR vs {reference}"] = deltas
-    table["95% CI of Δ"] = intervals
+def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], metrics_root: str | Path) -> pd.DataFrame:
+    """``metric_table`` rows plus each variant's change in mean SumR from the reference (``full``)
+    with its 95% bootstrap interval over test queries and seeds, and the verdict: a change whose
+    interval holds 0 is "no difference" (from ``comparisons.json``, written by ``pool``)."""
+    table = metric_table(metrics, variants, (*RECALLS, "SumR sd")).copy()
+    path = Path(metrics_root) / "comparisons.json"
+    comparisons = read_json(path, "pool")
+    reference = comparisons["reference"]
+    rows = {row["variant"]: row for rows in comparisons["tables"].values() for row in rows}
+    missing = [v for v in variants if v != reference and v not in rows]
+    if missing:
+        raise DataError(f"{path}: no comparison for variant(s) {', '.join(missing)}")
+    table[f"ΔSumR vs {reference}"] = [rows[v]["delta_SumR"] if v in rows else 0.0 for v in variants]
+    table["95% CI of Δ"] = [f"[{rows[v]['ci'][0]:+.1f}, {rows[v]['ci'][1]:+.1f}]" if v in rows else "" for v in variants]
+    table["verdict"] = [rows[v]["verdict"] if v in rows else "reference" for v in variants]
     return table
 
 
@@ -128,11 +127,11 @@ def breakdown_table(breakdown: pd.DataFrame, group: str, metric: str = "SumR") -
     return table.loc[order, list(dict.fromkeys(breakdown["variant"]))]
 
 
-def vcmr_table(variants: Sequence[str], root: str | Path = "metrics") -> pd.DataFrame:
+def vcmr_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
     """Weakly-supervised VCMR recalls: rows = variants, columns = "IoU0.5 R1", ..."""
     rows = {}
     for name in variants:
-        vcmr = read_json(Path(root) / f"{name}.json", f"evaluate@{name}").get("vcmr", {})
+        vcmr = read_json(Path(root) / f"{name}.json", "pool").get("vcmr", {})
         rows[name] = {f"{iou} {k}": v for iou, recalls in vcmr.items() for k, v in recalls.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 

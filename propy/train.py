@@ -44,12 +44,12 @@ from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
-from propy.config import Params, load_params
+from propy.config import Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
 from propy.encode import load_split, retrieval
-from propy.errors import ConfigError, DataError
+from propy.errors import ConfigError
 from propy.io import atomic_write_json
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
@@ -58,8 +58,10 @@ from propy.optim import make_optimizer, make_scheduler
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
-    parser.add_argument("--out", help="checkpoint folder (default: models/<variant>)")
-    parser.add_argument("--log", help="per-epoch JSON log (default: logs/train/<variant>.json)")
+    add_layout_args(parser)
+    parser.add_argument("--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. models/<variant>")
+    parser.add_argument("--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/<variant>.json")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
@@ -73,10 +75,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.variant)
-    out = Path(args.out or f"models/{args.variant}")
-    log = Path(args.log or f"logs/train/{args.variant}.json")
     resume = "require" if args.resume else "never" if args.fresh else "auto"
-    train(params, out, log, device=args.device, resume=resume, init_from=args.init_from)
+    train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
+          init_from=args.init_from)
     return 0
 
 
@@ -116,19 +117,21 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def config_hash(params: Params) -> str:
+def config_hash(params: Params, layout: Layout, seed: int) -> str:
     """Hash of what shapes the trained weights: the params blocks and the input files' contents.
 
     The files (train/val annotations and cache manifests, the CLIP checkpoint) are
     hashed too, because a re-made input keeps its path: DVC re-runs the stage,
     and resuming the old run would keep weights trained on the old inputs.
     """
-    files = [params.data.annotations(split) for split in ("train", "val")]
-    files += [Path(params.extract.root) / split / MANIFEST for split in ("train", "val")]
+    files = [layout.annotations(split) for split in ("train", "val")]
+    files += [layout.cache_split(split) / MANIFEST for split in ("train", "val")]
     files += [Path(params.clip.pretrained)] if params.clip.pretrained else []
     shaping = {
         "dataset": params.dataset,
         "data": dataclasses.asdict(params.data),
+        "layout": [str(layout.data), str(layout.cache)],
+        "seed": seed,
         "extract": dataclasses.asdict(params.extract),
         "clip": dataclasses.asdict(params.clip),
         "model": dataclasses.asdict(params.model),
@@ -193,7 +196,7 @@ def plan_batch(videos: np.ndarray, groups: list[list[int]], proc: Process) -> Ba
 class Trainer:
     """State of one training run: model, data, optimiser and the per-epoch log."""
 
-    def __init__(self, params: Params, out: Path, log_path: Path, proc: Process) -> None:
+    def __init__(self, params: Params, layout: Layout, seed: int, out: Path, log_path: Path, proc: Process) -> None:
         if params.model.kind != "propy":
             raise ConfigError(
                 f"variant {params.variant!r}: model.kind {params.model.kind!r} is a zero-shot baseline with "
@@ -204,20 +207,20 @@ class Trainer:
             raise ConfigError(
                 f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world})"
             )
-        self.params, self.cfg, self.out, self.log_path, self.proc = params, cfg, out, log_path, proc
-        seed_everything(cfg.seed, deterministic=proc.device.type == "cpu")
+        self.params, self.cfg, self.seed, self.out, self.log_path, self.proc = params, cfg, seed, out, log_path, proc
+        seed_everything(seed, deterministic=proc.device.type == "cpu")
         backbone = load_clip(params.clip)
         self.model = build_model(params.model, backbone.model).to(proc.device)
 
-        path = params.data.annotations("train")
-        cache = FrameCache(params.extract.root, "train")
+        path = layout.annotations("train")
+        cache = FrameCache(layout.cache, "train")
         queries = cached_queries(load_annotations(path), cache.names, str(path))
         self.groups = queries.groups
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
-                                train=True, seed=cfg.seed)
+                                train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
-        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, 0))
-        self.val = load_split(params, "val", backbone) if proc.main else None
+        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, seed, 0))
+        self.val = load_split(params, layout, "val", backbone) if proc.main else None
 
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg.epochs * self.steps_per_epoch, cfg.warmup)
@@ -229,7 +232,7 @@ class Trainer:
             ids = [proc.device.index] if proc.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.hash = config_hash(params)
+        self.hash = config_hash(params, layout, seed)
         self.epoch = 0  # epochs completed
         self.step = 0
         self.best = float("-inf")
@@ -261,7 +264,8 @@ class Trainer:
         atomic_write_json(self.log_path, self.log)
         trainable = self.model.trainable_state_dict()
         if improved:
-            save_trained(self.out / "best.pt", trainable, self.params, epoch=self.epoch, val_SumR=self.best)
+            save_trained(self.out / "best.pt", trainable, self.params, epoch=self.epoch, val_SumR=self.best,
+                         seed=self.seed)
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if self.proc.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.proc.device)
@@ -289,7 +293,7 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
         batches = [plan_batch(videos, self.groups, proc)
-                   for videos in epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, self.epoch)]
+                   for videos in epoch_batches(len(self.clips), cfg.batch_videos, self.seed, self.epoch)]
         self.clips.set_epoch(self.epoch)
         loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
                             pin_memory=proc.device.type == "cuda")
@@ -341,14 +345,14 @@ class Trainer:
 
 
 def train(
-    params: Params, out: Path, log_path: Path, device: str | None = None, resume: str = "auto",
+    params: Params, layout: Layout, seed: int, out: Path, log_path: Path, device: str | None = None, resume: str = "auto",
     init_from: str | None = None,
 ) -> nn.Module:
     """Train (or continue training) ``params``' variant; returns the model with its final weights.
     ``init_from`` (a trained checkpoint) sets the starting tensors; a resumed run overrides them."""
     proc = _start_process(device)
     try:
-        trainer = Trainer(params, Path(out), Path(log_path), proc)
+        trainer = Trainer(params, layout, seed, Path(out), Path(log_path), proc)
         if init_from:
             trainer.model.load_trainable_state_dict(load_trained(init_from, params)["trainable"])
         trainer.restore(resume)

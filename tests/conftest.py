@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from propy.config import SPLITS, SplitSizes, SynthConfig, deep_merge
+from propy.config import SPLITS, Layout, SplitSizes, SynthConfig, build, deep_merge
 from propy.data.annotations import group_by_video, load_annotations
 from propy.data.cache import extract_split
 from propy.data.synth import generate
@@ -40,34 +40,47 @@ def tiny_bench(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_params_dict(bench: Path, overrides: dict | None = None) -> dict:
-    """Raw params for ``bench``: random-init tiny CLIP, Nf = 4 (3 events), 2 epochs of 4 videos.
-
-    Variants: ``tiny`` (ProPy) and ``zs_meanpool`` / ``zs_maxframe``; ``overrides`` merge onto the base blocks.
-    """
-    raw = {
+def tiny_params_dict(overrides: dict | None = None) -> dict:
+    """The repo's params.yaml shrunk for the tiny bench: random-init tiny CLIP, Nf = 4 (3 events),
+    2 epochs of 4 videos, seed 3. Variants: ``tiny`` (ProPy) and ``zs_meanpool`` / ``zs_maxframe``;
+    ``overrides`` merge onto the base blocks. The folders go on the command line (``layout_args``)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw = deep_merge(raw, {
         "dataset": "synthetic",
-        "datasets": {"synthetic": {"root": str(bench / "synthetic"),
-                                   "query_kinds": str(bench / "synthetic" / "query_kinds.json")}},
         "synth": {"seed": TINY_SYNTH.seed, "size": TINY_SYNTH.size, "fps": TINY_SYNTH.fps,
                   "videos": {"train": 8, "val": 4, "test": 4},
                   "events_per_video": TINY_SYNTH.events_per_video, "event_seconds": TINY_SYNTH.event_seconds},
-        "extract": {"root": str(bench / "cache"), "fps": TINY_FPS, "max_frames": TINY_MAX_FRAMES},
+        "extract": {"fps": TINY_FPS, "max_frames": TINY_MAX_FRAMES},
         "clip": {"model": str(REPO / "configs" / "propy-tiny.json"), "pretrained": ""},
         "pretrain_clip": {"enabled": False},
-        "model": {"num_frames": 4, "pyramid": {"overlaps": [0, 1]}, "frame_prompts": 2, "adapter_width": 8,
-                  "adapter_kernel": 3},
-        "train": {"epochs": 2, "batch_videos": 4, "lr": 1.0e-3, "max_words": 16, "seed": 3},
+        "model": {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3},
+        "train": {"epochs": 2, "batch_videos": 4, "lr": 1.0e-3, "max_words": 16},
         "eval": {"batch_videos": 4, "batch_queries": 16, "ks": [1, 2, 3, 4]},
-        "variants": {"tiny": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},
-                     "zs_maxframe": {"model": {"kind": "maxframe"}}},
-        "study": {"trained": ["tiny"], "zero_shot": ["zs_meanpool", "zs_maxframe"]},
+        "study": {"trained": ["tiny"], "seeds": [3], "zero_shot": ["zs_meanpool", "zs_maxframe"]},
         "report": {"headline": "tiny"},
-    }
+    })
+    raw["variants"] = {"tiny": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},
+                       "zs_maxframe": {"model": {"kind": "maxframe"}}}
+    raw["study"]["ablations"] = {}
     return deep_merge(raw, overrides or {})
 
 
-def write_tiny_params(bench: Path, path: Path, overrides: dict | None = None) -> Path:
+def tiny_layout(bench: Path) -> Layout:
+    return Layout(bench / "synthetic", bench / "cache")
+
+
+def layout_args(bench: Path) -> list[str]:
+    """``--data``/``--cache`` of the tiny bench, as dvc.yaml passes them to a stage."""
+    return ["--data", str(bench / "synthetic"), "--cache", str(bench / "cache")]
+
+
+def write_tiny_params(path: Path, overrides: dict | None = None) -> Path:
     """Write :func:`tiny_params_dict` as a params.yaml at ``path``; returns ``path``."""
-    path.write_text(yaml.safe_dump(tiny_params_dict(bench, overrides), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(tiny_params_dict(overrides), sort_keys=False), encoding="utf-8")
     return path
+
+
+def repo_block(cls, name: str, **changes):
+    """Dataclass ``cls`` built (and validated) from the repo's params.yaml block ``name`` with ``changes``."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    return build(cls, {**raw[name], **changes}, name)

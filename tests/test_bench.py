@@ -6,16 +6,16 @@ import json
 import pytest
 
 from propy.cli import main
-from tests.conftest import write_tiny_params
+from tests.conftest import layout_args, write_tiny_params
 
 POSITIVE = ["train_steps_per_s", "gallery_videos_per_s", "queries_per_s", "propy_encode_s", "clip_encode_s",
             "propy_over_clip", "peak_rss_mb"]
 
 
 def test_bench_writes_every_figure(tiny_bench, tmp_path, capsys):
-    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
+    params = write_tiny_params(tmp_path / "params.yaml")
     out = tmp_path / "bench.json"
-    code = main(["bench", "--params", str(params), "--variant", "tiny", "--device", "cpu",
+    code = main(["bench", "--params", str(params), "--variant", "tiny", "--device", "cpu", *layout_args(tiny_bench),
                  "--steps", "2", "--repeats", "2", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
@@ -30,6 +30,7 @@ def test_bench_writes_every_figure(tiny_bench, tmp_path, capsys):
 
 
 def test_bench_refuses_a_zero_shot_variant(tiny_bench, tmp_path, capsys):
-    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
-    assert main(["bench", "--params", str(params), "--variant", "zs_meanpool", "--out", str(tmp_path / "b.json")]) == 2
+    params = write_tiny_params(tmp_path / "params.yaml")
+    assert main(["bench", "--params", str(params), "--variant", "zs_meanpool", *layout_args(tiny_bench),
+                 "--out", str(tmp_path / "b.json")]) == 2
     assert "bench times ProPy" in capsys.readouterr().err

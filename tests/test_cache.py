@@ -12,6 +12,8 @@ from propy.data.synth import Event, Video, render, write_mp4
 from propy.data.video import decode, normalize
 from propy.errors import DataError
 
+from conftest import write_tiny_params
+
 SETTINGS = dict(size=16, fps=4.0, max_frames=6)
 
 
@@ -126,31 +128,30 @@ def test_frame_cache_errors_name_the_file(videos, tmp_path):
 
 
 def write_params(tmp_path, clip_model="configs/propy-tiny.json", skip_bad=False):
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "dataset: synthetic\n"
-        f"datasets: {{synthetic: {{root: {tmp_path / 'bench'}}}}}\n"
-        "synth: {seed: 0, videos: {train: 2, val: 1, test: 1}, size: 32, event_seconds: [0.5, 0.5]}\n"
-        f"extract: {{root: {tmp_path / 'cache'}, fps: 4.0, skip_bad: {str(skip_bad).lower()}}}\n"
-        f"clip: {{model: {clip_model}}}\n"
-        "pretrain_clip: {}\nmodel: {}\ntrain: {}\neval: {}\nvariants: {full: {}}\n"
-    )
-    return params
+    return write_tiny_params(tmp_path / "params.yaml", {
+        "synth": {"seed": 0, "videos": {"train": 2, "val": 1, "test": 1}, "size": 32, "event_seconds": [0.5, 0.5]},
+        "extract": {"fps": 4.0, "skip_bad": skip_bad}, "clip": {"model": clip_model},
+    })
+
+
+def extract_cli(params, tmp_path, *flags):
+    return main(["extract", "--params", str(params), "--data", str(tmp_path / "bench"),
+                 "--out", str(tmp_path / "cache"), "--size", "16", *flags])
 
 
 def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
     params = write_params(tmp_path)
-    assert main(["synth", "--params", str(params)]) == 0
-    assert main(["extract", "--params", str(params), "--size", "16"]) == 0
+    assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
+    assert extract_cli(params, tmp_path) == 0
     out = capsys.readouterr().out
     assert "extract train: 2 videos" in out and "extract test: 1 videos" in out
     assert FrameCache(tmp_path / "cache", "val").size == 16
     (tmp_path / "bench" / "videos" / "train1.mp4").unlink()
     (tmp_path / "bench" / "videos" / "test0.mp4").write_text("broken")
-    assert main(["extract", "--params", str(params), "--split", "all", "--size", "16"]) == 2
+    assert extract_cli(params, tmp_path, "--split", "all") == 2
     err = capsys.readouterr().err
     assert "error: 2 video(s) missing or unreadable" in err and "train1" in err and "test0" in err
-    assert main(["extract", "--params", str(write_params(tmp_path, skip_bad=True)), "--size", "16"]) == 0
+    assert extract_cli(write_params(tmp_path, skip_bad=True), tmp_path) == 0
     assert FrameCache(tmp_path / "cache", "test").skipped == ["test0"]
 
 

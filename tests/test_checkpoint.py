@@ -7,7 +7,7 @@ from propy.cli import main
 from propy.config import load_params
 from propy.errors import ConfigError, DataError
 
-from conftest import write_tiny_params
+from conftest import layout_args, write_tiny_params
 
 
 def test_differences_name_every_changed_dotted_key():
@@ -21,24 +21,26 @@ def test_differences_name_every_changed_dotted_key():
 
 
 def test_load_trained_refuses_another_config(tiny_bench, tmp_path):
-    path = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
+    path = write_tiny_params(tmp_path / "params.yaml")
     params = load_params(path, "tiny")
     save_trained(tmp_path / "best.pt", {"w": torch.ones(2)}, params, epoch=3)
     assert load_trained(tmp_path / "best.pt", params)["epoch"] == 3
     # same tensor shapes, other interaction: would load silently without the fingerprint
-    other = load_params(write_tiny_params(tiny_bench, tmp_path / "other.yaml",
+    other = load_params(write_tiny_params(tmp_path / "other.yaml",
                                           {"model": {"interaction": "none"}}), "tiny")
     with pytest.raises(ConfigError, match=r"model\.interaction: checkpoint 'full', requested 'none'"):
         load_trained(tmp_path / "best.pt", other)
 
 
 def test_evaluate_with_a_checkpoint_of_another_config_fails_and_writes_nothing(tiny_bench, tmp_path, capsys):
-    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")
-    assert main(["train", "--params", str(params), "--variant", "tiny", "--out", str(tmp_path / "m"),
+    params = write_tiny_params(tmp_path / "params.yaml")
+    assert main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *layout_args(tiny_bench),
+                 "--out", str(tmp_path / "m"),
                  "--log", str(tmp_path / "log.json"), "--device", "cpu"]) == 0
-    edited = write_tiny_params(tiny_bench, tmp_path / "edited.yaml", {"model": {"frame_prompts": 3}})
+    edited = write_tiny_params(tmp_path / "edited.yaml", {"model": {"frame_prompts": 3}})
     capsys.readouterr()
-    code = main(["evaluate", "--params", str(edited), "--variant", "tiny", "--checkpoint", str(tmp_path / "m" / "best.pt"),
+    code = main(["evaluate", "--params", str(edited), "--variant", "tiny", *layout_args(tiny_bench),
+                 "--checkpoint", str(tmp_path / "m" / "best.pt"),
                  "--metrics", str(tmp_path / "metrics.json"), "--results", str(tmp_path / "results"),
                  "--device", "cpu"])
     err = capsys.readouterr().err

@@ -3,13 +3,11 @@ kind of mistake fails with the dotted path of the key (through `propy check-para
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from propy import config
 from propy.cli import main
 from propy.config import load_params, resolve
 from propy.errors import ConfigError
@@ -38,30 +36,36 @@ def test_every_variant_of_every_dataset_resolves(dataset):
         assert params.variant == variant and params.dataset == dataset
 
 
-def test_repo_params_file_lists_every_field_of_every_block():
-    """params.yaml documents every setting: each block has exactly its dataclass' fields."""
-    blocks = {"synth": config.SynthConfig, "extract": config.ExtractConfig, "clip": config.ClipConfig,
-              "pretrain_clip": config.PretrainClipConfig, "model": config.ModelConfig,
-              "train": config.TrainConfig, "eval": config.EvalConfig, "study": config.StudyConfig,
-              "report": config.ReportConfig}
-    for block, cls in blocks.items():
-        assert set(RAW[block]) == {f.name for f in dataclasses.fields(cls)}, block
-    assert set(RAW) == {f.name for f in dataclasses.fields(config.Params)} - {"variant"}
+def test_every_field_is_required():
+    """No default in the dataclasses: a setting left out of params.yaml is an error naming it."""
+    for dotted in ("train.epochs", "model.pyramid", "extract.skip_bad", "study.seeds", "report.kernel"):
+        block, key = dotted.split(".")
+        raw = copy.deepcopy(RAW)
+        del raw[block][key]
+        with pytest.raises(ConfigError, match=rf"{dotted}: missing \(expected "):
+            resolve(raw)
 
 
 def test_synthetic_defaults_and_paper_settings():
     base = load_params(REPO / "params.yaml")
-    assert (base.model.num_frames, base.model.pyramid.overlaps, base.clip.model) == (
-        16, [0, 1, 1, 1], "configs/propy-tiny.json")
+    assert (base.model.num_frames, base.model.pyramid, base.clip.model) == (16, [0, 1, 1, 1], "configs/propy-tiny.json")
     charades = resolve(edited(dataset="charades"))
-    assert (charades.model.adapter_kernel, charades.model.num_frames, charades.clip.model) == (3, 32, "ViT-B-32")
-    assert charades.model.pyramid.overlaps == [0, 1, 1, 1, 1] and charades.model.pyramid.windows is None
+    assert (charades.model.adapter_kernel, charades.model.num_frames, charades.clip.model) == (
+        3, 32, "ViT-B-32-quickgelu")
+    assert charades.model.pyramid == [0, 1, 1, 1, 1] and charades.model.event_pyramid.num_events == 42
     activitynet = resolve(edited(dataset="activitynet"))
     assert (activitynet.train.lr, activitynet.train.max_words, activitynet.model.adapter_kernel) == (1e-3, 64, 5)
+    assert (activitynet.train.epochs, activitynet.train.batch_videos) == (10, 24)  # from presets.paper
     single = load_params(REPO / "params.yaml", "single_event").model
-    assert single.build_pyramid().event_spans == ((0, 16),)
+    assert single.event_pyramid.event_spans == ((0, 16),)
     # the same variant on a 32-frame dataset is still one event over every frame
-    assert resolve(edited(dataset="tvr"), "single_event").model.build_pyramid().event_spans == ((0, 32),)
+    assert resolve(edited(dataset="tvr"), "single_event").model.event_pyramid.event_spans == ((0, 32),)
+
+
+def test_windows_and_overlap_flags_are_one_key():
+    windows = resolve(edited(model__pyramid=[[2, 2], [2, 1], [3, 2], [3, 1]]))
+    assert windows.model.event_pyramid.counts == (16, 8, 7, 3, 1)
+    assert windows.model.event_pyramid == load_params(REPO / "params.yaml").model.event_pyramid
     no_fp = load_params(REPO / "params.yaml", "no_frame_prompts").model
     assert (no_fp.frame_prompts, no_fp.text_prompts) == (0, False)
 
@@ -76,28 +80,61 @@ def test_study_lists_split_trained_and_zero_shot():
 
 @pytest.mark.parametrize("raw, message", [
     (edited(model__pyramd=None), r"model: unknown key\(s\) pyramd; expected some of kind, num_frames"),
-    (edited(variants__depth1={"model": {"pyramid": {"overlap": [0]}}}),
-     r"variants\.depth1: model\.pyramid: unknown key\(s\) overlap"),
+    (edited(variants__depth1={"model": {"pyramd": [0]}}), r"variants\.depth1: model: unknown key\(s\) pyramd"),
     (edited(model__interaction="sparse"), r"model\.interaction: 'sparse' is not one of 'full', 'descendants'"),
     (edited(variants__zs_meanpool={"model": {"kind": "meanpol"}}),
      r"variants\.zs_meanpool: model\.kind: 'meanpol' is not one of"),
     (edited(train__epochs="3"), r"train\.epochs: expected an integer, got '3'"),
     (edited(study__trained=["full", "deph1"]), r"study\.trained: 'deph1' is not a variant; expected one of full"),
     (edited(study__ablations={"depth": ["depth1", "depht2"]}), r"study\.ablations\.depth: 'depht2' is not a variant"),
-    (edited(study__trained=["full", "zs_meanpool"]),
+    (edited(study__trained=[*RAW["study"]["trained"], "zs_meanpool"]),
      r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected 'propy'"),
     (edited(report__headline="ful"), r"report\.headline: 'ful' is not a variant"),
-    (edited(variants__deep={"model": {"pyramid": {"overlaps": [0, 1, 1, 1, 1]}}}),
-     r"variants\.deep: model: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels"),
-    (edited(variants__odd={"model": {"pyramid": {"windows": [[3, 2]], "overlaps": None}}}),
-     r"variants\.odd: model: pyramid level 1: \(n - c\) / o \+ 1 = \(16 - 3\) / 2 \+ 1 is not an integer"),
-    (edited(variants__both={"model": {"pyramid": {"windows": [[16, 1]]}}}),
-     r"variants\.both: model\.pyramid: give exactly one of 'windows' or 'overlaps'"),
+    (edited(model__pyramid=[0, 1, 1, 1, 1]),
+     r"model\.pyramid: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels"),
+    (edited(model__pyramid=[[3, 2]]),
+     r"model\.pyramid: pyramid level 1: \(n - c\) / o \+ 1 = \(16 - 3\) / 2 \+ 1 is not an integer"),
+    (edited(model__pyramid=[[2, 2, 1]]), r"model\.pyramid: pyramid level 1: window must be a pair \[c, o\]"),
+    (edited(model__pyramid=[0, 1.5]), r"model\.pyramid: \[0, 1\.5\] does not match"),
+    (edited(train__grad_clip=-1), r"train\.grad_clip: -1\.0 is out of range; expected > 0"),
+    (edited(train__batch_videos=0), r"train\.batch_videos: 0 is out of range; expected >= 1"),
+    (edited(train__betas=[1.5, 2]), r"train\.betas: \[1\.5, 2\.0\] is out of range; expected >= 0 and < 1"),
+    (edited(eval__ks=[0, -5]), r"eval\.ks: \[0, -5\] is out of range; expected >= 1"),
+    (edited(eval__iou_thresholds=[1.5]), r"eval\.iou_thresholds: \[1\.5\] is out of range; expected > 0 and <= 1"),
+    (edited(eval__ratio_bins=[0.4, 0.1]), r"eval\.ratio_bins: expected a non-empty increasing list"),
+    (edited(model__adapter_width=0), r"model\.adapter_width: 0 is out of range; expected >= 1"),
+    (edited(model__adapter_kernel=4), r"model\.adapter_kernel: must be odd, got 4"),
+    (edited(pretrain_clip__epochs=0), r"pretrain_clip\.epochs: 0 is out of range; expected >= 1"),
+    (edited(train__num_workers=-1), r"train\.num_workers: -1 is out of range; expected >= 0"),
+    (edited(study__ablations={"depth": ["full", "zs_meanpool"]}),
+     r"study\.ablations\.depth: zs_meanpool not in study\.trained"),
     (edited(variants__bad={"data": {}}), r"variants\.bad: cannot override data"),
 ])
 def test_mistakes_name_the_dotted_key(raw, message):
     with pytest.raises(ConfigError, match=message):
-        resolve(raw)
+        for variant in [None, *raw["variants"]]:  # what check-params does
+            resolve(raw, variant)
+
+
+def test_a_base_block_error_is_reported_where_it_was_written():
+    with pytest.raises(ConfigError, match=r"^params\.yaml: train\.lr: -0\.1 is out of range"):
+        resolve(edited(train__lr=-0.1), "full")  # not "variants.full: ..."
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text() + "train:\n  epochs: 99\n")
+    lines = path.read_text().splitlines()
+    first = lines.index("train:") + 1
+    with pytest.raises(ConfigError, match=rf"line {len(lines) - 1}: key 'train' is given twice \(first on line {first}\)"):
+        load_params(path)
+
+
+def test_a_params_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((REPO / "params.yaml").read_bytes().replace(b"synthetic", "synth\xe9tic".encode("latin-1"), 1))
+    with pytest.raises(ConfigError, match=r"params\.yaml: not UTF-8 text \(byte \d+"):
+        load_params(path)
 
 
 def run_check(tmp_path, raw, *extra):
@@ -110,7 +147,7 @@ def test_check_params_prints_every_variant(tmp_path, capsys):
     assert run_check(tmp_path, RAW) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "4 levels, 19 events" in lines["full"] and "(base)" in lines["full"]
-    assert "1 levels, 8 events" in lines["depth1"] and "model.pyramid.overlaps=[0]" in lines["depth1"]
+    assert "1 levels, 8 events" in lines["depth1"] and "model.pyramid=[0]" in lines["depth1"]
     assert "1 levels, 1 events" in lines["single_event"]
     assert "zero-shot" in lines["zs_maxframe"] and "model.kind=maxframe" in lines["zs_maxframe"]
     assert lines["ok:"].startswith(f"ok: {len(RAW['variants'])} variants valid")
@@ -119,7 +156,7 @@ def test_check_params_prints_every_variant(tmp_path, capsys):
 def test_check_params_resolves_one_variant_of_another_dataset(tmp_path, capsys):
     assert run_check(tmp_path, RAW, "--dataset", "charades", "--variant", "depth2") == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["model"]["pyramid"]["overlaps"] == [0, 1]
+    assert resolved["model"]["pyramid"] == [0, 1]
     assert (resolved["model"]["num_frames"], resolved["model"]["adapter_kernel"]) == (32, 3)
     assert resolved["variant"] == "depth2"
 

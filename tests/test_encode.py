@@ -9,18 +9,18 @@ from propy.encode import encode_queries, encode_split, encode_videos, load_split
 from propy.metrics import positive_ranks, prvr_metrics
 from propy.model import build_model
 
-from conftest import write_tiny_params
+from conftest import tiny_layout, write_tiny_params
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_bench, tmp_path_factory):
-    params = load_params(write_tiny_params(tiny_bench, tmp_path_factory.mktemp("enc") / "params.yaml"), "tiny")
+    params = load_params(write_tiny_params(tmp_path_factory.mktemp("enc") / "params.yaml"), "tiny")
     torch.manual_seed(0)
     backbone = load_clip(params.clip)
     model = build_model(params.model, backbone.model)
-    return params, model, load_split(params, "val", backbone)
+    return params, model, load_split(params, tiny_layout(tiny_bench), "val", backbone)
 
 
 def test_split_positives_point_at_each_querys_own_video(setup):

@@ -19,9 +19,10 @@ from propy.data.datasets import VideoClips, query_tokens
 from propy.io import atomic_torch_save
 from propy.metrics import temporal_iou
 from propy.model import build_model
-from tests.conftest import REPO, write_tiny_params
+from tests.conftest import REPO, layout_args, tiny_layout, write_tiny_params
 
 KS = [1, 2, 3, 4]
+BENCH = {}  # params file -> the tiny bench it describes
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +33,24 @@ def study(tiny_bench, tmp_path_factory):
     clip = create_clip(str(REPO / "configs" / "propy-tiny.json"))
     atomic_torch_save(root / "clip.pt", clip.state_dict())
     overrides = {"clip": {"pretrained": str(root / "clip.pt")}, "eval": {"vcmr_top_events": 2}}
-    params_path = write_tiny_params(tiny_bench, root / "params.yaml", overrides)
+    params_path = write_tiny_params(root / "params.yaml", overrides)
     params = load_params(params_path, "tiny")  # an untrained ProPy, saved as `propy train` saves its best epoch
     model = build_model(params.model, load_clip(params.clip).model)
     save_trained(root / "models" / "tiny" / "best.pt", model.trainable_state_dict(), params, epoch=7, val_SumR=1.0)
     for variant in ("zs_maxframe", "tiny"):
+        weights = ["--checkpoint", str(root / "models" / variant / "best.pt")] if variant == "tiny" else []
         code = main(["evaluate", "--params", str(params_path), "--variant", variant, "--device", "cpu",
-                     "--checkpoint", str(root / "models" / variant / "best.pt"),
+                     *layout_args(tiny_bench), *weights,
                      "--metrics", str(root / "metrics" / f"{variant}.json"),
                      "--results", str(root / "results" / variant)])
         assert code == 0
+    BENCH[params_path] = tiny_bench
     return params_path, root
+
+
+def study_layout(params_path):
+    """The tiny bench the module's params file was written for (its folder's sibling)."""
+    return tiny_layout(BENCH[params_path])
 
 
 def _recompute(params_path, root, variant):
@@ -52,9 +60,10 @@ def _recompute(params_path, root, variant):
     model = build_model(params.model, backbone.model).eval()
     if variant == "tiny":
         model.load_trainable_state_dict(torch.load(root / "models" / "tiny" / "best.pt")["trainable"])
-    records = load_annotations(params.data.annotations("test"))
+    layout = study_layout(params_path)
+    records = load_annotations(layout.annotations("test"))
     videos = list(dict.fromkeys(r.vid_name for r in records))
-    clips = VideoClips(FrameCache(params.extract.root, "test"), videos, params.model.num_frames,
+    clips = VideoClips(FrameCache(layout.cache, "test"), videos, params.model.num_frames,
                        backbone.mean, backbone.std, train=False, seed=0)
     with torch.no_grad():
         events = torch.cat([model.encode_video(clips[i][None]) for i in range(len(videos))])  # [Nv, Ne, D]
@@ -82,9 +91,10 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     assert cosine.shape == (nt, len(videos), num_events)
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
-    assert list(metrics) == ["variant", "kind", "split", "epoch", "R1", "R2", "R3", "R4", "SumR", "MedR", "MeanR",
-                             "unnormalized", "vcmr"]
+    assert list(metrics) == ["variant", "kind", "dataset", "split", "epoch", "num_queries", "num_videos", "R1", "R2",
+                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr"]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
+    assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
 
     rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]
     assert [r["desc_id"] for r in rankings] == [r.desc_id for r in records]
@@ -137,9 +147,9 @@ def _brute_force_vcmr(cosine, positives, records, proposals, params):
 
 def test_breakdown_bins_and_kinds_partition_the_queries(study):
     params_path, root = study
-    params = load_params(params_path, "tiny")
-    records = load_annotations(params.data.annotations("test"))
-    kinds = json.loads(open(params.data.query_kinds).read())
+    layout = study_layout(params_path)
+    records = load_annotations(layout.annotations("test"))
+    kinds = json.loads(open(layout.query_kinds).read())
     ranks = {r["desc_id"]: r["rank"] for r in map(json.loads, (root / "results" / "tiny" / "rankings.jsonl").open())}
     breakdown = json.loads((root / "results" / "tiny" / "breakdown.json").read_text())
 
@@ -163,10 +173,10 @@ def _bin(ratio):
     return "<0.1" if ratio < 0.1 else "0.1-0.2" if ratio < 0.2 else "0.2-0.4" if ratio < 0.4 else ">=0.4"
 
 
-def test_a_trained_variant_without_weights_is_a_clear_error(study, tmp_path, capsys):
+def test_a_trained_variant_without_weights_is_a_clear_error(study, tiny_bench, tmp_path, capsys):
     params_path, _ = study
     code = main(["evaluate", "--params", str(params_path), "--variant", "tiny", "--device", "cpu",
-                 "--checkpoint", str(tmp_path / "missing.pt"), "--metrics", str(tmp_path / "m.json"),
+                 *layout_args(tiny_bench), "--checkpoint", str(tmp_path / "missing.pt"), "--metrics", str(tmp_path / "m.json"),
                  "--results", str(tmp_path / "r")])
     assert code == 2
     assert "missing.pt: no trained weights for variant 'tiny'" in capsys.readouterr().err

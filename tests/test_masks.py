@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from propy.errors import ConfigError
-from propy.masks import VARIANTS, event_attention_mask, event_node_mask, frame_prompt_mask
+from propy.masks import INTERACTIONS, event_attention_mask, event_node_mask, frame_prompt_mask
 from propy.pyramid import Pyramid
 
 
@@ -86,14 +86,14 @@ NF8_EVENTS = {
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", INTERACTIONS)
 def test_event_node_mask_nf4_by_hand(variant):
     mask = event_node_mask(NF4, variant)
     assert mask.dtype == bool
     np.testing.assert_array_equal(mask, np.hstack([_bool(NF4_EVENTS[variant]), _bool(NF4_FRAMES)]))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", INTERACTIONS)
 def test_event_node_mask_nf8_by_hand(variant):
     mask = event_node_mask(NF8, variant)
     assert mask.shape == (8, 16)
@@ -139,7 +139,7 @@ PYRAMIDS = [
 @pytest.mark.parametrize("pyr", PYRAMIDS, ids=lambda p: f"{p.num_frames}-{p.windows}")
 def test_mask_properties(pyr):
     ne, nf = pyr.num_events, pyr.num_frames
-    masks = {variant: event_node_mask(pyr, variant) for variant in VARIANTS}
+    masks = {variant: event_node_mask(pyr, variant) for variant in INTERACTIONS}
     full, desc, anc = (masks[v][:, :ne] for v in ("full", "descendants", "ancestors"))
     np.testing.assert_array_equal(full, full.T)
     np.testing.assert_array_equal(desc | anc, full)

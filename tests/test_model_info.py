@@ -5,12 +5,16 @@ from pathlib import Path
 
 from propy.cli import main
 
+from conftest import write_tiny_params
+
 TINY = str(Path("configs/propy-tiny.json").resolve())
 
 
-def test_model_info_without_params_uses_the_defaults(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # no params.yaml: ModelConfig defaults, Nf = 32, overlaps [0, 1, 1, 1, 1]
-    assert main(["model-info", "--clip", TINY, "--batch", "1", "--repeats", "1"]) == 0
+def test_model_info_counts_by_hand(tmp_path, capsys):
+    params = write_tiny_params(tmp_path / "params.yaml", {"model": {
+        "num_frames": 32, "pyramid": [0, 1, 1, 1, 1], "frame_prompts": 4, "adapter_width": 384, "adapter_kernel": 5}})
+    assert main(["model-info", "--params", str(params), "--variant", "tiny", "--clip", TINY,
+                 "--batch", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "pyramid: 32 frames, 5 levels, 42 events" in out
     assert "level 1: 16 events" in out and "Ne = 42 events per video" in out
@@ -24,7 +28,6 @@ def test_model_info_without_params_uses_the_defaults(tmp_path, monkeypatch, caps
     assert "ratio propy/clip = " in out
 
 
-def test_variant_without_params_is_an_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["model-info", "--variant", "full", "--clip", TINY]) == 2
-    assert "error: --variant needs a params file" in capsys.readouterr().err
+def test_a_missing_params_file_is_an_error(tmp_path, capsys):
+    assert main(["model-info", "--params", str(tmp_path / "absent.yaml"), "--clip", TINY]) == 2
+    assert "absent.yaml: no such parameters file" in capsys.readouterr().err

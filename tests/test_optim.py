@@ -7,6 +7,8 @@ from torch import nn
 from propy.config import TrainConfig
 from propy.optim import make_optimizer, make_scheduler
 
+from conftest import repo_block
+
 
 class Tiny(nn.Module):
     def __init__(self) -> None:
@@ -19,7 +21,7 @@ class Tiny(nn.Module):
 
 def test_decay_on_every_trainable_tensor_except_biases():
     model = Tiny()
-    cfg = TrainConfig(lr=1e-3, weight_decay=0.2, betas=[0.9, 0.98], eps=1e-6)
+    cfg = repo_block(TrainConfig, "train", lr=1e-3, weight_decay=0.2, betas=[0.9, 0.98], eps=1e-6)
     opt = make_optimizer(model, cfg)
     decayed, plain = opt.param_groups
     assert {id(p) for p in decayed["params"]} == {id(model.prompts), id(model.proj.weight)}
@@ -31,7 +33,7 @@ def test_decay_on_every_trainable_tensor_except_biases():
 def test_no_trainable_parameters_is_an_error():
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
-        make_optimizer(model, TrainConfig())
+        make_optimizer(model, repo_block(TrainConfig, "train"))
 
 
 def lr_trace(total: int, warmup: float, base: float = 1.0) -> list[float]:

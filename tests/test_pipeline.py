@@ -85,8 +85,7 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 PARAM_SOURCES = {
     "trained": "study.trained", "zero_shot": "study.zero_shot", "ablations": "study.ablations",
     "headline": "report.headline", "top_k": "report.top_k", "qualitative_queries": "report.qualitative_queries",
-    "strip_frames": "report.strip_frames", "data_root": "datasets.${dataset}", "query_kinds": "datasets.${dataset}",
-    "cache_root": "extract.root", "num_frames": "model.num_frames",
+    "strip_frames": "report.strip_frames", "num_frames": "model.num_frames", "seeds": "study.seeds",
 }
 
 
@@ -121,7 +120,8 @@ def micro_params() -> dict:
     raw["pretrain_clip"].update(epochs=1, batch_size=32)
     raw["train"].update(epochs=1, batch_videos=4)
     raw["eval"].update(batch_videos=8, batch_queries=64)
-    raw["study"] = {"trained": ["full"], "zero_shot": ["zs_maxframe"], "ablations": {"components": ["full"]}}
+    raw["study"] = {"trained": ["full", "no_adapters"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
+                    "ablations": {"components": ["full", "no_adapters"]}}
     raw["report"].update(qualitative_queries=2, strip_frames=4)
     return raw
 
@@ -161,15 +161,21 @@ def test_micro_study_end_to_end(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"micro study: dvc repro {elapsed:.0f} s")
 
-    for name in ("full", "zs_maxframe"):
-        metrics = json.loads((repo / "metrics" / f"{name}.json").read_text())
-        assert metrics["variant"] == name and 0.0 <= metrics["R1"] <= metrics["R100"] <= 100.0
+    for run in ("full-s42", "full-s43", "no_adapters-s42", "no_adapters-s43", "zs_maxframe"):
+        metrics = json.loads((repo / "metrics" / "synthetic" / "runs" / f"{run}.json").read_text())
+        assert metrics["variant"] == run.split("-s")[0] and 0.0 <= metrics["R1"] <= metrics["R100"] <= 100.0
         assert metrics["SumR"] == pytest.approx(sum(metrics[k] for k in ("R1", "R5", "R10", "R100")))
         for out in ("breakdown.json", "rankings.jsonl", "events.npz"):
-            assert (repo / "results" / name / out).stat().st_size > 0
-    log = json.loads((repo / "logs" / "train" / "full.json").read_text())
+            assert (repo / "results" / "synthetic" / "runs" / run / out).stat().st_size > 0
+    runs = [json.loads((repo / "metrics" / "synthetic" / "runs" / f"full-s{s}.json").read_text()) for s in (42, 43)]
+    pooled = json.loads((repo / "metrics" / "synthetic" / "pooled" / "full.json").read_text())
+    assert pooled["runs"] == ["full-s42", "full-s43"]
+    assert pooled["SumR"] == pytest.approx((runs[0]["SumR"] + runs[1]["SumR"]) / 2)
+    comparisons = json.loads((repo / "metrics" / "synthetic" / "pooled" / "comparisons.json").read_text())
+    assert [r["variant"] for r in comparisons["tables"]["components"]] == ["no_adapters"]
+    log = json.loads((repo / "logs" / "train" / "synthetic" / "full-s42.json").read_text())
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
-    assert (repo / "models" / "full" / "best.pt").stat().st_size > 0
+    assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0
 
     for report in ("data", "training", "results", "ablations", "qualitative", "index"):
         assert "<html" in (repo / "reports" / f"{report}.html").read_text()[:2000].lower()
@@ -178,7 +184,7 @@ def test_micro_study_end_to_end(tmp_path):
         assert pngs and all(p.stat().st_size > 2000 for p in pngs), report
         assert list((repo / "reports" / "tables" / report).glob("*.md")), report
     for report, names in (("index", ("full", "zs_maxframe")), ("results", ("full", "zs_maxframe")),
-                          ("ablations", ("full",)), ("training", ("full",))):
+                          ("ablations", ("full", "no_adapters")), ("training", ("full", "no_adapters"))):
         html = (repo / "reports" / f"{report}.html").read_text()
         assert all(f">{n}<" in html for n in names), f"{report}.html lacks a variant row"
     assert "zs_maxframe" in dvc(repo, "metrics", "show")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import open_clip
 import pytest
@@ -18,20 +17,20 @@ from propy.config import load_params
 from propy.data.cache import FrameCache
 from propy.data.video import normalize
 from propy.errors import DataError
-from tests.conftest import write_tiny_params
+from tests.conftest import layout_args, tiny_layout, write_tiny_params
 
 PRETRAIN = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 2.0e-3, "frames_per_event": 2, "seed": 0}
 
 
 def _params(tiny_bench, tmp_path, **changes):
-    path = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"pretrain_clip": {**PRETRAIN, **changes}})
-    return load_params(path)
+    path = write_tiny_params(tmp_path / "params.yaml", {"pretrain_clip": {**PRETRAIN, **changes}})
+    return load_params(path), tiny_layout(tiny_bench)
 
 
-def _train_loss(params, model) -> float:
+def _train_loss(params, layout, model) -> float:
     """Loss of ``model`` on every training frame (event centres) as one batch."""
-    captions = pc.load_captions(Path(params.data.root) / "captions.jsonl")
-    cache = FrameCache(params.extract.root, "train")
+    captions = pc.load_captions(layout.captions)
+    cache = FrameCache(layout.cache, "train")
     events = pc.split_events(captions, cache, "train")
     frames, labels = pc.event_frames(events, cache, 2, train=False, seed=0, epoch=0)
     backbone = load_clip(dataclasses.replace(params.clip, pretrained=""))
@@ -43,15 +42,15 @@ def _train_loss(params, model) -> float:
 
 
 def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny_bench, tmp_path):
-    params = _params(tiny_bench, tmp_path)
+    params, layout = _params(tiny_bench, tmp_path)
     out, metrics_path = tmp_path / "clip" / "clip.pt", tmp_path / "metrics.json"
     torch.manual_seed(PRETRAIN["seed"])
-    before = _train_loss(params, create_clip(params.clip.model))  # the same init as the run's
+    before = _train_loss(params, layout, create_clip(params.clip.model))  # the same init as the run's
 
-    metrics = pc.pretrain(params, out, metrics_path, torch.device("cpu"))
+    metrics = pc.pretrain(params, layout, out, metrics_path, torch.device("cpu"))
 
     trained = create_clip(params.clip.model, pretrained=str(out))
-    assert _train_loss(params, trained) < before - 0.1
+    assert _train_loss(params, layout, trained) < before - 0.1
     saved = torch.load(out)
     by_name = open_clip.create_model("propy-tiny", pretrained=str(out))  # registered by create_clip
     assert by_name.state_dict().keys() == saved.keys()
@@ -60,8 +59,8 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
 
     assert json.loads(metrics_path.read_text()) == metrics
     assert set(metrics) == {"zero_shot_accuracy", "num_classes", "num_frames", "epochs", "final_loss", "seconds"}
-    val_cache = FrameCache(params.extract.root, "val")
-    val = [c for c in pc.load_captions(Path(params.data.root) / "captions.jsonl") if c["vid_name"] in val_cache]
+    val_cache = FrameCache(layout.cache, "val")
+    val = [c for c in pc.load_captions(layout.captions) if c["vid_name"] in val_cache]
     assert metrics["num_classes"] == len({c["caption"] for c in val})
     assert metrics["num_frames"] == 2 * len(val)
     assert metrics["epochs"] == 3 and metrics["seconds"] > 0 and math.isfinite(metrics["final_loss"])
@@ -70,9 +69,9 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_bench, tmp_path, monkeypatch, capsys):
-    params = _params(tiny_bench, tmp_path, epochs=2)
+    params, layout = _params(tiny_bench, tmp_path, epochs=2)
     cpu = torch.device("cpu")
-    pc.pretrain(params, tmp_path / "a" / "clip.pt", tmp_path / "a.json", cpu)
+    pc.pretrain(params, layout, tmp_path / "a" / "clip.pt", tmp_path / "a.json", cpu)
     reference = torch.load(tmp_path / "a" / "clip.pt")
 
     save = pc.save_resume
@@ -83,11 +82,11 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_bench, tmp_path, mo
 
     monkeypatch.setattr(pc, "save_resume", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
+        pc.pretrain(params, layout, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
     monkeypatch.setattr(pc, "save_resume", save)
     assert not (tmp_path / "b" / "clip.pt").exists()
 
-    pc.pretrain(params, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
+    pc.pretrain(params, layout, tmp_path / "b" / "clip.pt", tmp_path / "b.json", cpu)
     assert "after epoch 1" in capsys.readouterr().out
     resumed = torch.load(tmp_path / "b" / "clip.pt")
     assert reference.keys() == resumed.keys()
@@ -99,16 +98,24 @@ def test_a_resume_state_from_other_settings_is_ignored(tiny_bench, tmp_path, cap
     out = tmp_path / "clip.pt"
     state = {"config_hash": "other settings", "epoch": 1}
     torch.save(state, tmp_path / "clip.resume.pt")
-    pc.pretrain(_params(tiny_bench, tmp_path, epochs=1), out, tmp_path / "m.json", cpu)
+    pc.pretrain(*_params(tiny_bench, tmp_path, epochs=1), out, tmp_path / "m.json", cpu)
     assert "written for other params or input files; starting fresh" in capsys.readouterr().out
 
 
 def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_path):
-    params = write_tiny_params(tiny_bench, tmp_path / "params.yaml")  # pretrain_clip.enabled: false
-    out, metrics = tmp_path / "clip" / "clip.pt", tmp_path / "metrics.json"
-    assert main(["pretrain-clip", "--params", str(params), "--out", str(out), "--metrics", str(metrics)]) == 0
+    params = write_tiny_params(tmp_path / "params.yaml")  # pretrain_clip.enabled: false
+    out, metrics = tmp_path / "clip", tmp_path / "metrics.json"
+    assert main(["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(out),
+                 "--metrics", str(metrics)]) == 0
     assert json.loads(metrics.read_text()) == {"skipped": True}
-    assert out.parent.is_dir() and not out.exists()
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_enabled_pretraining_must_write_the_file_clip_pretrained_names(tiny_bench, tmp_path, capsys):
+    params = write_tiny_params(tmp_path / "params.yaml", {"pretrain_clip": PRETRAIN})  # pretrained ""
+    assert main(["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(tmp_path / "clip"),
+                 "--metrics", str(tmp_path / "m.json")]) == 2
+    assert "clip.pretrained is ''" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
 
 
 @pytest.mark.parametrize(

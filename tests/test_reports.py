@@ -17,9 +17,10 @@ import yaml
 
 from propy import reports
 from propy.cli import main
+from propy.config import Layout
 from propy.data.annotations import Record
 from propy.errors import DataError
-from propy.masks import VARIANTS, event_node_mask
+from propy.masks import INTERACTIONS, event_node_mask
 from propy.pyramid import build_pyramid
 from propy.render import render
 
@@ -57,7 +58,7 @@ def test_load_metrics_keeps_order_and_values(tmp_path):
 
 def test_missing_metrics_name_the_file_and_the_stage(tmp_path):
     write_metrics(tmp_path, "full", 200.0)
-    with pytest.raises(DataError, match=r"depth1\.json: missing input \(written by evaluate@depth1"):
+    with pytest.raises(DataError, match=r"depth1\.json: missing input \(written by pool"):
         reports.load_metrics(["full", "depth1"], tmp_path)
 
 
@@ -112,15 +113,17 @@ def test_training_summary_finds_the_best_epoch(tmp_path):
     logs_dir.mkdir()
     entries = [{"epoch": e, "step": 10 * e, "loss": 3.0 / e, "lr": 1e-3, "val_SumR": s, "seconds": 2.0}
                for e, s in ((1, 50.0), (2, 80.0), (3, 70.0))]
-    (logs_dir / "full.json").write_text(json.dumps(entries))
-    summary = reports.training_summary(reports.load_logs(["full"], logs_dir))
+    (logs_dir / "full-s1.json").write_text(json.dumps(entries))
+    shifted = [{**e, "loss": e["loss"] + 1.0, "val_SumR": e["val_SumR"] + 10.0} for e in entries]
+    (logs_dir / "full-s2.json").write_text(json.dumps(shifted))
+    summary = reports.training_summary(reports.load_logs(["full"], [1, 2], logs_dir))  # the mean of two seeds
     row = summary.loc["full"]
-    assert (row["epochs"], row["best epoch"], row["best val SumR"]) == (3, 2, 80.0)
-    assert row["final loss"] == pytest.approx(1.0)
+    assert (row["epochs"], row["best epoch"], row["best val SumR"]) == (3, 2, 85.0)
+    assert row["final loss"] == pytest.approx(1.5)
     assert row["time (s)"] == pytest.approx(6.0)
-    (logs_dir / "empty.json").write_text("[]")
-    with pytest.raises(DataError, match="empty.json: expected a non-empty list"):
-        reports.load_logs(["empty"], logs_dir)
+    (logs_dir / "empty-s1.json").write_text("[]")
+    with pytest.raises(DataError, match="empty-s1.json: expected a non-empty list"):
+        reports.load_logs(["empty"], [1], logs_dir)
 
 
 def test_annotation_stats_hand_worked():
@@ -169,10 +172,10 @@ def test_figures_are_labelled_and_saved_as_png(tmp_path):
 
 
 def test_mask_figure_one_panel_per_interaction():
-    pyramid = build_pyramid(4, overlaps=[0, 0])
-    masks = {name: event_node_mask(pyramid, name) for name in VARIANTS}
+    pyramid = build_pyramid(4, [0, 0])
+    masks = {name: event_node_mask(pyramid, name) for name in INTERACTIONS}
     fig = reports.plot_masks(masks, pyramid.num_events, "masks")
-    assert [ax.get_title() for ax in fig.axes] == list(VARIANTS)
+    assert [ax.get_title() for ax in fig.axes] == list(INTERACTIONS)
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (pyramid.num_events, pyramid.num_nodes)
 
@@ -188,14 +191,24 @@ def report_repo(tmp_path, monkeypatch):
     write_breakdown(tmp_path / "results", "full", 5.0)
     write_breakdown(tmp_path / "results", "zs_maxframe", 0.0)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["study"] = {"trained": ["full"], "zero_shot": ["zs_maxframe"], "ablations": {"components": ["full"]}}
+    raw["study"] = {"trained": ["full"], "seeds": [42], "zero_shot": ["zs_maxframe"],
+                    "ablations": {"components": ["full"]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
+FOLDERS = {"metrics": Path("metrics"), "logs": Path("logs"), "results": Path("results"), "runs": Path("runs"),
+           "out": Path("reports")}
+REPORT_ARGS = ["--data", "data", "--cache", "cache", *[a for k, v in FOLDERS.items() for a in (f"--{k}", str(v))]]
+
+
+def render_here(name):
+    return render(name, "params.yaml", Layout(Path("data"), Path("cache")), FOLDERS)
+
+
 def test_render_results_writes_html_figures_and_tables(report_repo):
-    html = render("results")
+    html = render_here("results")
     text = html.read_text()
     assert "zs_maxframe" in text and "full" in text
     assert "compared = [" not in text  # input cells are not rendered
@@ -207,10 +220,10 @@ def test_render_results_writes_html_figures_and_tables(report_repo):
 
 
 def test_render_missing_input_is_a_data_error_naming_the_file(report_repo, capsys):
-    assert main(["report", "training"]) == 2  # no logs/train/full.json in this repo
-    assert "error: logs/train/full.json: missing input" in capsys.readouterr().err
-    with pytest.raises(DataError, match=r"logs/train/full\.json: missing input \(written by train@full"):
-        render("training")
+    assert main(["report", "training", *REPORT_ARGS]) == 2  # no logs/full-s42.json in this repo
+    assert "error: logs/full-s42.json: missing input" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"logs/full-s42\.json: missing input \(written by train@full-42"):
+        render_here("training")
     assert not (report_repo / "reports/training.html").exists()
 
 
@@ -218,7 +231,7 @@ def test_render_failing_cell_is_one_line(report_repo, capsys):
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
                                            nbformat.v4.new_code_cell("raise ValueError('bad bins')")])
     nbformat.write(book, report_repo / "notebooks" / "broken.ipynb")
-    assert main(["report", "broken"]) == 2
+    assert main(["report", "broken", *REPORT_ARGS]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: notebooks/broken.ipynb: cell 2 failed: ValueError: bad bins")
     assert "\n" not in err  # one line, no traceback dump
@@ -227,36 +240,20 @@ def test_render_failing_cell_is_one_line(report_repo, capsys):
 
 def test_render_unknown_notebook_lists_the_available_ones(report_repo):
     with pytest.raises(DataError, match=r"notebooks/result\.ipynb: no such report notebook; available: .*results"):
-        render("result")
+        render_here("result")
 
 
-def write_rankings(root: Path, name: str, ranks: dict[str, int]) -> None:
-    (root / name).mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"desc_id": d, "vid_name": "v", "rank": r, "top10": [], "score": 0.0})
-             for d, r in ranks.items()]
-    (root / name / "rankings.jsonl").write_text("\n".join(lines) + "\n")
-
-
-def test_ablation_table_pairs_queries_by_id(tmp_path):
-    metrics, results = tmp_path / "metrics", tmp_path / "results"
-    write_metrics(metrics, "full", 200.0)
-    write_metrics(metrics, "same", 200.0)
-    write_metrics(metrics, "worse", 150.0)
-    write_rankings(results, "full", {"q1": 1, "q2": 1, "q3": 1})
-    write_rankings(results, "same", {"q3": 1, "q1": 1, "q2": 1})  # other order, same ranks
-    write_rankings(results, "worse", {"q1": 200, "q2": 200, "q3": 200})  # outside R@100 everywhere
-    table = reports.ablation_table(reports.load_metrics(["full", "same", "worse"], metrics),
-                                   ["full", "same", "worse"], "full", results)
+def test_ablation_table_reads_the_pooled_comparisons(tmp_path):
+    for name, sumr in (("full", 200.0), ("same", 200.0), ("worse", 150.0)):
+        write_metrics(tmp_path, name, sumr)
+    rows = [{"variant": "same", "reference": "full", "delta_SumR": 0.0, "ci": [-1.5, 2.0], "verdict": "no difference"},
+            {"variant": "worse", "reference": "full", "delta_SumR": -50.0, "ci": [-60.0, -40.0], "verdict": "loss"}]
+    (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {"t": rows}}))
+    table = reports.ablation_table(reports.load_metrics(["full", "same", "worse"], tmp_path),
+                                   ["full", "same", "worse"], tmp_path)
     assert table["ΔSumR vs full"].tolist() == [0.0, 0.0, -50.0]
-    # the interval comes from the ranks: identical ranks -> [0, 0]; all lost -> exactly -400
-    assert table["95% CI of Δ"].tolist() == ["[+0.0, +0.0]", "[+0.0, +0.0]", "[-400.0, -400.0]"]
-
-
-def test_ablation_table_rejects_other_queries(tmp_path):
-    metrics, results = tmp_path / "metrics", tmp_path / "results"
-    for name in ("full", "other"):
-        write_metrics(metrics, name, 200.0)
-    write_rankings(results, "full", {"q1": 1})
-    write_rankings(results, "other", {"q2": 1})
-    with pytest.raises(DataError, match=r"other/rankings\.jsonl: not the queries of full"):
-        reports.ablation_table(reports.load_metrics(["full", "other"], metrics), ["full", "other"], "full", results)
+    assert table["95% CI of Δ"].tolist() == ["", "[-1.5, +2.0]", "[-60.0, -40.0]"]
+    assert table["verdict"].tolist() == ["reference", "no difference", "loss"]
+    with pytest.raises(DataError, match=r"comparisons\.json: no comparison for variant\(s\) other"):
+        write_metrics(tmp_path, "other", 1.0)
+        reports.ablation_table(reports.load_metrics(["full", "other"], tmp_path), ["full", "other"], tmp_path)

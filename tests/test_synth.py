@@ -9,6 +9,8 @@ from propy.config import SPLITS, SplitSizes, SynthConfig
 from propy.data.annotations import load_annotations
 from propy.data.synth import ACTIONS, OPPOSITE, Event, generate, render_event, sample_split
 
+from conftest import repo_block, write_tiny_params
+
 TINY = SynthConfig(
     seed=1, videos=SplitSizes(train=8, val=4, test=4), size=32, fps=8,
     events_per_video=[3, 4], event_seconds=[0.5, 1.0], multi_event_queries=1,
@@ -186,7 +188,7 @@ def test_object_is_a_quarter_of_the_frame_and_keeps_its_colour():
 
 
 def test_deck_keeps_descriptions_unique_until_exhausted():
-    cfg = SynthConfig(seed=0, videos=SplitSizes(train=240, val=60, test=60))
+    cfg = repo_block(SynthConfig, "synth", seed=0, videos={"train": 240, "val": 60, "test": 60})
     videos, pairs = sample_split(cfg, "test")
     counts = Counter((e.obj, e.action) for v in videos for e in v.events)
     assert max(counts.values()) == 1 and pairs == 15
@@ -208,13 +210,8 @@ def test_replaces_existing_output_and_stale_partial(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "dataset: synthetic\n"
-        "datasets: {synthetic: {root: data/synthetic}}\n"
-        "synth: {seed: 0, videos: {train: 2, val: 1, test: 1}, size: 32, event_seconds: [0.5, 0.5]}\n"
-        "extract: {}\nclip: {}\npretrain_clip: {}\nmodel: {}\ntrain: {}\neval: {}\nvariants: {full: {}}\n"
-    )
+    params = write_tiny_params(tmp_path / "params.yaml", {
+        "synth": {"seed": 0, "videos": {"train": 2, "val": 1, "test": 1}, "size": 32, "event_seconds": [0.5, 0.5]}})
     assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
     assert "train: 2 videos" in capsys.readouterr().out
     assert len(load_annotations(tmp_path / "bench" / "annotations" / "val.jsonl")) >= 3

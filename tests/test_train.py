@@ -12,14 +12,14 @@ from propy.cli import main
 from propy.config import load_params
 from propy.train import Process, Trainer, config_hash, plan_batch
 
-from conftest import write_tiny_params
+from conftest import layout_args, tiny_layout, write_tiny_params
 
 LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4", "val_SumR", "seconds"]
 
 
-def train_cli(params, out, *flags):
-    return main(["train", "--params", str(params), "--variant", "tiny", "--out", str(out / "models"),
-                 "--log", str(out / "log.json"), "--device", "cpu", *flags])
+def train_cli(bench, params, out, *flags):
+    return main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *layout_args(bench),
+                 "--out", str(out / "models"), "--log", str(out / "log.json"), "--device", "cpu", *flags])
 
 
 def load(path):
@@ -30,8 +30,8 @@ def load(path):
 def straight(tiny_bench, tmp_path_factory):
     """An uninterrupted 2-epoch run (8 training videos, 4 per batch: 2 steps per epoch)."""
     out = tmp_path_factory.mktemp("straight")
-    params = write_tiny_params(tiny_bench, out / "params.yaml")
-    assert train_cli(params, out) == 0
+    params = write_tiny_params(out / "params.yaml")
+    assert train_cli(tiny_bench, params, out) == 0
     return params, out
 
 
@@ -48,14 +48,15 @@ def test_log_and_checkpoints(straight):
     assert last["epoch"] == 2 and last["step"] == 4 and last["log"] == log
     sums = [e["val_SumR"] for e in log]
     assert best["epoch"] == 1 + int(np.argmax(sums)) and best["val_SumR"] == max(sums)
-    assert set(best) == {"format", "trainable", "fingerprint", "code_version", "epoch", "val_SumR"}
+    assert set(best) == {"format", "trainable", "fingerprint", "code_version", "epoch", "val_SumR", "seed"}
+    assert best["seed"] == 3
     assert best["fingerprint"]["model"]["num_frames"] == 4 and best["fingerprint"]["clip"]["weights"] == ""
     assert best["trainable"].keys() == last["trainable"].keys()
     same = all(torch.equal(last["trainable"][k], v) for k, v in best["trainable"].items())
     assert same == (best["epoch"] == 2)  # best.pt holds the weights of its own epoch
 
 
-def test_resume_after_interruption_is_bit_identical(straight, tmp_path, monkeypatch):
+def test_resume_after_interruption_is_bit_identical(straight, tiny_bench, tmp_path, monkeypatch):
     params, straight_out = straight
     original = Trainer._train_epoch
 
@@ -65,10 +66,10 @@ def test_resume_after_interruption_is_bit_identical(straight, tmp_path, monkeypa
         return original(self)
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted_after_one_epoch)
-    assert train_cli(params, tmp_path) == 130
+    assert train_cli(tiny_bench, params, tmp_path) == 130
     assert load(tmp_path / "models" / "last.pt")["epoch"] == 1
     monkeypatch.setattr(Trainer, "_train_epoch", original)
-    assert train_cli(params, tmp_path, "--resume") == 0
+    assert train_cli(tiny_bench, params, tmp_path, "--resume") == 0
 
     resumed, uninterrupted = load(tmp_path / "models" / "last.pt"), load(straight_out / "models" / "last.pt")
     for name, tensor in uninterrupted["trainable"].items():
@@ -80,41 +81,43 @@ def test_resume_after_interruption_is_bit_identical(straight, tmp_path, monkeypa
 def test_default_resume_follows_the_config_hash(straight, tiny_bench, tmp_path, capsys):
     params, out = straight
     before = (out / "models" / "last.pt").stat().st_mtime_ns
-    assert train_cli(params, out) == 0  # finished run, same params: nothing to redo
+    assert train_cli(tiny_bench, params, out) == 0  # finished run, same params: nothing to redo
     assert "nothing to do" in capsys.readouterr().out
     assert (out / "models" / "last.pt").stat().st_mtime_ns == before
 
-    changed = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"train": {"lr": 5e-4}})
+    changed = write_tiny_params(tmp_path / "params.yaml", {"train": {"lr": 5e-4}})
     copy = tmp_path / "run"
     (copy / "models").mkdir(parents=True)
     (copy / "models" / "last.pt").write_bytes((out / "models" / "last.pt").read_bytes())
-    assert train_cli(changed, copy, "--resume") == 2
+    assert train_cli(tiny_bench, changed, copy, "--resume") == 2
     assert "was written for other params or input files" in capsys.readouterr().err
-    assert train_cli(changed, copy) == 0  # default: the stale checkpoint is ignored
+    assert train_cli(tiny_bench, changed, copy) == 0  # default: the stale checkpoint is ignored
     assert "starting fresh" in capsys.readouterr().out
     assert load(copy / "models" / "last.pt")["log"][0]["lr"] == pytest.approx(5e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
 
-    assert train_cli(changed, tmp_path / "empty", "--resume") == 2
+    assert train_cli(tiny_bench, changed, tmp_path / "empty", "--resume") == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
 def test_config_hash_follows_params_and_input_file_contents(tiny_bench, tmp_path):
     checkpoint = tmp_path / "clip.pt"
     checkpoint.write_bytes(b"one")
-    params_path = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"clip": {"pretrained": str(checkpoint)}})
-    params = load_params(params_path, "tiny")
-    first = config_hash(params)
+    params_path = write_tiny_params(tmp_path / "params.yaml", {"clip": {"pretrained": str(checkpoint)}})
+    params, layout = load_params(params_path, "tiny"), tiny_layout(tiny_bench)
+    first = config_hash(params, layout, 3)
     checkpoint.write_bytes(b"two")  # a re-made CLIP at the same path
-    assert config_hash(params) != first
+    assert config_hash(params, layout, 3) != first
     checkpoint.write_bytes(b"one")
-    assert config_hash(params) == first
+    assert config_hash(params, layout, 3) == first
+    assert config_hash(params, layout, 4) != first  # another seed is another run
     params.train.lr *= 2
-    assert config_hash(params) != first
+    assert config_hash(params, layout, 3) != first
 
 
-def test_zero_shot_variants_are_refused(straight, tmp_path, capsys):
+def test_zero_shot_variants_are_refused(straight, tiny_bench, tmp_path, capsys):
     params, _ = straight
-    code = main(["train", "--params", str(params), "--variant", "zs_meanpool", "--out", str(tmp_path)])
+    code = main(["train", "--params", str(params), "--variant", "zs_meanpool", "--seed", "3", *layout_args(tiny_bench),
+                 "--out", str(tmp_path), "--log", str(tmp_path / "log.json")])
     assert code == 2
     err = capsys.readouterr().err
     assert "zero-shot baseline with nothing to train" in err and "evaluate --variant zs_meanpool" in err
@@ -139,22 +142,24 @@ DDP_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import torch
-    from propy.config import load_params
+    from propy.config import Layout, load_params
     from propy.train import train
 
-    params, out = sys.argv[1], Path(sys.argv[2])
-    model = train(load_params(params, "tiny"), out / "models", out / "log.json", device="cpu", resume="never")
+    params, bench, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    layout = Layout(bench / "synthetic", bench / "cache")
+    model = train(load_params(params, "tiny"), layout, 3, out / "models", out / "log.json", device="cpu",
+                  resume="never")
     torch.save(model.trainable_state_dict(), out / f"rank{os.environ['RANK']}.pt")
 """)
 
 
-def test_two_gloo_processes_reach_the_single_process_weights(straight, tmp_path):
+def test_two_gloo_processes_reach_the_single_process_weights(straight, tiny_bench, tmp_path):
     params, straight_out = straight
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(params), str(tmp_path)],
+         str(script), str(params), str(tiny_bench), str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from propy.config import SPLITS, Params, load_params
+from propy.config import SPLITS, Layout, Params, add_layout_args, load_params
 from propy.data.annotations import group_by_video, load_annotations
 from propy.data.video import read_video
 from propy.errors import ConfigError, DataError
@@ -218,24 +218,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", default="params.yaml", help="parameters file (blocks 'extract', 'datasets', 'clip')"
     )
+    add_layout_args(parser, cache=False)
+    parser.add_argument("--out", type=Path, required=True, help="the frame cache folder to write, e.g. data/cache")
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="which split's videos (default all)")
     parser.add_argument("--size", type=int, help="frame side in pixels (default: the CLIP model's input size)")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    cfg, data = params.extract, params.data
+    cfg, layout = params.extract, Layout(args.data, args.out)
     size = args.size if args.size is not None else model_input_size(params)
     if size < 1:
         raise ConfigError(f"--size: expected a positive number of pixels, got {size}")
     bad: dict[str, str] = {}
     for split in SPLITS if args.split == "all" else (args.split,):
-        names = list(group_by_video(load_annotations(data.annotations(split))))
-        out_dir = Path(cfg.root) / split
+        names = list(group_by_video(load_annotations(layout.annotations(split))))
+        out_dir = layout.cache_split(split)
         started = time.perf_counter()
         try:
             result = extract_split(
-                names, data.videos, data.video_ext, out_dir,
+                names, layout.videos, params.data.video_ext, out_dir,
                 size=size, fps=cfg.fps, max_frames=cfg.max_frames, skip_bad=cfg.skip_bad, desc=f"extract {split}",
             )
         except BadVideos as exc:

@@ -428,15 +428,12 @@ def _swap_in(partial: Path, out: Path) -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (block 'synth')")
-    parser.add_argument(
-        "--out", type=Path, help="output directory (default: the 'synthetic' dataset's root, else data/synthetic)"
-    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory, e.g. data/synthetic")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    entry = params.datasets.get("synthetic")
-    out = args.out or Path(entry.root if entry else "data/synthetic")
+    out = args.out
     started = time.perf_counter()
     stats = generate(params.synth, out)
     print(f"synth: {out} in {time.perf_counter() - started:.1f}s (codec {stats['codec']})")

@@ -1,0 +1,96 @@
+"""``propy pool``: runs averaged per variant, comparisons with intervals over queries and seeds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from propy.config import load_params
+from propy.errors import DataError
+from propy.metrics import bootstrap_sumr
+from propy.pool import pool, pool_metrics, verdict
+
+from conftest import write_tiny_params
+
+
+def write_run(root, run, ranks: dict[str, int], sumr: float, kind="propy"):
+    """A run's metrics, rankings and breakdown as ``evaluate`` writes them (recalls add up to ``sumr``)."""
+    (root / "metrics").mkdir(parents=True, exist_ok=True)
+    r = [sumr * f for f in (0.1, 0.2, 0.3, 0.4)]
+    metrics = {"variant": run.split("-s")[0], "kind": kind, "dataset": "synthetic", "split": "test", "epoch": 2,
+               "num_queries": len(ranks), "R1": r[0], "R2": r[1], "R3": r[2], "R4": r[3], "SumR": sumr,
+               "MedR": 2.0, "MeanR": 3.0, "unnormalized": {"SumR": sumr - 1}, "vcmr": {"IoU0.5": {"R1": sumr / 10}}}
+    (root / "metrics" / f"{run}.json").write_text(json.dumps(metrics))
+    out = root / "results" / run
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rankings.jsonl").write_text("".join(
+        json.dumps({"desc_id": d, "vid_name": "v", "rank": k, "top10": [], "score": 0.0}) + "\n" for d, k in ranks.items()))
+    (out / "breakdown.json").write_text(json.dumps({"by_kind": [{"kind": "a", "n": 2, "SumR": sumr}]}))
+
+
+@pytest.fixture
+def study(tmp_path):
+    """tiny (seeds 3, 4) with perfect ranks; worse (seeds 3, 4) never within R@4; zs_maxframe one run."""
+    params = load_params(write_tiny_params(tmp_path / "params.yaml", {
+        "study": {"trained": ["tiny", "worse"], "seeds": [3, 4], "zero_shot": ["zs_maxframe"],
+                  "ablations": {"t": ["tiny", "worse"]}},
+        "variants": {"worse": {"model": {"interaction": "none"}}}}))
+    queries = ["q1", "q2", "q3"]
+    write_run(tmp_path, "tiny-s3", dict.fromkeys(queries, 1), 400.0)
+    write_run(tmp_path, "tiny-s4", {q: 1 for q in reversed(queries)}, 400.0)  # other order: paired by id
+    write_run(tmp_path, "worse-s3", dict.fromkeys(queries, 9), 0.0)
+    write_run(tmp_path, "worse-s4", dict.fromkeys(queries, 9), 100.0)
+    write_run(tmp_path, "zs_maxframe", {"q1": 1, "q2": 9, "q3": 9}, 400 / 3, kind="maxframe")
+    return params, tmp_path
+
+
+def test_pool_averages_runs_and_compares_with_intervals(study):
+    params, root = study
+    comparisons = pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+    worse = json.loads((root / "pooled" / "worse.json").read_text())
+    assert worse["SumR"] == 50.0 and worse["sd"]["SumR"] == pytest.approx(np.std([0.0, 100.0], ddof=1))
+    assert worse["runs"] == ["worse-s3", "worse-s4"] and worse["epoch"] == [2, 2]
+    assert worse["vcmr"]["IoU0.5"]["R1"] == 5.0 and worse["kind"] == "propy"
+    assert json.loads((root / "pooled_results" / "worse" / "breakdown.json").read_text()) == {
+        "by_kind": [{"kind": "a", "n": 2, "SumR": 50.0}]}
+    row, = comparisons["tables"]["t"]
+    # every query lost at every seed: the change is exactly -400 whatever the resampling
+    assert (row["variant"], row["delta_SumR"], row["ci"], row["verdict"]) == ("worse", -400.0, [-400.0, -400.0], "loss")
+    zs, = comparisons["tables"]["zero_shot"]
+    assert zs["delta_SumR"] == pytest.approx(-800 / 3) and zs["ci"][0] <= zs["delta_SumR"] <= zs["ci"][1]
+    assert json.loads((root / "pooled" / "tiny.json").read_text())["SumR_ci"] == [400.0, 400.0]
+
+
+def test_pool_refuses_runs_over_other_queries(study):
+    params, root = study
+    write_run(root, "worse-s4", {"q1": 1, "q9": 1}, 0.0)
+    with pytest.raises(DataError, match=r"worse-s4/rankings\.jsonl: not the same test queries"):
+        pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+
+
+def test_a_missing_run_names_its_file(study):
+    params, root = study
+    (root / "metrics" / "tiny-s4.json").unlink()
+    with pytest.raises(DataError, match=r"tiny-s4\.json: missing \(written by evaluate of tiny-s4\)"):
+        pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+
+
+def test_pool_metrics_of_one_run_has_no_spread():
+    pooled = pool_metrics({"zs": {"SumR": 10.0, "R1": 1.0, "kind": "maxframe", "epoch": None}})
+    assert pooled["sd"] == {"SumR": 0.0, "R1": 0.0} and pooled["runs"] == ["zs"] and pooled["kind"] == "maxframe"
+
+
+def test_verdict_needs_an_interval_that_excludes_zero():
+    assert [verdict(1, 3), verdict(-3, -1), verdict(-1, 3), verdict(0, 3)] == ["gain", "loss", "no difference",
+                                                                              "no difference"]
+
+
+def test_seed_spread_widens_the_interval_even_with_identical_queries():
+    ranks = np.ones(50, dtype=int)
+    steady = np.stack([ranks, ranks])
+    assert bootstrap_sumr(steady, [1], reference=steady) == (0.0, 0.0)
+    # the two seeds disagree on every query: resampling the seeds alone moves SumR between 0 and 100
+    split = np.stack([ranks, ranks * 5])
+    low, high = bootstrap_sumr(split, [1], samples=400, seed=1)
+    assert low == 0.0 and high == 100.0
