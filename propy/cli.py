@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
     "train": ("propy.train", "train ProPy (one variant)"),
     "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
+    "import-reference": ("propy.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),
     "bench": ("propy.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
     "report": ("propy.render", "execute a report notebook with papermill and render it to HTML"),
     "check-params": ("propy.config_cli", "validate params.yaml (and every variant) and print the resolved values"),
