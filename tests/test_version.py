@@ -1,6 +1,7 @@
-"""One version, reported everywhere: ``propy --version`` prints it."""
+"""One version, reported everywhere: ``propy --version`` prints it and the changelog documents it."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -13,3 +14,8 @@ def test_version_flag_prints_the_package_version():
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"propy {__version__}"
 
+
+def test_changelog_has_unreleased_first_then_the_current_version():
+    headings = re.findall(r"^## \[([^\]]+)\]", (REPO / "CHANGELOG.md").read_text(), flags=re.M)
+    assert headings[0] == "Unreleased"
+    assert __version__ in headings[1:]
