@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from propy import __version__
 from propy.backbone import Backbone, load_clip
 from propy.checkpoint import load_trained, pick_device
 from propy.config import SPLITS, Layout, Params, add_layout_args, layout_from, load_params
@@ -144,7 +145,7 @@ def write_outputs(
         "epoch": epoch, "num_queries": len(data.records), "num_videos": len(data.vid_names),
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
-        "vcmr": scored.vcmr,
+        "vcmr": scored.vcmr, "propy_version": __version__,
     }
     atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, layout))
     lines = [

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from propy import __version__
 from propy.backbone import Backbone, load_clip, model_config, tokenize
 from propy.checkpoint import file_digest, json_digest, load_resume, pick_device, save_resume
 from propy.config import Layout, Params, PretrainClipConfig, add_layout_args, layout_from, load_params
@@ -247,7 +248,7 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
         "num_frames": int(len(val_labels)),
         "epochs": cfg.epochs,
         "final_loss": float(losses[-1]),
-        "seconds": round(elapsed + time.perf_counter() - started, 2),
+        "seconds": round(elapsed + time.perf_counter() - started, 2), "propy_version": __version__,
     }
     atomic_write_json(metrics_path, metrics)
     resume_path.unlink()
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     args.out.mkdir(parents=True, exist_ok=True)
     if not params.pretrain_clip.enabled:  # real data: published weights; the stage's outputs still exist
-        atomic_write_json(args.metrics, {"skipped": True})
+        atomic_write_json(args.metrics, {"skipped": True, "propy_version": __version__})
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")
         return 0
     out = Path(params.clip.pretrained)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from propy import __version__
 from propy.backbone import create_clip, load_clip
 from propy.checkpoint import save_trained
 from propy.cli import main
@@ -92,9 +93,10 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
     assert list(metrics) == ["variant", "kind", "dataset", "split", "epoch", "num_queries", "num_videos", "R1", "R2",
-                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr"]
+                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version"]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
     assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
+    assert metrics["propy_version"] == __version__
 
     rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]
     assert [r["desc_id"] for r in rankings] == [r.desc_id for r in records]

@@ -10,6 +10,7 @@ import open_clip
 import pytest
 import torch
 
+from propy import __version__
 from propy import pretrain_clip as pc
 from propy.backbone import create_clip, load_clip, tokenize
 from propy.cli import main
@@ -58,7 +59,9 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
     assert trained.logit_scale.item() <= math.log(100.0) + 1e-6
 
     assert json.loads(metrics_path.read_text()) == metrics
-    assert set(metrics) == {"zero_shot_accuracy", "num_classes", "num_frames", "epochs", "final_loss", "seconds"}
+    assert set(metrics) == {"zero_shot_accuracy", "num_classes", "num_frames", "epochs", "final_loss", "seconds",
+                            "propy_version"}
+    assert metrics["propy_version"] == __version__
     val_cache = FrameCache(layout.cache, "val")
     val = [c for c in pc.load_captions(layout.captions) if c["vid_name"] in val_cache]
     assert metrics["num_classes"] == len({c["caption"] for c in val})
@@ -107,7 +110,7 @@ def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_pat
     out, metrics = tmp_path / "clip", tmp_path / "metrics.json"
     assert main(["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(out),
                  "--metrics", str(metrics)]) == 0
-    assert json.loads(metrics.read_text()) == {"skipped": True}
+    assert json.loads(metrics.read_text()) == {"skipped": True, "propy_version": __version__}
     assert out.is_dir() and not any(out.iterdir())
 
 
