@@ -1,13 +1,18 @@
 # Two commands do all set-up: `make study` and `make test`.
-# The virtual environment is (re)installed only when pyproject.toml changes (stamp file).
+# The virtual environment is installed from requirements.lock (every package at an exact version)
+# and re-installed only when the lock file or pyproject.toml changes (stamp file).
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KERNEL := propy
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+# The one platform the lock is resolved for: the study's machine kind (and CI's).
+LOCK_TARGET := --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: study test install clean-venv
+.PHONY: study test install lock clean-venv
 
 # DVC stages call `python -m propy ...`: put the venv first on PATH. The stages run one at a
 # time, so OpenMP threads may spin while waiting (ACTIVE; see propy/__init__.py).
@@ -19,12 +24,22 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock pins setuptools too, so propy itself is built without fetching anything unpinned.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install pip==$(PIP_VERSION) >/dev/null
+	$(BIN)/python -m pip install -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e '.[dev]'
+	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (propy)"
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml after editing its dependencies. Versions already in the
+# lock are kept while they still fit; `make lock LOCK_FLAGS=--upgrade` moves every package to the
+# newest release. The next `make study`/`make test` then re-installs the venv.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_TARGET) \
+		--custom-compile-command "make lock" --quiet -o $(LOCK) $(LOCK_FLAGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,5 @@
 import json
+import os
 from collections import Counter, namedtuple
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from propy.cli import main
 from propy.config import SPLITS, SplitSizes, SynthConfig
 from propy.data.annotations import load_annotations
-from propy.data.synth import ACTIONS, OPPOSITE, Event, generate, render_event, sample_split
+from propy.data.synth import ACTIONS, OPPOSITE, Event, generate, render, render_event, sample_split, write_mp4
 
 from conftest import repo_block, write_tiny_params
 
@@ -67,16 +68,40 @@ def test_layout_and_valid_annotations(bench):
     assert stats["codec"] == "libx264"
 
 
+def file_bytes(root):
+    """{relative path: bytes} of every file under ``root``."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_same_seed_same_bytes_other_seed_differs(bench, tmp_path):
     out, _ = bench
     again = tmp_path / "again"
     generate(TINY, again, progress=False)
-    for name in ["annotations/train.jsonl", "annotations/val.jsonl", "annotations/test.jsonl",
-                 "query_kinds.json", "captions.jsonl", "stats.json"]:
-        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    first, second = file_bytes(out), file_bytes(again)
+    assert sorted(second) == sorted(first)
+    assert sum(name.endswith(".mp4") for name in first) == 16
+    for name, data in first.items():
+        assert second[name] == data, name
     other = tmp_path / "other"
     generate(SynthConfig(**{**TINY.__dict__, "seed": 2}), other, progress=False)
     assert (other / "annotations/test.jsonl").read_bytes() != (out / "annotations/test.jsonl").read_bytes()
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2 CPUs")
+def test_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
+    """By default x264 slices each frame over one thread per CPU (2 at this size on 2 CPUs)."""
+    video = sample_split(SynthConfig(**{**TINY.__dict__, "size": 128}), "val")[0][0]
+    frames = render(video, 128)
+    cpus = os.sched_getaffinity(0)
+    write_mp4(tmp_path / "all.mp4", frames, TINY.fps, "libx264")
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        write_mp4(tmp_path / "one.mp4", frames, TINY.fps, "libx264")
+    finally:
+        os.sched_setaffinity(0, cpus)
+    data = (tmp_path / "all.mp4").read_bytes()
+    assert data == (tmp_path / "one.mp4").read_bytes()
+    assert b"Lavf" not in data  # no FFmpeg version string in the file
 
 
 def test_events_tile_the_video_and_multi_queries_join_consecutive_events(bench):

@@ -88,9 +88,14 @@ RADIUS = 1 / 8  # of the frame side: objects are about a quarter of the frame wi
 BACKGROUND = (20, 60)  # grey level range of the backgrounds
 RATIO_EDGES = [round(0.1 * i, 1) for i in range(11)]
 CODECS = ("libx264", "libopenh264", "mpeg4")  # first one this PyAV build can encode wins
-CODEC_OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast"}}
+# asm=0: x264's plain C code. Its SIMD code, chosen at run time by CPU, gave other bytes from run
+# to run on one machine (about 1 file in 25; decoded frames equal), and other machines have other SIMD.
+CODEC_OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast", "x264-params": "asm=0"}}
+# Bit-exact files: FFmpeg then writes no library version strings (the mp4 "encoder" tag).
+BITEXACT_CODEC = {"flags": "+bitexact"}
+BITEXACT_CONTAINER = {"fflags": "+bitexact"}
 STAMP = ".synth-settings.json"  # settings of a run in progress, inside <out>.partial
-VERSION = 1  # bump when the rendering changes: an interrupted run's videos are then not reused
+VERSION = 2  # bump when the rendering or encoding changes: an interrupted run's videos are then not reused
 
 
 @dataclass(frozen=True)
@@ -305,15 +310,21 @@ def pick_codec() -> str:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
-    """Encode RGB frames to ``path`` atomically."""
+    """Encode RGB frames to ``path`` atomically; the bytes depend only on the frames and the PyAV build.
+
+    One encoder thread: by default the thread count follows the CPUs this process may use, and
+    x264 then cuts each frame into that many slices, so another machine (or another CPU affinity)
+    encoded, and so decoded, other frames. See also CODEC_OPTIONS and the BITEXACT options.
+    """
     import av
 
     def write(tmp: Path) -> None:
-        with av.open(str(tmp), "w", format="mp4") as container:
+        with av.open(str(tmp), "w", format="mp4", container_options=BITEXACT_CONTAINER) as container:
             stream = container.add_stream(codec, rate=fps)
             stream.height, stream.width = frames.shape[1:3]
             stream.pix_fmt = "yuv420p"
-            stream.options = CODEC_OPTIONS.get(codec, {})
+            stream.codec_context.thread_count = 1
+            stream.options = {**CODEC_OPTIONS.get(codec, {}), **BITEXACT_CODEC}
             for image in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())
