@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
     "train": ("propy.train", "train ProPy (one variant)"),
     "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
+    "index": ("propy.index_cli", "encode a folder of videos (recursively, incrementally) for `propy search`"),
+    "search": ("propy.search_cli", "search an index by text: ranked videos and their best moments"),
     "bench": ("propy.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
     "report": ("propy.render", "execute a report notebook with papermill and render it to HTML"),
     "check-params": ("propy.config_cli", "validate params.yaml (and every variant) and print the resolved values"),
