@@ -89,6 +89,15 @@ def scan(root: Path, exclude: Optional[Path] = None) -> list[FileKey]:
     return sorted(keys, key=lambda k: k.path)
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether a file's last line lacks its newline."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 class IndexStore:
     """Reads and writes one index folder (see the module docstring)."""
 
@@ -158,9 +167,12 @@ class IndexStore:
         """Store one encoded batch for good: the part file (atomic), then its journal line (fsync'd)."""
         name = f"{PARTS}/{uuid.uuid4().hex}.npy"
         atomic_save_npy(self.dir / name, np.ascontiguousarray(events, dtype=np.float32))
-        line = json.dumps({"file": name, "model": model, "videos": [v.to_json() for v in videos]})
-        with open(self.dir / JOURNAL, "a", encoding="utf-8") as journal:
-            journal.write(line + "\n")
+        line = json.dumps({"file": name, "model": model, "videos": [v.to_json() for v in videos]}) + "\n"
+        path = self.dir / JOURNAL
+        if _ends_torn(path):
+            line = "\n" + line  # end a line torn by an interruption, which would swallow this one
+        with open(path, "a", encoding="utf-8") as journal:
+            journal.write(line)
             journal.flush()
             os.fsync(journal.fileno())
 
