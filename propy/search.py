@@ -281,8 +281,10 @@ class Gallery:
     approximate index would replace :meth:`event_scores` only.
     """
 
-    def __init__(self, paths: list[Path], durations: np.ndarray, proposals: np.ndarray, events: np.ndarray) -> None:
-        self.paths = paths
+    def __init__(self, root: Path, paths: list[str], durations: np.ndarray, proposals: np.ndarray,
+                 events: np.ndarray) -> None:
+        self.root = root
+        self.paths = paths  # relative to root: 100k Path objects would take most of the load time
         self.durations = np.asarray(durations, dtype=np.float64)
         self.proposals = np.asarray(proposals, dtype=np.float64)
         self.events = events
@@ -309,7 +311,7 @@ class Gallery:
         hits = []
         for rank, v in enumerate(top, start=1):
             spans = self.proposals * self.durations[v]
-            hits.append(Hit(rank, self.paths[v], float(best[v]), float(self.durations[v]),
+            hits.append(Hit(rank, self.root / self.paths[v], float(best[v]), float(self.durations[v]),
                             distinct_moments(per_event[v], spans, moments), per_event[v].copy(), spans))
         return hits
 
@@ -365,8 +367,7 @@ def open_index(
                     "search it with the model it was built with (--params/--variant/--checkpoint), "
                     "or re-index the videos into a new folder")
         encoder = Encoder(params, checkpoint, device)
-    root = Path(manifest["root"])
-    gallery = Gallery([root / v["path"] for v in manifest["videos"]],
+    gallery = Gallery(Path(manifest["root"]), [v["path"] for v in manifest["videos"]],
                       np.array([v["duration"] for v in manifest["videos"]]),
                       np.array(manifest["proposals"]), store.events(manifest))
     return VideoIndex(folder, manifest, gallery, encoder)

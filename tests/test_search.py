@@ -256,7 +256,7 @@ def test_gallery_ranks_ties_in_index_order_and_lists_distinct_moments():
     events = np.zeros((3, 3, 2), np.float32)
     events[:, :, 0] = [[0.2, 0.5, 0.1], [0.5, 0.0, 0.0], [0.9, 0.1, 0.3]]
     proposals = np.array([[0.0, 0.5], [0.5, 1.0], [0.0, 1.0]])
-    gallery = Gallery([Path(f"v{i}") for i in range(3)], np.array([10.0, 20.0, 4.0]), proposals, events)
+    gallery = Gallery(Path("videos"), [f"v{i}" for i in range(3)], np.array([10.0, 20.0, 4.0]), proposals, events)
     hits = gallery.search(np.array([1.0, 0.0]), k=5, moments=3)
     assert [(h.path.name, h.score) for h in hits] == [("v2", pytest.approx(0.9)), ("v0", 0.5), ("v1", 0.5)]
     assert [(m.start, m.end) for m in hits[0].moments] == [(0.0, 2.0), (2.0, 4.0)]  # not the whole video
