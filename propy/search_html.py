@@ -48,25 +48,39 @@ def _colour(value: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
+def timeline_rows(spans: np.ndarray) -> np.ndarray:
+    """Row of each event: pyramid levels (span lengths) longest first, and within a level as many
+    rows as its events overlap (half-overlapping levels get two), so no box hides another."""
+    lengths = np.round(spans[:, 1] - spans[:, 0], 6)
+    rows = np.zeros(len(spans), dtype=np.int64)
+    first = 0
+    for length in sorted(set(lengths.tolist()), reverse=True):
+        ends: list[float] = []  # end of the last box in each row of this level
+        for e in sorted(np.flatnonzero(lengths == length), key=lambda e: spans[e, 0]):
+            row = next((r for r, end in enumerate(ends) if end <= spans[e, 0] + 1e-9), len(ends))
+            ends[row:row + 1] = [spans[e, 1]]
+            rows[e] = first + row
+        first += len(ends)
+    return rows
+
+
 def timeline(hit: Hit, low: float, high: float) -> str:
-    """SVG: every event as a box over its span, coloured by score (``low``..``high``), one row per
-    span length (longest on top); the listed moments outlined in red and numbered."""
-    lengths = np.round(hit.spans[:, 1] - hit.spans[:, 0], 6)
-    levels = sorted(set(lengths.tolist()), reverse=True)
+    """SVG: every event as a box over its span, coloured by score (``low``..``high``), rows as
+    :func:`timeline_rows` lays them out; the listed moments outlined in red and numbered."""
+    rows = timeline_rows(hit.spans)
     scale = WIDTH / max(hit.duration, 1e-9)
-    height = ROW * len(levels)
+    height = ROW * (int(rows.max()) + 1)
     parts = [f'<svg viewBox="0 -2 {WIDTH} {height + 18}" width="100%" class="timeline">']
     for e, ((start, end), score) in enumerate(zip(hit.spans, hit.event_scores)):
-        y = levels.index(lengths[e]) * ROW
         value = (score - low) / (high - low) if high > low else 1.0
-        parts.append(f'<rect x="{start * scale:.1f}" y="{y}" width="{max((end - start) * scale - 1, 1):.1f}" '
+        parts.append(f'<rect x="{start * scale:.1f}" y="{rows[e] * ROW}" width="{max((end - start) * scale - 1, 1):.1f}" '
                      f'height="{ROW - 2}" fill="{_colour(value)}"><title>{start:.2f}-{end:.2f} s: '
                      f'{score:.4f}</title></rect>')
     for number, moment in enumerate(hit.moments, start=1):
-        y = levels.index(lengths[moment.event]) * ROW
-        parts.append(f'<rect x="{moment.start * scale:.1f}" y="{y}" width="{(moment.end - moment.start) * scale - 1:.1f}" '
+        y = rows[moment.event] * ROW
+        parts.append(f'<rect x="{moment.start * scale:.1f}" y="{y}" width="{max((moment.end - moment.start) * scale - 1, 1):.1f}" '
                      f'height="{ROW - 2}" fill="none" stroke="#d62728" stroke-width="2.5"/>'
-                     f'<text x="{moment.start * scale + 3:.1f}" y="{y + ROW - 5}" class="num">{number}</text>')
+                     f'<text x="{moment.start * scale + 4:.1f}" y="{y + ROW - 4}" class="num">{number}</text>')
     for tick in np.linspace(0, hit.duration, 6):
         parts.append(f'<text x="{min(tick * scale, WIDTH - 30):.1f}" y="{height + 14}" class="tick">{tick:.1f} s</text>')
     parts.append("</svg>")
@@ -98,7 +112,7 @@ h2 { font-size: 15px; margin: 0 0 6px; word-break: break-all; }
 figure { margin: 4px 0 8px; } figcaption { color: #444; margin-bottom: 2px; }
 img { image-rendering: pixelated; height: 112px; }
 .timeline { background: #fafafa; } .tick { font-size: 11px; fill: #555; }
-.num { font-size: 10px; fill: #d62728; font-weight: bold; } .bad { color: #b00; }
+.num { font-size: 11px; fill: #d62728; font-weight: bold; stroke: #fff; stroke-width: 3px; paint-order: stroke; } .bad { color: #b00; }
 """
 
 
