@@ -172,8 +172,8 @@ def add_videos(
             run.skipped[key.path] = "empty file (0 bytes)"
         else:
             todo.append(key)
-    run.removed = sorted(p for p in (v["path"] for v in (old or {}).get("videos", [])) if p not in kept
-                         and p not in {k.path for k in todo})
+    present = set(kept) | {k.path for k in todo}
+    run.removed = sorted(v["path"] for v in (old or {}).get("videos", []) if v["path"] not in present)
     run.unchanged = sum(1 for p in kept if old is not None and kept[p].file == old["events"])
     run.resumed = len(kept) - run.unchanged
     old_bad = {p: s["reason"] for p, s in old_skipped.items()}
