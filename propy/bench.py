@@ -7,11 +7,17 @@ beforehand, so the figure is compute only); gallery and query throughput are
 included, as in evaluation). The ProPy / CLIP ratio times ``encode_video`` and the frozen
 CLIP's ``encode_image`` on the same frames, alternating, so both see the same
 machine load. Weights need not be trained: timings do not depend on them.
+
+``--search N ...`` times ``propy search`` instead, on indexes of N videos of synthetic unit
+event embeddings written with the real index store (search cost depends on sizes only): index
+size on disk, load time, resident memory the load adds, and per-query latency of
+``Gallery.search`` (one product over all events, top-k, moments; text encoding not included).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import resource
 import statistics
 import sys
@@ -115,23 +121,119 @@ def bench(params: Params, layout: Layout, device: torch.device, steps: int, repe
     }
 
 
+def _rss_mb() -> float:
+    """Current resident set size (MiB), from /proc on Linux; elsewhere the peak."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_memory_mb(torch.device("cpu"))["peak_rss_mb"]
+
+
+def synthetic_index(folder: Path, videos: int, events: int, dim: int, seed: int = 0) -> None:
+    """An index of ``videos`` x ``events`` random unit embeddings, written in chunks (flat memory)."""
+    import numpy as np
+
+    from propy.index_store import IndexStore
+
+    rng = np.random.default_rng(seed)
+    durations = rng.uniform(10.0, 600.0, size=videos)
+    manifest = {
+        "fingerprint": {"synthetic": True}, "build": {"params": None, "variant": "synthetic", "checkpoint": None},
+        "root": str(folder / "videos"), "num_events": events, "dim": dim,
+        "proposals": [[i / events, (i + 1) / events] for i in range(events)],
+        "videos": [{"path": f"{v:07d}.mp4", "size": 1, "mtime_ns": 0, "duration": float(d)}
+                   for v, d in enumerate(durations)],
+        "skipped": [],
+    }
+
+    def fill(out) -> None:
+        for start in range(0, videos, 10_000):
+            chunk = rng.standard_normal((min(10_000, videos - start), events, dim), dtype=np.float32)
+            out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=-1, keepdims=True)
+
+    IndexStore(folder).commit(manifest, (videos, events, dim), fill)
+
+
+def search_bench(sizes: list[int], events: int, dim: int, queries: int, k: int = 10) -> dict:
+    """Per gallery size: index bytes on disk, load seconds, RSS the load adds, query latency."""
+    import numpy as np
+
+    from propy.search import open_index
+
+    rng = np.random.default_rng(1)
+    results = []
+    for videos in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "index"
+            synthetic_index(folder, videos, events, dim)
+            disk = sum(f.stat().st_size for f in folder.iterdir())
+            before = _rss_mb()
+            started = time.perf_counter()
+            index = open_index(folder, with_model=False)
+            load_s = time.perf_counter() - started
+            added = _rss_mb() - before
+            vectors = rng.standard_normal((queries + 3, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            for q in vectors[:3]:  # warm-up
+                index.gallery.search(q, k)
+            times = []
+            for q in vectors[3:]:
+                started = time.perf_counter()
+                index.gallery.search(q, k)
+                times.append(time.perf_counter() - started)
+            del index
+        results.append({
+            "videos": videos, "events": videos * events, "index_mb": disk / 2**20, "load_s": load_s,
+            "rss_added_mb": added, "query_ms_median": 1e3 * statistics.median(times),
+            "query_ms_p95": 1e3 * float(np.percentile(times, 95)), "query_ms_min": 1e3 * min(times),
+        })
+    return {"events_per_video": events, "dim": dim, "k": k, "queries": queries, "threads": torch.get_num_threads(),
+            "sizes": results, **peak_memory_mb(torch.device("cpu"))}
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", default="full", help="variant of params.yaml to time (default: full)")
-    add_layout_args(parser)
-    parser.add_argument("--out", default="logs/bench.json",
-                        help="JSON to write (default: %(default)s, outside every pipeline stage's inputs)")
+    add_layout_args(parser, required=False)  # needed except with --search
+    parser.add_argument("--out", help="JSON to write (default: logs/bench.json, with --search logs/bench_search.json; "
+                                      "outside every pipeline stage's inputs)")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (default: 5)")
     parser.add_argument("--repeats", type=int, default=5, help="timed encodes per model (default: 5)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--search", type=int, nargs="+", metavar="N",
+                        help="time `propy search` on synthetic indexes of N videos each (e.g. 1000 10000 100000)")
+    parser.add_argument("--events", type=int, default=19, help="--search: events per video (default: 19, `full`)")
+    parser.add_argument("--dim", type=int, default=64, help="--search: embedding width (default: 64, the study's CLIP)")
+    parser.add_argument("--queries", type=int, default=50, help="--search: timed queries per size (default: 50)")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    if min(args.search) < 1 or args.events < 1 or args.dim < 1 or args.queries < 1:
+        raise ConfigError("--search sizes, --events, --dim and --queries must be at least 1")
+    out = args.out or "logs/bench_search.json"
+    result = search_bench(args.search, args.events, args.dim, args.queries)
+    atomic_write_json(out, result)
+    for row in result["sizes"]:
+        print(f"search {row['videos']} videos x {args.events} events x {args.dim}: index {row['index_mb']:.1f} MiB, "
+              f"load {row['load_s']:.2f} s (+{row['rss_added_mb']:.0f} MiB RSS), query {row['query_ms_median']:.1f} ms "
+              f"median, {row['query_ms_p95']:.1f} ms p95")
+    print(f"wrote {out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.search:
+        return run_search(args)
     if args.steps < 1 or args.repeats < 1:
         raise ConfigError("--steps and --repeats must be at least 1")
+    if args.data is None or args.cache is None:
+        raise ConfigError("--data and --cache are needed to time training and encoding (e.g. --data data/synthetic "
+                          "--cache data/cache)")
     params = load_params(args.params, args.variant)
     device = pick_device(args.device)
     result = bench(params, layout_from(args), device, args.steps, args.repeats)
+    args.out = args.out or "logs/bench.json"
     atomic_write_json(args.out, result)
     print(
         f"bench {result['variant']} on {result['device']} ({result['threads']} threads): "

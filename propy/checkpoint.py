@@ -74,13 +74,14 @@ def fingerprint(params) -> dict:
     return {"model": dataclasses.asdict(params.model), "clip": clip_fingerprint(params.clip)}
 
 
-def differences(saved: dict, wanted: dict) -> list[str]:
-    """``key: checkpoint X, requested Y`` for every dotted key whose values differ."""
+def differences(saved: dict, wanted: dict, labels: tuple[str, str] = ("checkpoint", "requested")) -> list[str]:
+    """``key: checkpoint X, requested Y`` (``labels`` name the two sides) for every dotted key whose
+    values differ."""
     a, b = flatten(saved), flatten(wanted)
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            lines.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, requested {b.get(key, '<absent>')!r}")
+            lines.append(f"{key}: {labels[0]} {a.get(key, '<absent>')!r}, {labels[1]} {b.get(key, '<absent>')!r}")
     return lines
 
 

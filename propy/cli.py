@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
     "pool": ("propy.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
     "import-reference": ("propy.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),
+    "index": ("propy.index_cli", "encode a folder of videos (recursively, incrementally) for `propy search`"),
+    "search": ("propy.search_cli", "search an index by text: ranked videos and their best moments"),
     "bench": ("propy.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
     "report": ("propy.render", "execute a report notebook with papermill and render it to HTML"),
     "check-params": ("propy.config_cli", "validate params.yaml (and every variant) and print the resolved values"),

@@ -529,12 +529,12 @@ def load_params(path: str | Path = "params.yaml", variant: Optional[str] = None)
     return resolve(read_params(path), variant=variant, source=str(path))
 
 
-def add_layout_args(parser, cache: bool = True) -> None:
+def add_layout_args(parser, cache: bool = True, required: bool = True) -> None:
     """``--data`` (and ``--cache``): the input folders a stage reads, given by dvc.yaml."""
-    parser.add_argument("--data", required=True, type=Path,
+    parser.add_argument("--data", required=required, type=Path,
                         help="the dataset's folder (annotations/, videos/), e.g. data/synthetic")
     if cache:
-        parser.add_argument("--cache", required=True, type=Path, help="the frame cache folder, e.g. data/cache")
+        parser.add_argument("--cache", required=required, type=Path, help="the frame cache folder, e.g. data/cache")
 
 
 def layout_from(args) -> Layout:

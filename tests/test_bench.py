@@ -34,3 +34,17 @@ def test_bench_refuses_a_zero_shot_variant(tiny_bench, tmp_path, capsys):
     assert main(["bench", "--params", str(params), "--variant", "zs_meanpool", *layout_args(tiny_bench),
                  "--out", str(tmp_path / "b.json")]) == 2
     assert "bench times ProPy" in capsys.readouterr().err
+
+
+def test_bench_search_times_every_size(tmp_path, capsys):
+    out = tmp_path / "bench_search.json"
+    assert main(["bench", "--search", "30", "200", "--events", "5", "--dim", "8", "--queries", "3",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["videos"] for row in result["sizes"]] == [30, 200]
+    for row in result["sizes"]:
+        assert row["events"] == row["videos"] * 5
+        assert row["index_mb"] * 2**20 > row["videos"] * 5 * 8 * 4  # the float32 matrix plus the manifest
+        assert 0 < row["query_ms_min"] <= row["query_ms_median"] <= row["query_ms_p95"]
+        assert row["load_s"] > 0
+    assert "search 200 videos x 5 events x 8" in capsys.readouterr().out

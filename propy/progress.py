@@ -1,0 +1,40 @@
+"""Progress of a long loop: a tqdm bar on a terminal, plain periodic lines otherwise.
+
+A bar is unreadable in a log file or a CI console (tqdm's ``disable=None`` hides it there), yet an
+hour-long ``propy index`` must still say how far it got; so off a terminal, one line goes to stderr
+every ``every`` seconds and one at the end.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Optional, TextIO, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], total: int, desc: str, unit: str = "video", every: float = 30.0,
+             enabled: bool = True, stream: Optional[TextIO] = None) -> Iterator[T]:
+    """Yield ``items``, reporting progress as the module docstring says (nothing when not ``enabled``)."""
+    stream = stream or sys.stderr
+    if not enabled:
+        yield from items
+        return
+    if stream.isatty():
+        yield from tqdm(items, total=total, desc=desc, unit=unit, file=stream)
+        return
+    started = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= every or done == total:
+            last = now
+            rate = done / max(now - started, 1e-9)
+            left = (total - done) / rate if rate > 0 else float("inf")
+            print(f"{desc}: {done}/{total} {unit}s ({100 * done / max(total, 1):.0f}%), {rate:.2f} {unit}s/s, "
+                  f"~{left:.0f} s left", file=stream, flush=True)
