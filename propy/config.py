@@ -214,6 +214,25 @@ class StudyConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Validation-only tuning (``propy sweep``): every combination of ``grid`` trained once."""
+
+    variant: str  # the variant the grid's values are merged onto
+    seed: int
+    grid: dict[str, list]  # "block.key" -> values, e.g. {"train.lr": [0.003, 0.01]}
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not self.grid:
+            yield "grid", "expected at least one key to sweep"
+        for key, values in self.grid.items():
+            block, dot, name = key.partition(".")
+            if not dot or block not in _OVERRIDABLE or not name:
+                yield f"grid.{key}", f"expected a key <block>.<name> of one of {', '.join(_OVERRIDABLE)}"
+            elif not values:
+                yield f"grid.{key}", "expected a non-empty list of values"
+
+
+@dataclass
 class ReportConfig:
     """Settings of the report notebooks (``python -m propy report``)."""
 
@@ -238,6 +257,7 @@ class Params:
     eval: EvalConfig
     variants: dict[str, dict]
     study: StudyConfig
+    sweep: SweepConfig
     report: ReportConfig
     variant: Optional[str]  # the variant these params were resolved for
 
@@ -341,9 +361,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not args:
             return value
         return {k: _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    if tp in (dict, list):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected a {'mapping' if tp is dict else 'list'}, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -376,7 +396,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(fields)}"
+            f"{where + ': ' if where else ''}unknown key(s) {', '.join(unknown)}; expected some of {', '.join(fields)}"
         )
     dotted = lambda name: f"{where}.{name}" if where else name  # noqa: E731
     kwargs = {}
@@ -454,7 +474,7 @@ def _check_study(params: Params, source: str) -> None:
     zero-shot variants must not train."""
     variants, study = params.variants, params.study
     named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot,
-             "report.headline": [params.report.headline]}
+             "report.headline": [params.report.headline], "sweep.variant": [params.sweep.variant]}
     named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
     for where, names in named.items():
         for name in names:

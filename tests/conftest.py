@@ -58,6 +58,7 @@ def tiny_params_dict(overrides: dict | None = None) -> dict:
         "eval": {"batch_videos": 4, "batch_queries": 16, "ks": [1, 2, 3, 4]},
         "study": {"trained": ["tiny"], "seeds": [3], "zero_shot": ["zs_meanpool", "zs_maxframe"]},
         "report": {"headline": "tiny"},
+        "sweep": {"variant": "tiny", "seed": 3},
     })
     raw["variants"] = {"tiny": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},
                        "zs_maxframe": {"model": {"kind": "maxframe"}}}

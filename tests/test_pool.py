@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from propy.config import load_params
 from propy.errors import DataError
@@ -94,3 +96,25 @@ def test_seed_spread_widens_the_interval_even_with_identical_queries():
     split = np.stack([ranks, ranks * 5])
     low, high = bootstrap_sumr(split, [1], samples=400, seed=1)
     assert low == 0.0 and high == 100.0
+
+
+def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path):
+    from propy.cli import main
+
+    params = write_tiny_params(tmp_path / "params.yaml", {"train": {"epochs": 1}})
+    raw = yaml.safe_load(params.read_text())
+    raw["sweep"] = {"variant": "tiny", "seed": 3, "grid": {"train.lr": [1.0e-3, 1.0e-2], "train.batch_videos": [4]}}
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    data = tmp_path / "data"  # the bench without its test split: the sweep must not need it
+    shutil.copytree(tiny_bench / "synthetic", data)
+    (data / "annotations" / "test.jsonl").unlink()
+    out = tmp_path / "sweep.json"
+    assert main(["sweep", "--params", str(params), "--data", str(data), "--cache", str(tiny_bench / "cache"),
+                 "--out", str(out), "--models", str(tmp_path / "models")]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["train.lr"], r["train.batch_videos"]) for r in result["rows"]] == [(1e-3, 4), (1e-2, 4)]
+    logs = [json.loads((tmp_path / "models" / name / "log.json").read_text()) for name in ("lr0.001_batch_videos4",
+                                                                                       "lr0.01_batch_videos4")]
+    assert [r["val_SumR"] for r in result["rows"]] == [log[0]["val_SumR"] for log in logs]
+    best = max(result["rows"], key=lambda r: r["val_SumR"])
+    assert result["best"] == {"train.lr": best["train.lr"], "train.batch_videos": 4} and result["split"] == "val"
