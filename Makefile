@@ -16,8 +16,11 @@ LOCK_TARGET := --python-version 3.11.7 --python-platform x86_64-unknown-linux-gn
 
 # DVC stages call `python -m propy ...`: put the venv first on PATH. The stages run one at a
 # time, so OpenMP threads may spin while waiting (ACTIVE; see propy/__init__.py).
+# Then the README's headline table is rewritten from the pooled metrics (no hand-copied numbers).
+DATASET = $(shell sed -n 's/^dataset: *\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
 study: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" OMP_WAIT_POLICY=ACTIVE $(BIN)/dvc repro
+	$(BIN)/python -m propy headline --metrics metrics/$(DATASET)/pooled --readme README.md
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest

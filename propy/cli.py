@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
     "train": ("propy.train", "train ProPy (one variant)"),
     "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
+    "headline": ("propy.headline", "rewrite README.md's headline table from the pooled metrics"),
     "sweep": ("propy.sweep", "train a grid of settings once each and score them on the validation split"),
     "pool": ("propy.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
     "import-reference": ("propy.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),

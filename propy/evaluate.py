@@ -34,6 +34,7 @@ from propy.checkpoint import load_trained, pick_device
 from propy.config import SPLITS, Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
+from propy.environment import environment
 from propy.errors import ConfigError, DataError
 from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
@@ -145,7 +146,7 @@ def write_outputs(
         "epoch": epoch, "num_queries": len(data.records), "num_videos": len(data.vid_names),
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
-        "vcmr": scored.vcmr, "propy_version": __version__,
+        "vcmr": scored.vcmr, "propy_version": __version__, "environment": environment(),
     }
     atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, layout))
     lines = [

@@ -57,7 +57,9 @@ def pool_metrics(runs: dict[str, dict]) -> dict:
     """The runs' metrics averaged; ``sd`` (over runs, ddof 1; 0 for one run) of the recalls and
     ranks; ``epoch`` per run."""
     values = list(runs.values())
-    pooled = _mean(values)
+    pooled = _mean([{k: v for k, v in run.items() if k != "environment"} for run in values])
+    if "environment" in values[0]:  # where the runs were made (one machine in a `make study`)
+        pooled["environment"] = values[0]["environment"]
     pooled["runs"] = list(runs)
     pooled["epoch"] = [v.get("epoch") for v in values]
     pooled["sd"] = {k: float(np.std([v[k] for v in values], ddof=1)) if len(values) > 1 else 0.0

@@ -93,7 +93,7 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
     assert list(metrics) == ["variant", "kind", "dataset", "split", "epoch", "num_queries", "num_videos", "R1", "R2",
-                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version"]
+                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version", "environment"]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
     assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
     assert metrics["propy_version"] == __version__

@@ -118,3 +118,23 @@ def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path)
     assert [r["val_SumR"] for r in result["rows"]] == [log[0]["val_SumR"] for log in logs]
     best = max(result["rows"], key=lambda r: r["val_SumR"])
     assert result["best"] == {"train.lr": best["train.lr"], "train.batch_videos": 4} and result["split"] == "val"
+
+
+def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
+    from propy.headline import END, START, headline_markdown, replace_block
+
+    params, root = study
+    for run in ("tiny-s3", "tiny-s4", "worse-s3", "worse-s4", "zs_maxframe"):  # as evaluate records it
+        path = root / "metrics" / f"{run}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "num_videos": 4, "environment": {
+            "cpu": "Test CPU", "cores": 2, "python": "3.11.7", "packages": {"torch": "2.0"}}}))
+    pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+    table = headline_markdown(params, root / "pooled")
+    lines = table.splitlines()
+    assert lines[2] == "| tiny | 2 | 40.0 | 80.0 | 120.0 | 160.0 | 400.0 ± 0.0 [400.0, 400.0] |  |"
+    assert lines[3].startswith("| worse | 2 | 5.0 | 10.0 | 15.0 | 20.0 | 50.0 ± 70.7 [0.0, 0.0] | -400.0 [-400.0, -400.0] loss |")
+    assert "3 queries, 4 videos; seeds 3, 4" in lines[-1] and "Test CPU (2 cores), Python 3.11.7, torch 2.0" in lines[-1]
+    readme = f"intro\n{START}\nold numbers\n{END}\nrest\n"
+    assert replace_block(readme, table, "README.md") == f"intro\n{START}\n{table}\n{END}\nrest\n"
+    with pytest.raises(DataError, match="README.md: no <!-- headline:start -->"):
+        replace_block("no block", table, "README.md")

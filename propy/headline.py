@@ -1,0 +1,74 @@
+"""``python -m propy headline``: the README's headline table, generated from the pooled metrics.
+
+The block between ``<!-- headline:start -->`` and ``<!-- headline:end -->`` in README.md is
+rewritten from ``metrics/<dataset>/pooled`` (committed with the study), so no number in it is
+typed by hand and a test can check that it matches the committed metrics. It states the machine
+and package versions that produced the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from propy.config import Params, load_params
+from propy.errors import DataError
+from propy.io import atomic_write_text, read_json
+
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def _row(name: str, m: dict, delta: dict | None, recalls: list[str]) -> str:
+    low, high = m["SumR_ci"]
+    change = ""
+    if delta is not None:
+        d_low, d_high = delta["ci"]
+        change = f"{delta['delta_SumR']:+.1f} [{d_low:+.1f}, {d_high:+.1f}] {delta['verdict']}"
+    values = " | ".join(f"{m[k]:.1f}" for k in recalls)
+    return (f"| {name} | {len(m['runs'])} | {values} | {m['SumR']:.1f} ± {m['sd']['SumR']:.1f} "
+            f"[{low:.1f}, {high:.1f}] | {change} |")
+
+
+def headline_markdown(params: Params, metrics: Path) -> str:
+    """The table (every variant of the study, test split) and the line saying where it was made."""
+    comparisons = read_json(metrics / "comparisons.json", "missing (written by `propy pool`; run `make study`)")
+    deltas = {row["variant"]: row for rows in comparisons["tables"].values() for row in rows}
+    names = [*params.study.trained, *params.study.zero_shot]
+    pooled = {n: read_json(metrics / f"{n}.json", "missing (written by `propy pool`; run `make study`)") for n in names}
+    recalls = [f"R{k}" for k in params.eval.ks]
+    lines = [
+        f"| variant | runs | {' | '.join(recalls)} | SumR mean ± sd [95% CI] | Δ SumR vs {comparisons['reference']} "
+        "[95% CI] |",
+        "|---|---|" + "---|" * len(recalls) + "---|---|",
+        *(_row(n, pooled[n], deltas.get(n), recalls) for n in names),
+    ]
+    env = pooled[names[0]].get("environment")
+    if env is None:
+        raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")
+    versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    first = pooled[names[0]]
+    lines += ["", f"{params.dataset} test split: {first['num_queries']:.0f} queries, {first['num_videos']:.0f} videos; "
+              f"seeds {', '.join(map(str, comparisons['seeds']))}; intervals: {comparisons['samples']} bootstrap samples "
+              f"over queries and seeds. Produced on {env['cpu']} ({env['cores']} cores), Python {env['python']}, "
+              f"{versions}."]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str, where: str) -> str:
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise DataError(f"{where}: no {START} ... {END} block to fill")
+    return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--metrics", required=True, type=Path, help="pooled metrics, e.g. metrics/synthetic/pooled")
+    parser.add_argument("--readme", required=True, type=Path, help="the file whose headline block to rewrite")
+
+
+def run(args: argparse.Namespace) -> int:
+    block = headline_markdown(load_params(args.params), args.metrics)
+    atomic_write_text(args.readme, replace_block(args.readme.read_text(encoding="utf-8"), block, str(args.readme)))
+    print(f"headline: {args.readme} updated from {args.metrics}")
+    return 0
