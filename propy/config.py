@@ -109,22 +109,29 @@ class ClipConfig:
 
 
 @dataclass
-class PretrainClipConfig:
-    """Contrastive pre-training of the small CLIP on synthetic frames + appearance captions."""
+class OptimConfig:
+    """AdamW with a linear warm-up then cosine decay: the settings pre-training and training share."""
 
-    enabled: bool
-    epochs: int = bounded(1)
-    batch_size: int = bounded(1)
     lr: float = bounded(above=0)
     weight_decay: float = bounded(0)
     betas: list[float] = bounded(0, below=1)
     eps: float = bounded(above=0)
     warmup: float = bounded(0, below=1)  # fraction of all steps
-    frames_per_event: int = bounded(1)
-    seed: int
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        yield from _pair("betas", self.betas)
+        if len(self.betas) != 2:
+            yield "betas", f"expected a list of two numbers, got {self.betas!r}"
+
+
+@dataclass
+class PretrainClipConfig(OptimConfig):
+    """Contrastive pre-training of the small CLIP on synthetic frames + captions."""
+
+    enabled: bool
+    epochs: int = bounded(1)
+    batch_size: int = bounded(1)
+    frames_per_event: int = bounded(1)
+    seed: int
 
 
 @dataclass
@@ -163,21 +170,13 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(OptimConfig):
     epochs: int = bounded(1)
     batch_videos: int = bounded(1)
-    lr: float = bounded(above=0)
-    weight_decay: float = bounded(0)
-    betas: list[float] = bounded(0, below=1)
-    eps: float = bounded(above=0)
-    warmup: float = bounded(0, below=1)  # fraction of all steps
     grad_clip: float = bounded(above=0)
     max_words: int = bounded(3)  # [SOS] + at least one word + [EOS]
     amp: bool  # used on CUDA only; CPU runs float32
     num_workers: int = bounded(0)
-
-    def problems(self) -> Iterator[tuple[str, str]]:
-        yield from _pair("betas", self.betas)
 
 
 @dataclass
@@ -264,11 +263,6 @@ class Params:
     @property
     def data(self) -> DatasetEntry:
         return self.datasets[self.dataset]
-
-
-def _pair(name: str, values: list) -> Iterator[tuple[str, str]]:
-    if len(values) != 2:
-        yield name, f"expected a list of two numbers, got {values!r}"
 
 
 @dataclass(frozen=True)
