@@ -105,19 +105,21 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
 
 
 def prepare_output(path: str | os.PathLike, folder: bool = False) -> Path:
-    """Before a stage works: create the output's folder (``path`` itself when ``folder``), remove
-    temporary files a killed run left there, and write a small probe file, so an output that cannot
-    be written fails now with a DataError naming it, not after hours of work."""
+    """Before a stage works: remove temporary files a killed run left at the output ``path`` (a file,
+    or a ``folder``) and write a small probe file where it will be created (its nearest existing
+    folder), so an output that cannot be written fails now with a DataError naming it, not after
+    hours of work. Creates nothing."""
     from propy.errors import DataError
 
     path = Path(path)
-    where = path if folder else path.parent
     if folder and path.exists() and not path.is_dir():
         raise DataError(f"{path}: expected a folder here, found a file; remove it or choose another path")
     if not folder and path.is_dir():
         raise DataError(f"{path}: expected a file path, found a folder; give a file name (e.g. {path / 'out.json'})")
+    where = next(p for p in (path if folder else path.parent, *path.parents) if p.exists())
+    if not where.is_dir():
+        raise DataError(f"{where}: is a file, so {path} cannot be created inside it; choose another path")
     try:
-        where.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
         probe = _temp_for(where / ".propy-probe")
         try:

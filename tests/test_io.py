@@ -113,9 +113,9 @@ def test_a_failed_write_names_the_file_and_the_cause(tmp_path, monkeypatch, code
     monkeypatch.setattr(io, "_fsync", fail)
     with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path / 'out.json'))}: cannot write: {cause}"):
         atomic_write_json(tmp_path / "out.json", {"v": 1})
-    with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path / 'models'))}: cannot write: {cause}"):
-        prepare_output(tmp_path / "models" / "clip.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]  # no temp left behind
+    with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path))}: cannot write: {cause}"):
+        prepare_output(tmp_path / "models" / "clip.pt")  # probed where it will be created
+    assert list(tmp_path.iterdir()) == []  # no temp left behind, nothing created
 
 
 def test_a_writer_hitting_a_full_disk_is_a_data_error(tmp_path):
@@ -141,3 +141,5 @@ def test_prepare_output_refuses_a_folder_for_a_file_and_the_reverse(tmp_path):
         prepare_output(tmp_path / "dir")
     with pytest.raises(DataError, match=r"file: expected a folder here, found a file"):
         prepare_output(tmp_path / "file", folder=True)
+    with pytest.raises(DataError, match=r"file: is a file, so .*file/sub/out\.json cannot be created"):
+        prepare_output(tmp_path / "file" / "sub" / "out.json")

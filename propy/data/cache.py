@@ -28,7 +28,7 @@ from propy.config import SPLITS, Layout, Params, add_layout_args, load_params
 from propy.data.annotations import group_by_video, load_annotations
 from propy.data.video import read_video
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text
+from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text, prepare_output
 
 MANIFEST = "manifest.json"
 JOURNAL = ".journal.jsonl"
@@ -106,6 +106,7 @@ def extract_split(
     """
     from tqdm import tqdm
 
+    prepare_output(out_dir, folder=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     journal = out_dir / JOURNAL
