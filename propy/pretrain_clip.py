@@ -184,11 +184,7 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
 
     torch.manual_seed(cfg.seed)
     backbone: Backbone = load_clip(dataclasses.replace(params.clip, pretrained=""))
-    if train_cache.size != backbone.image_size:
-        raise DataError(
-            f"{layout.cache_split('train')}: frames are cached at {train_cache.size} px but {params.clip.model} "
-            f"takes {backbone.image_size} px; re-run `python -m propy extract`"
-        )
+    train_cache.require_size(backbone.image_size, params.clip.model)
     model = backbone.model.requires_grad_(True).train().to(device)
     class_tokens = tokenize(backbone.tokenizer, train_events.classes, model.context_length).to(device)
 

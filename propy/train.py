@@ -214,7 +214,7 @@ class Trainer:
         self.model = build_model(params.model, backbone.model).to(proc.device)
 
         path = layout.annotations("train")
-        cache = FrameCache(layout.cache, "train")
+        cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
         self.groups = queries.groups
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
