@@ -12,6 +12,7 @@ import sys
 
 from propy import __version__
 from propy.errors import PropyError
+from propy.guard import stop_with_parent
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("propy.data.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(selected).parse_args(argv)
+    stop_with_parent()  # under DVC: killing dvc must not leave this stage running as an orphan
     try:
         return int(_load(args._module).run(args) or 0)
     except PropyError as exc:

@@ -41,7 +41,7 @@ class SplitData:
 def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -> SplitData:
     """Annotations of ``split`` joined with its frame cache, tokenised with ``train.max_words``."""
     path = layout.annotations(split)
-    cache = FrameCache(layout.cache, split)
+    cache = FrameCache(layout.cache, split).require_size(backbone.image_size, params.clip.model)
     queries = cached_queries(load_annotations(path), cache.names, str(path))
     clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
                        train=False, seed=0)  # evaluation samples segment centres: no randomness

@@ -36,7 +36,7 @@ from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
 from propy.environment import environment
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output, read_json
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
 from propy.model import build_model
 
@@ -211,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
             "weights, so --checkpoint does not apply; drop it"
         )
     device = pick_device(args.device)
+    prepare_output(args.metrics)
+    prepare_output(args.results, folder=True)
     started = time.perf_counter()
     metrics = evaluate(params, layout_from(args), args.split, device, args.checkpoint, args.metrics, args.results)
     recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)

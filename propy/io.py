@@ -1,16 +1,43 @@
 """Atomic file writes (a reader never sees a half-written output) and checked JSON reads.
 
-Each writer puts the content in a temporary file in the target's directory
-and renames it over the target (``os.replace`` is atomic on POSIX).
+Each writer puts the content in a temporary file ``.<name>.<8 random chars>.tmp`` in the
+target's directory, flushes it to disk (``fsync``), renames it over the target
+(``os.replace`` is atomic on POSIX) and syncs the directory, so neither a crash nor a
+power loss leaves a short or empty file under the final name. A process killed between
+the two steps leaves its temporary file behind: :func:`prepare_output`, which each stage
+calls on its outputs before it starts working, removes such leftovers and checks that the
+output can be written at all. A failed write (disk full, permission denied, read-only
+file system) is a DataError naming the file and the cause, not a traceback.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+TEMP_SUFFIX = ".tmp"
+_RANDOM = r"\.[a-z0-9_]{8}\.tmp$"  # tempfile.mkstemp's 8 random characters, then TEMP_SUFFIX
+_CAUSES = {
+    errno.ENOSPC: "no space left on the device; free some space",
+    errno.EDQUOT: "disk quota exceeded; free some space",
+    errno.EACCES: "permission denied; make the folder writable or choose another output path",
+    errno.EPERM: "operation not permitted; make the folder writable or choose another output path",
+    errno.EROFS: "read-only file system; choose an output path on a writable disk",
+}
+
+
+def write_error(path: str | os.PathLike, exc: OSError):
+    """The DataError for an OSError met while writing ``path``: the file, the cause, what to do."""
+    from propy.errors import DataError
+
+    code = errno.errorcode.get(exc.errno or 0, "")
+    cause = _CAUSES.get(exc.errno, exc.strerror or str(exc))
+    return DataError(f"{path}: cannot write: {cause}" + (f" ({code})" if code else ""))
 
 
 def _umask() -> int:
@@ -19,21 +46,90 @@ def _umask() -> int:
     return mask
 
 
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not (directory and exc.errno == errno.EINVAL):  # some file systems cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def _temp_for(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success."""
+    """Yield a temporary path next to ``path``; on success sync it, rename it to ``path`` and sync
+    the folder. An OSError on the way (the caller's writes included) becomes a DataError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _temp_for(path)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent, directory=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_stale_temp(path: Path, target: str | None = None) -> bool:
+    """Whether ``path`` is the temporary file of an atomic write (of the file named ``target``)."""
+    return re.match(r"^\." + (re.escape(target) if target else ".+") + _RANDOM, path.name) is not None
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed atomic writes left: every one under the folder
+    ``path``, or those of the file ``path``. Call it only where no other process is writing."""
+    path = Path(path)
+    if path.is_dir():
+        found = [p for p in path.rglob(f".*{TEMP_SUFFIX}") if is_stale_temp(p)]
+    elif path.parent.is_dir():
+        found = [p for p in path.parent.glob(f".*{TEMP_SUFFIX}") if is_stale_temp(p, path.name)]
+    else:
+        found = []
+    for stale in found:
+        stale.unlink(missing_ok=True)
+    return found
+
+
+def prepare_output(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Before a stage works: remove temporary files a killed run left at the output ``path`` (a file,
+    or a ``folder``) and write a small probe file where it will be created (its nearest existing
+    folder), so an output that cannot be written fails now with a DataError naming it, not after
+    hours of work. Creates nothing."""
+    from propy.errors import DataError
+
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise DataError(f"{path}: expected a folder here, found a file; remove it or choose another path")
+    if not folder and path.is_dir():
+        raise DataError(f"{path}: expected a file path, found a folder; give a file name (e.g. {path / 'out.json'})")
+    where = next(p for p in (path if folder else path.parent, *path.parents) if p.exists())
+    if not where.is_dir():
+        raise DataError(f"{where}: is a file, so {path} cannot be created inside it; choose another path")
+    try:
+        remove_stale_temps(path)
+        probe = _temp_for(where / ".propy-probe")
+        try:
+            probe.write_bytes(b"propy write check\n")
+            _fsync(probe)
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(where, exc) from None
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -67,7 +163,11 @@ def atomic_save_npy(path: str | os.PathLike, array) -> None:
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
-    atomic_write_with(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # through a Python file, a failed write is an OSError (ENOSPC...)
+            torch.save(obj, f)
+
+    atomic_write_with(path, write)
 
 
 def read_json(path: str | os.PathLike, missing: str, error: type[Exception] | None = None) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 
 from propy.config import Params, load_params
 from propy.errors import DataError
-from propy.io import atomic_write_json, iter_jsonl, read_json
+from propy.io import atomic_write_json, iter_jsonl, prepare_output, read_json
 from propy.metrics import bootstrap_sumr
 
 SAMPLES = 2000
@@ -142,6 +142,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    for folder in (args.out, args.out_results):
+        prepare_output(folder, folder=True)
     comparisons = pool(params, args.runs, args.run_results, args.out, args.out_results)
     print(f"pool: {len(params.study.trained)} trained variants x {len(params.study.seeds)} seeds, "
           f"{len(params.study.zero_shot)} zero-shot; {comparisons['num_queries']} test queries")

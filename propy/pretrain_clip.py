@@ -38,7 +38,8 @@ from propy.config import Layout, Params, PretrainClipConfig, add_layout_args, la
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl
+from propy.guard import exclusive
+from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl, prepare_output
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
 
@@ -183,11 +184,7 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
 
     torch.manual_seed(cfg.seed)
     backbone: Backbone = load_clip(dataclasses.replace(params.clip, pretrained=""))
-    if train_cache.size != backbone.image_size:
-        raise DataError(
-            f"{layout.cache_split('train')}: frames are cached at {train_cache.size} px but {params.clip.model} "
-            f"takes {backbone.image_size} px; re-run `python -m propy extract`"
-        )
+    train_cache.require_size(backbone.image_size, params.clip.model)
     model = backbone.model.requires_grad_(True).train().to(device)
     class_tokens = tokenize(backbone.tokenizer, train_events.classes, model.context_length).to(device)
 
@@ -267,7 +264,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    args.out.mkdir(parents=True, exist_ok=True)
+    with exclusive(args.out, "pretrain-clip"):  # clip.resume.pt: one writer at a time
+        prepare_output(args.out, folder=True)
+        prepare_output(args.metrics)
+        args.out.mkdir(parents=True, exist_ok=True)
+        return _run(params, args)
+
+
+def _run(params: Params, args: argparse.Namespace) -> int:
     if not params.pretrain_clip.enabled:  # real data: published weights; the stage's outputs still exist
         atomic_write_json(args.metrics, {"skipped": True, "propy_version": __version__})
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")

@@ -7,7 +7,9 @@ folders from the command line (dvc.yaml owns them). Outputs, under ``--out``:
 ``executed/NAME.ipynb`` and ``NAME.html`` (no input cells), both moved into place only
 when the whole notebook succeeded; figures and tables in ``figures/NAME/`` and
 ``tables/NAME/``. A failing cell is reported in one line (a DataError inside the notebook
-keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb``.
+keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb`` until the next
+run of the report, which first removes it, a ``.NAME.running.ipynb`` a killed run left, and
+temporary files of killed atomic writes (see :func:`propy.io.prepare_output`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from propy.config import Layout, Params, add_layout_args, layout_from, load_params
 from propy.errors import ConfigError, DataError, PropyError
-from propy.io import atomic_write_text
+from propy.io import atomic_write_text, prepare_output
 
 NOTEBOOKS = Path("notebooks")
 
@@ -84,7 +86,7 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -
             f"report.kernel: Jupyter kernel {kernel!r} is not installed; `make install` registers it"
         ) from None
     except papermill.PapermillExecutionError as exc:
-        failed = output.with_name(f"{notebook.stem}.failed.ipynb")
+        failed = failed_path(output.with_name(f"{notebook.stem}.ipynb"))
         os.replace(output, failed)
         if exc.ename in (DataError.__name__, ConfigError.__name__):
             raise (DataError if exc.ename == DataError.__name__ else ConfigError)(exc.evalue) from None
@@ -92,6 +94,11 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -
             f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue} "
             f"(full traceback in {failed})"
         ) from None
+
+
+def failed_path(executed: Path) -> Path:
+    """Where the executed copy of a notebook whose cell failed is kept for its traceback."""
+    return executed.with_name(f"{executed.stem}.failed.ipynb")
 
 
 def to_html(executed: Path) -> str:
@@ -113,13 +120,18 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
         raise DataError(f"{notebook}: no such report notebook; available: {', '.join(available()) or 'none'}")
     values = notebook_values(params, params_path, name, layout, folders)
     for key in ("figures_dir", "tables_dir"):
+        prepare_output(values[key], folder=True)
         Path(values[key]).mkdir(parents=True, exist_ok=True)
     executed = out / "executed" / f"{name}.ipynb"
     running = executed.with_name(f".{name}.running.ipynb")
+    html = out / f"{name}.html"
+    for path in (executed, html):
+        prepare_output(path)
+    for stale in (running, failed_path(executed)):
+        stale.unlink(missing_ok=True)
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
         execute(notebook, running, values, params.report.kernel)
-        html = out / f"{name}.html"
         atomic_write_text(html, to_html(running))
         os.replace(running, executed)
     finally:

@@ -50,7 +50,8 @@ from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
 from propy.encode import load_split, retrieval
 from propy.errors import ConfigError
-from propy.io import atomic_write_json
+from propy.guard import exclusive
+from propy.io import atomic_write_json, prepare_output
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
@@ -213,7 +214,7 @@ class Trainer:
         self.model = build_model(params.model, backbone.model).to(proc.device)
 
         path = layout.annotations("train")
-        cache = FrameCache(layout.cache, "train")
+        cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
         self.groups = queries.groups
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
@@ -349,15 +350,21 @@ def train(
     init_from: str | None = None,
 ) -> nn.Module:
     """Train (or continue training) ``params``' variant; returns the model with its final weights.
-    ``init_from`` (a trained checkpoint) sets the starting tensors; a resumed run overrides them."""
+    ``init_from`` (a trained checkpoint) sets the starting tensors; a resumed run overrides them.
+    The main process holds the lock of ``out`` throughout and checks that ``out`` and ``log_path``
+    can be written before any work."""
     proc = _start_process(device)
     try:
-        trainer = Trainer(params, layout, seed, Path(out), Path(log_path), proc)
-        if init_from:
-            trainer.model.load_trainable_state_dict(load_trained(init_from, params)["trainable"])
-        trainer.restore(resume)
-        trainer.fit()
-        return trainer.model
+        with exclusive(out, "train") if proc.main else contextlib.nullcontext():
+            if proc.main:
+                prepare_output(out, folder=True)
+                prepare_output(log_path)
+            trainer = Trainer(params, layout, seed, Path(out), Path(log_path), proc)
+            if init_from:
+                trainer.model.load_trainable_state_dict(load_trained(init_from, params)["trainable"])
+            trainer.restore(resume)
+            trainer.fit()
+            return trainer.model
     finally:
         if proc.world > 1:
             dist.destroy_process_group()

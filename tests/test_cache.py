@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import warnings
 
@@ -163,3 +164,56 @@ def test_default_size_is_the_clip_input_size(tmp_path):
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     }))
     assert model_input_size(load_params(write_params(tmp_path, clip_model=str(config)))) == 24
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda p: p.write_bytes(p.read_bytes()[:-100]), r"\d+ bytes, expected \d+ for uint8 \[6, 16, 16, 3\]"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"tail"), r"\d+ bytes, expected \d+"),
+    (lambda p: p.write_bytes(b"garbage"), r"not a readable \.npy file"),
+    (lambda p: np.save(p, np.zeros((6, 8, 8, 3), np.uint8)), r"holds uint8 \[6, 8, 8, 3\], expected uint8 \[6, 16, 16, 3\]"),
+    (lambda p: np.save(p, np.zeros((6, 16, 16, 3), np.float32)), r"holds float32"),
+    (lambda p: p.unlink(), r"missing"),
+])
+def test_damaged_cached_frames_are_decoded_again(videos, tmp_path, damage, problem):
+    out = tmp_path / "train"
+    extract(videos, out)
+    good = (out / "b.npy").read_bytes()
+    damage(out / "b.npy")
+    again = extract(videos, out)
+    assert again.decoded == ["b"] and again.reused == ["a", "c"]
+    assert list(again.repaired) == ["b"] and re.match(problem, again.repaired["b"])
+    assert (out / "b.npy").read_bytes() == good
+
+
+def test_cli_says_which_cached_files_it_repaired(tmp_path, capsys):
+    params = write_params(tmp_path)
+    assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
+    assert extract_cli(params, tmp_path, "--split", "train") == 0
+    (tmp_path / "cache" / "train" / "train0.npy").write_bytes(b"\x93NUMPY torn")
+    capsys.readouterr()
+    assert extract_cli(params, tmp_path, "--split", "train") == 0
+    out = capsys.readouterr().out
+    assert "(1 decoded, 1 already cached" in out and "decoded again (their cached frames were damaged)" in out
+    assert "train0: not a readable .npy file" in out
+
+
+def test_a_cache_of_another_frame_size_is_named_before_training(tiny_bench, tmp_path, capsys):
+    """A cache extracted at 16 px for a 32 px CLIP: a clear error, not a tensor-size traceback."""
+    from conftest import layout_args
+
+    cache = tmp_path / "cache"
+    for split in ("train", "val"):
+        shutil.copytree(tiny_bench / "cache" / split, cache / split)
+        manifest = json.loads((cache / split / MANIFEST).read_text())
+        for vid, entry in manifest["videos"].items():
+            np.save(cache / split / entry["file"], np.zeros((entry["num_frames"], 16, 16, 3), np.uint8))
+        (cache / split / MANIFEST).write_text(json.dumps({**manifest, "size": 16}))
+    params = write_tiny_params(tmp_path / "params.yaml")
+    args = [a if a != str(tiny_bench / "cache") else str(cache) for a in layout_args(tiny_bench)]
+    assert main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *args,
+                 "--out", str(tmp_path / "m"), "--log", str(tmp_path / "log.json"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cache / 'train' / MANIFEST}: frames are cached at 16 px but" in err and "takes 32 px" in err
+    assert main(["evaluate", "--params", str(params), "--variant", "zs_meanpool", "--split", "val", *args,
+                 "--metrics", str(tmp_path / "m.json"), "--results", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    assert f"{cache / 'val' / MANIFEST}: frames are cached at 16 px" in capsys.readouterr().err

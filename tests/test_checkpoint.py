@@ -74,3 +74,14 @@ def test_resume_modes(tmp_path):
     assert "last.pt: unreadable" in said[0]
     with pytest.raises(DataError, match="last.pt: not a readable checkpoint"):
         load_resume(path, "h", "require")
+
+
+def test_evaluate_names_a_corrupt_best_pt(tiny_bench, tmp_path, capsys):
+    params = write_tiny_params(tmp_path / "params.yaml")
+    (tmp_path / "best.pt").write_bytes(b"\x80\x04 half a pickle")
+    code = main(["evaluate", "--params", str(params), "--variant", "tiny", *layout_args(tiny_bench),
+                 "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "metrics.json"),
+                 "--results", str(tmp_path / "results"), "--device", "cpu"])
+    assert code == 2
+    assert f"{tmp_path / 'best.pt'}: not a readable checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()

@@ -275,3 +275,23 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, argv, content, 
     assert main(["convert", source, str(src), str(out), *options]) == 2
     assert capsys.readouterr().err == f"error: {message.format(src=src, tmp=tmp_path)}\n"
     assert not out.exists()
+
+
+def test_cli_tvr_test_file_without_missing_ts_says_what_to_add(tmp_path, capsys):
+    src, out = tmp_path / "tvr_test_release.jsonl", tmp_path / "test.jsonl"
+    src.write_text('{"vid_name": "v1", "desc_id": 1, "desc": "a man walks", "duration": 10.0}\n', encoding="utf-8")
+    assert main(["convert", "tvr", str(src), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "all 1 items skipped (1x field 'ts': missing)" in err and "add --missing-ts whole" in err
+    assert main(["convert", "tvr", str(src), str(out), "--missing-ts", "whole"]) == 0
+    assert load_annotations(out)[0].ts == (0.0, 10.0)
+
+
+def test_cli_a_folder_as_out_is_named_before_converting(tmp_path, capsys):
+    src, folder = tmp_path / "tvr.jsonl", tmp_path / "annotations"
+    src.write_text(TVR, encoding="utf-8")
+    folder.mkdir()
+    assert main(["convert", "tvr", str(src), str(folder)]) == 2
+    assert capsys.readouterr().err == (f"error: {folder}: expected a file path, found a folder; give a file name "
+                                       f"(e.g. {folder / 'out.json'})\n")
+    assert list(folder.iterdir()) == []

@@ -1,8 +1,11 @@
 """Atomic writes: the target appears whole or not at all, with ordinary permissions."""
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +62,84 @@ def test_iter_jsonl_skips_blank_lines_and_names_the_bad_line(tmp_path):
     bad.write_text('{"a": 1}\n{oops\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2: not valid JSON"):
         list(iter_jsonl(bad, "unused"))
+
+
+def test_a_write_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """Power loss safety: the temporary file reaches the disk before it takes the final name."""
+    import propy.io as io
+
+    events = []
+    real_fsync, real_replace = io._fsync, os.replace
+    monkeypatch.setattr(io, "_fsync", lambda path, directory=False: (events.append(("fsync", Path(path).name, directory)),
+                                                                      real_fsync(path, directory)))
+    monkeypatch.setattr(io.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), real_replace(a, b)))
+    atomic_write_text(tmp_path / "a.txt", "x")
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1].startswith(".a.txt.") and events[2] == ("fsync", tmp_path.name, True)
+
+
+def test_stale_temps_are_removed_by_prepare_output_and_nothing_else(tmp_path):
+    from propy.io import prepare_output
+
+    folder = tmp_path / "models" / "full"
+    (folder / "sub").mkdir(parents=True)
+    stale = [folder / ".last.pt.ab_12xyz.tmp", folder / "sub" / ".x.npy.q0w9e8r7.tmp"]
+    kept = [folder / "last.pt", folder / ".keep.tmp", folder / "a.tmp", folder / ".lock"]
+    for path in stale + kept:
+        path.write_text("x")
+    log = tmp_path / "full.json"
+    log_stale, other = tmp_path / ".full.json.abcdefgh.tmp", tmp_path / ".full.json.bak.abcdefgh.tmp"
+    log_stale.write_text("x")
+    other.write_text("x")
+    prepare_output(folder, folder=True)
+    prepare_output(log)
+    assert not any(p.exists() for p in stale + [log_stale])
+    assert all(p.exists() for p in kept + [other])  # another file's temp is not this output's
+
+
+@pytest.mark.parametrize("code, cause", [
+    (errno.ENOSPC, "no space left on the device"),
+    (errno.EACCES, "permission denied"),
+    (errno.EROFS, "read-only file system"),
+])
+def test_a_failed_write_names_the_file_and_the_cause(tmp_path, monkeypatch, code, cause):
+    import propy.io as io
+    from propy.errors import DataError
+    from propy.io import prepare_output
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(io, "_fsync", fail)
+    with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path / 'out.json'))}: cannot write: {cause}"):
+        atomic_write_json(tmp_path / "out.json", {"v": 1})
+    with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path))}: cannot write: {cause}"):
+        prepare_output(tmp_path / "models" / "clip.pt")  # probed where it will be created
+    assert list(tmp_path.iterdir()) == []  # no temp left behind, nothing created
+
+
+def test_a_writer_hitting_a_full_disk_is_a_data_error(tmp_path):
+    """A real ENOSPC (/dev/full) raised inside a library writer names the target, not the temp."""
+    from propy.errors import DataError
+
+    def to_full_disk(tmp):
+        with open("/dev/full", "wb") as f:
+            f.write(b"x" * 65536)
+            f.flush()
+
+    with pytest.raises(DataError, match=r"out\.npy: cannot write: no space left on the device; free some space \(ENOSPC\)"):
+        atomic_write_with(tmp_path / "out.npy", to_full_disk)
+
+
+def test_prepare_output_refuses_a_folder_for_a_file_and_the_reverse(tmp_path):
+    from propy.errors import DataError
+    from propy.io import prepare_output
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"dir: expected a file path, found a folder"):
+        prepare_output(tmp_path / "dir")
+    with pytest.raises(DataError, match=r"file: expected a folder here, found a file"):
+        prepare_output(tmp_path / "file", folder=True)
+    with pytest.raises(DataError, match=r"file: is a file, so .*file/sub/out\.json cannot be created"):
+        prepare_output(tmp_path / "file" / "sub" / "out.json")

@@ -192,3 +192,46 @@ def test_micro_study_end_to_end(tmp_path):
 
     again = dvc(repo, "repro")
     assert "Running stage" not in again and "up to date" in again
+
+
+def _micro_repo(tmp_path: Path, params: dict) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    if not (repo / ".dvc").is_dir():
+        dvc(repo, "init", "-q")
+    return repo
+
+
+@pytest.mark.pipeline
+def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
+    """Ctrl-C in the middle of `dvc repro extract`, then `dvc repro extract`: the finished videos are
+    kept (data/cache is a persistent output) and only the rest is decoded."""
+    import signal
+
+    params = micro_params()
+    params["synth"]["videos"] = {"train": 60, "val": 4, "test": 4}
+    repo = _micro_repo(tmp_path, params)
+    dvc(repo, "repro", "synth")
+    journal = repo / "data" / "cache" / "train" / ".journal.jsonl"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "extract"], cwd=repo, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if journal.is_file() and len(journal.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode != 0, f"extract finished before the interruption:\n{output[-3000:]}"
+    done = len(journal.read_text().splitlines())
+    assert 5 <= done < 60
+
+    again = dvc(repo, "repro", "extract")
+    cached = int(again.split("extract train: 60 videos")[1].split(" already cached")[0].split(", ")[-1])
+    assert cached >= done - 1  # at most the video being decoded at the interruption is redone
+    assert f"{60 - cached} decoded" in again
+    assert not list((repo / "data" / "cache").rglob(".*.tmp"))

@@ -257,3 +257,19 @@ def test_ablation_table_reads_the_pooled_comparisons(tmp_path):
     with pytest.raises(DataError, match=r"comparisons\.json: no comparison for variant\(s\) other"):
         write_metrics(tmp_path, "other", 1.0)
         reports.ablation_table(reports.load_metrics(["full", "other"], tmp_path), ["full", "other"], tmp_path)
+
+
+def test_render_removes_what_a_killed_or_failed_run_left(report_repo):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
+                   report_repo / "notebooks" / "tiny.ipynb")
+    left = [Path("reports/executed/.tiny.running.ipynb"), Path("reports/executed/tiny.failed.ipynb"),
+            Path("reports/.tiny.html.k1ll3d_x.tmp"), Path("reports/figures/tiny/.a.png.k1ll3d_x.tmp"),
+            Path("reports/tables/tiny/.a.md.k1ll3d_x.tmp")]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("left by SIGKILL")
+    other = Path("reports/executed/results.failed.ipynb")  # another report's: not this run's to remove
+    other.write_text("x")
+    render_here("tiny")
+    assert not any(path.exists() for path in left)
+    assert other.exists() and Path("reports/executed/tiny.ipynb").is_file()

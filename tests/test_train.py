@@ -170,3 +170,45 @@ def test_two_gloo_processes_reach_the_single_process_weights(straight, tiny_benc
         torch.testing.assert_close(tensor, single[name], rtol=1e-4, atol=1e-5)  # same update as one process
     log = json.loads((tmp_path / "log.json").read_text())
     assert [e["step"] for e in log] == [2, 4]  # the schedule does not depend on the world size
+
+
+def test_a_corrupt_last_pt_is_named_and_a_fresh_start_goes_ahead(straight, tiny_bench, tmp_path, capsys):
+    params, _ = straight
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "last.pt").write_bytes(b"PK\x03\x04 torn by a crash")
+    assert train_cli(tiny_bench, params, tmp_path, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "last.pt: not a readable checkpoint" in err and "--fresh" in err
+    assert train_cli(tiny_bench, params, tmp_path) == 0  # default (DVC's command): named, set aside, fresh
+    assert "last.pt: unreadable" in capsys.readouterr().out
+    assert load(tmp_path / "models" / "last.pt")["epoch"] == 2
+
+
+def test_leftover_temp_files_are_removed_at_the_next_start(straight, tiny_bench, tmp_path):
+    params, out = straight
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    for name in ("last.pt", "best.pt"):
+        (run / "models" / name).write_bytes((out / "models" / name).read_bytes())
+    killed = [run / "models" / ".last.pt.k1ll3d_x.tmp", run / ".log.json.k1ll3d_x.tmp"]
+    for path in killed:
+        path.write_bytes(b"half")
+    assert train_cli(tiny_bench, params, run) == 0  # already trained: nothing to do but the clean-up
+    assert not any(path.exists() for path in killed)
+    assert sorted(p.name for p in (run / "models").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_an_unwritable_output_fails_before_the_first_epoch(straight, tiny_bench, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import propy.io
+
+    params, _ = straight
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(propy.io, "_fsync", read_only)
+    monkeypatch.setattr(Trainer, "_train_epoch", lambda self: pytest.fail("an epoch ran before the write check"))
+    assert train_cli(tiny_bench, params, tmp_path) == 2
+    assert f"{tmp_path}: cannot write: read-only file system" in capsys.readouterr().err

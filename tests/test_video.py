@@ -111,3 +111,29 @@ def test_normalize_layout_and_values():
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.shape == (2, 5, 3, 4, 4)
     assert x[0, 0, :, 0, 0].tolist() == pytest.approx([2.0, -0.5, -3.0])
     assert x[1, 2, :, 1, 3].tolist() == pytest.approx([-2.0, -0.1, 1.0])
+
+
+def test_a_truncated_faststart_mp4_is_a_bad_video_not_repeats(tmp_path):
+    """Index (moov) first, then the frames: cut in half, it decodes quietly up to the cut."""
+    import av
+
+    path = tmp_path / "faststart.mp4"
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height = stream.width = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(100):
+            image = np.full((32, 32, 3), 2 * i, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    assert read_video(path, 10, 200, 32).frames.shape[0] == 100  # the whole file is fine
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.mp4: truncated: the frames end at \d+\.\d\d s but the header says 10\.00 s"):
+        read_video(cut, 10, 200, 32)
+
+
+def test_a_video_whose_last_frame_is_long_is_not_truncated(counting):
+    """The tail rule only fires when frames stop far before the header's end."""
+    assert grey_index(decode(counting, fps=16, max_frames=100, size=24))[-2:] == [15, 15]

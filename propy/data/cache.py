@@ -10,7 +10,9 @@ Layout, per split (``<extract.root>/<split>/``): ``<vid_name>.npy`` (uint8
 Resuming. Each ``.npy`` is written atomically. Then a line describing it goes to
 the split's journal (``.journal.jsonl``). A re-run reuses a video when its journal
 line matches the current settings and source file (size, fps, max_frames, byte
-size and mtime of the video) and its ``.npy`` exists. An interrupted run thus
+size and mtime of the video) and its ``.npy`` is whole: uint8 of the recorded shape
+``[num_frames, size, size, 3]`` and of exactly the byte size that shape takes (see
+:func:`npy_problem`); a damaged or foreign file is decoded again. An interrupted run thus
 loses at most the video it was decoding. The manifest is removed when a run starts
 and written last, atomically, so its presence means the split is complete.
 """
@@ -28,7 +30,7 @@ from propy.config import SPLITS, Layout, Params, add_layout_args, load_params
 from propy.data.annotations import group_by_video, load_annotations
 from propy.data.video import read_video
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text
+from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text, prepare_output
 
 MANIFEST = "manifest.json"
 JOURNAL = ".journal.jsonl"
@@ -55,6 +57,7 @@ class Extracted:
     manifest: dict
     decoded: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    repaired: dict[str, str] = field(default_factory=dict)  # vid_name -> what was wrong with its cached file
     skipped: dict[str, str] = field(default_factory=dict)  # vid_name -> problem
 
 
@@ -71,11 +74,32 @@ def _read_journal(path: Path) -> dict[str, dict]:
     return entries
 
 
+def npy_problem(path: Path, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with the cached frames at ``path`` for uint8 ``shape``, or None when they are whole.
+
+    Reads only the header: the dtype, the shape, and the file size, which must be the header's
+    length plus the frames' bytes (a file cut short or with a tail is damaged)."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            got_shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            offset = f.tell()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"not a readable .npy file ({exc})"
+    if dtype != np.uint8 or tuple(got_shape) != shape or fortran:
+        return f"holds {dtype} {list(got_shape)}, expected uint8 {list(shape)}"
+    size = path.stat().st_size
+    if size != offset + int(np.prod(shape)):
+        return f"{size} bytes, expected {offset + int(np.prod(shape))} for uint8 {list(shape)}"
+    return None
+
+
 def _reusable(entry: dict | None, key: list | None, out_dir: Path) -> bool:
-    """A journal entry still valid for this source and these settings, with its frames on disk."""
-    if key is None or entry is None or entry.get("key") != key:
-        return False
-    return (out_dir / str(entry.get("file", ""))).is_file()
+    """A journal entry still valid for this source and these settings (its frames are checked apart)."""
+    return key is not None and entry is not None and entry.get("key") == key
 
 
 def _source_key(path: Path, size: int, fps: float, max_frames: int) -> list | None:
@@ -106,6 +130,7 @@ def extract_split(
     """
     from tqdm import tqdm
 
+    prepare_output(out_dir, folder=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     journal = out_dir / JOURNAL
@@ -118,9 +143,12 @@ def extract_split(
             key = _source_key(source, size, fps, max_frames)
             entry = previous.get(vid)
             if _reusable(entry, key, out_dir):
-                entries[vid] = entry
-                result.reused.append(vid)
-                continue
+                problem = npy_problem(out_dir / str(entry.get("file", "")), (entry["num_frames"], size, size, 3))
+                if problem is None:
+                    entries[vid] = entry
+                    result.reused.append(vid)
+                    continue
+                result.repaired[vid] = problem
             try:
                 video = read_video(source, fps, max_frames, size)
             except DataError as exc:
@@ -177,6 +205,16 @@ class FrameCache:
             return self._videos[vid]
         except KeyError:
             raise DataError(f"{self.manifest_path}: video {vid!r} is not in the frame cache") from None
+
+    def require_size(self, size: int, model: str) -> "FrameCache":
+        """Itself, when its frames are ``size`` px as the CLIP ``model`` takes them; else a DataError
+        (a cache extracted for another model would fail later with a tensor-size error)."""
+        if self.size != size:
+            raise DataError(
+                f"{self.manifest_path}: frames are cached at {self.size} px but {model} takes {size} px; "
+                f"re-run `python -m propy extract` (it decodes the videos again at {size} px)"
+            )
+        return self
 
     def num_frames(self, vid: str) -> int:
         return int(self._entry(vid)["num_frames"])
@@ -250,6 +288,8 @@ def run(args: argparse.Namespace) -> int:
             f"{len(result.reused)} already cached, {len(result.skipped)} skipped; {frames} frames of "
             f"{size}x{size}) in {seconds:.1f}s"
         )
+        if result.repaired:
+            print(f"  decoded again (their cached frames were damaged):\n{_listing(result.repaired)}")
         if result.skipped:
             print(f"  skipped (listed in {out_dir / MANIFEST}):\n{_listing(result.skipped)}")
     if bad:

@@ -38,6 +38,7 @@ from propy.data.annotations import (
 )
 from propy.data.video import probe_duration
 from propy.errors import DataError, PropyError
+from propy.io import prepare_output
 
 CLAMPED = "moment clamped into [0, duration]"
 WHOLE_VIDEO = "no moment given: whole video [0, duration] used"
@@ -86,6 +87,7 @@ class _Collector:
         self.records: list[Record] = []
         self.skips: list[tuple[str, str]] = []
         self.adjusted: Counter[str] = Counter()
+        self.without_moment = 0  # items skipped for a missing moment (a test split: --missing-ts whole)
         self._index = RecordIndex()
 
     def skip(self, where: str, reason: str) -> None:
@@ -119,6 +121,7 @@ class _Collector:
         duration = as_duration(duration)
         if ts is None:
             if self.missing_ts != "whole":
+                self.without_moment += 1
                 raise FieldError(ts_field, "missing")
             span, clamped, notes = (0.0, duration), False, notes + (WHOLE_VIDEO,)
         else:
@@ -140,7 +143,9 @@ class _Collector:
             raise DataError("no record could be converted: the input has no items")
         if not self.records:
             reasons = "; ".join(f"{n}x {r}" for r, n in report.skipped.most_common(3))
-            raise DataError(f"no record could be converted, all {len(self.skips)} items skipped ({reasons})")
+            hint = ("; a test split has no moments: add --missing-ts whole to give each query the whole video"
+                    if self.without_moment else "")
+            raise DataError(f"no record could be converted, all {len(self.skips)} items skipped ({reasons}){hint}")
         return self.records, report
 
 
@@ -344,6 +349,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
+    prepare_output(args.output)  # a folder as OUT, or an unwritable place, fails before the conversion
     convert = _converter(args)
     text = read_text(args.input)
     try:

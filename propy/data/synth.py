@@ -55,7 +55,7 @@ import numpy as np
 from propy.config import SPLITS, SynthConfig, load_params
 from propy.data.annotations import Record, write_annotations
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -392,6 +392,7 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     partial = out.with_name(out.name + ".partial")
     codec = pick_codec()
     _prepare_partial(partial, {"version": VERSION, "codec": codec, "synth": dataclasses.asdict(cfg)})
+    prepare_output(partial, folder=True)  # temporary files of a killed run would be swapped into ``out``
     plan = {split: sample_split(cfg, split) for split in SPLITS}
     stats: dict = {"seed": cfg.seed, "size": cfg.size, "fps": cfg.fps, "codec": codec, "splits": {}}
     all_kinds: dict[str, str] = {}

@@ -16,6 +16,10 @@ import numpy as np
 from propy.errors import DataError
 
 
+SHORT_READ_FRAMES = 3  # frames may end this many frame periods before the header's duration...
+SHORT_READ_FRACTION = 0.02  # ...or this fraction of it (rounding, edit lists): more is a truncated file
+
+
 class DecodedVideo(NamedTuple):
     frames: np.ndarray  # uint8 [T, S, S, 3], RGB
     duration: float  # seconds, from the container's header
@@ -27,6 +31,10 @@ def read_video(path: str | os.PathLike, fps: float, max_frames: int, size: int) 
 
     Frame j of the T returned ones is the frame on screen at time (j + 0.5) * duration / T,
     with T = min(max_frames, max(1, round(duration * fps))).
+
+    A file whose frames end well before the header's duration is an error, not a video whose
+    last frame lasts: a truncated "faststart" mp4 (index first, frames cut off) decodes without
+    complaint, and its tail would otherwise be filled with repeats of the last frame that arrived.
     """
     import av
 
@@ -44,11 +52,18 @@ def read_video(path: str | os.PathLike, fps: float, max_frames: int, size: int) 
                 raise DataError(f"{path}: the container header gives no duration")
             count = min(max_frames, max(1, round(duration * fps)))
             targets = (np.arange(count) + 0.5) * duration / count
-            frames = _pick(container.decode(stream), targets, size)
+            frames, end = _pick(container.decode(stream), targets, size)
+            rate = stream.average_rate or stream.guessed_rate
     except av.FFmpegError as exc:
         raise DataError(f"{path}: cannot decode video ({exc})") from None
     if not frames:
         raise DataError(f"{path}: no frame could be decoded")
+    period = float(1 / rate) if rate else 0.0
+    if end is not None and end + period < duration - max(SHORT_READ_FRAMES * period, SHORT_READ_FRACTION * duration):
+        raise DataError(
+            f"{path}: truncated: the frames end at {end + period:.2f} s but the header says {duration:.2f} s "
+            "(an interrupted download or copy?); fetch the file again"
+        )
     return DecodedVideo(np.stack(frames), duration)
 
 
@@ -83,8 +98,9 @@ def _header_duration(container, stream) -> float | None:
     return None
 
 
-def _pick(decoded, targets: np.ndarray, size: int) -> list[np.ndarray]:
-    """For each target time, the frame on screen then (the last one starting at or before it), resized.
+def _pick(decoded, targets: np.ndarray, size: int) -> tuple[list[np.ndarray], float | None]:
+    """For each target time, the frame on screen then (the last one starting at or before it), resized;
+    and, when the frames ran out before the last target, the start time of the last one (else None).
 
     Times count from the first frame. Decoding stops once every target is served, and a frame
     picked for several targets is converted once.
@@ -105,9 +121,11 @@ def _pick(decoded, targets: np.ndarray, size: int) -> list[np.ndarray]:
         if len(picked) == len(targets):
             break
         shown, image = frame, None
+    ran_out = shown is not None and len(picked) < len(targets)
+    end = shown.time - start if ran_out else None
     while shown is not None and len(picked) < len(targets):
         picked.append(current())
-    return picked
+    return picked, end
 
 
 def _rgb(frame, size: int) -> np.ndarray:
