@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from propy.io import atomic_path
 
@@ -38,6 +39,14 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path) -> list[Pat
             fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
         paths.append(path)
     return paths
+
+
+def show(fig: plt.Figure) -> None:
+    """Display ``fig`` here (inside a loop, next to its example) and close it."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 def _legend_outside(ax: plt.Axes, title: str | None = None) -> None:
@@ -200,12 +209,13 @@ def event_timeline(scores: np.ndarray, proposals: np.ndarray, levels: Sequence[i
         ticks.append((y + 0.4, f"level {level}"))
         y += 1
     ax.axvspan(*moment, color="tab:green", alpha=0.2, label="true moment")
-    ax.barh([], [], color="white", edgecolor="tab:red", lw=2, label="best event")
     ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks])
     ax.set(title=title, xlim=(0, duration), ylim=(y, -0.1))
     ax.tick_params(labelbottom=False)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="cosine with the query", pad=0.01)
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2, fontsize="small", frameon=False)
+    handles = [Patch(color="tab:green", alpha=0.2, label="true moment"),
+               Patch(facecolor="white", edgecolor="tab:red", lw=2, label="best event")]
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2, fontsize="small", frameon=False)
     _frames_row(fig, grid, 1, frames, times)
     fig.text(0.5, 0.02, "time (s)", ha="center")
     return fig

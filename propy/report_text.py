@@ -43,8 +43,7 @@ TERMS = {
     "moment/video": "length of the query's moment divided by the length of its video",
     "rank": "position of the true video when the test gallery is sorted by score (1 = first)",
     "hard negative": "a video the model ranks above the true one although it shows something else; here "
-                     "flagged when its best-matching event's description differs from the query in one or "
-                     "two words",
+                     "flagged when its best-matching event's description differs from the query in one word",
     "Nf": "frames the model samples from each video (one per equal segment, the segment centre at test)",
 }
 
@@ -162,10 +161,10 @@ def interval(low: float, high: float) -> str:
     return f"[{low:+.1f}, {high:+.1f}]"
 
 
-def _difference(row) -> str:
-    """"+3.2 SumR [+0.4, +6.0], a gain" / "... no difference"."""
+def _difference(row, reference: str) -> str:
+    """"v scores +3.2 SumR [+0.4, +6.0] against full (higher)" / "... (no difference)"."""
     word = {"gain": "higher", "loss": "lower", "no difference": "no difference"}[row.verdict]
-    return f"{row.delta:+.1f} SumR {interval(row.low, row.high)} ({word})"
+    return f"{row.variant} scores {row.delta:+.1f} SumR {interval(row.low, row.high)} against {reference} ({word})"
 
 
 # --------------------------------------------------------------------------- per page
@@ -177,8 +176,7 @@ def overview_findings(metrics: pd.DataFrame, effects: pd.DataFrame, headline: st
            f"(mean of {m['runs']} training seed{'s' if m['runs'] != 1 else ''})."]
     zero = effects[effects["claim"] == "zero_shot"]
     if len(zero):
-        out.append("Against zero-shot CLIP: " + "; ".join(f"{r.variant} differs by {_difference(r)}"
-                                                         for r in zero.itertuples()) + ".")
+        out.append("Zero-shot CLIP: " + "; ".join(_difference(r, headline) for r in zero.itertuples()) + ".")
     ablated = effects[effects["claim"] != "zero_shot"]
     if len(ablated):
         counts = ablated["verdict"].value_counts()
@@ -207,15 +205,16 @@ def claim_verdict(claim: str, rows: pd.DataFrame, reference: str) -> str:
 def ablation_findings(effects: pd.DataFrame, reference: str) -> list[str]:
     ablated = effects[effects["claim"] != "zero_shot"]
     out = [claim_verdict(claim, rows, reference) for claim, rows in ablated.groupby("claim", sort=False)]
-    if len(ablated):
-        worst = ablated.loc[ablated["delta"].idxmin()]
-        out.append(f"The largest drop is {worst['variant']} ({_difference(worst)}).")
+    losses = ablated[ablated["verdict"] == "loss"]
+    if len(losses):
+        worst = losses.loc[losses["delta"].idxmin()]
+        out.append(f"The largest loss: {_difference(worst, reference)}.")
     return out
 
 
 def results_findings(effects: pd.DataFrame, kinds: pd.DataFrame | None, headline: str) -> list[str]:
     """The comparison with each baseline, and the headline's weakest and strongest query kind."""
-    out = [f"{headline} vs {r.variant}: {_difference(r)}." for r in effects[effects["claim"] == "zero_shot"].itertuples()]
+    out = [f"{_difference(r, headline)}." for r in effects[effects["claim"] == "zero_shot"].itertuples()]
     if kinds is not None and len(kinds):
         own = kinds[kinds["variant"] == headline]
         low, high = own["SumR"].idxmin(), own["SumR"].idxmax()
@@ -254,14 +253,14 @@ def qualitative_findings(examples: Sequence[dict]) -> list[str]:
     twins = [e for e in wrong if e.get("rival_differs")]
     if wrong:
         out.append(f"In {len(twins)} of those {len(wrong)}, the rank-1 video holds an event whose description "
-                   f"differs from the query in a few words only (a hard negative).")
+                   f"differs from the query in one word only (a hard negative).")
     return out
 
 
 def cost_findings(table: pd.DataFrame, headline: str) -> list[str]:
     row = table.loc[headline]
     cheapest = table["trainable parameters"].idxmin()
-    return [f"{headline} trains {row['trainable parameters']:,} parameters ({row['trainable %']:.2f}% of the model); "
+    return [f"{headline} trains {int(row['trainable parameters']):,} parameters ({row['trainable %']:.2f}% of the model); "
             f"{cheapest} trains the fewest ({table.loc[cheapest, 'trainable parameters']:,}).",
             f"An epoch of {headline} takes {row['s / epoch']:.1f} s, and encoding a video takes "
             f"{row['encode vs CLIP']:.2f} times CLIP's encoding of the same frames."]

@@ -366,14 +366,14 @@ def word_difference(query: str, text: str) -> tuple[list[str], list[str]]:
 def annotate_examples(examples: list[dict], texts: dict[str, str], events_by_video: dict[str, list[str]]) -> list[dict]:
     """Each example plus its "query" text and, when the rank-1 video is not the true one, that video's
     best-matching event ("rival_text"), the words that differ ("rival_words": query's, rival's) and
-    "rival_differs": whether at most two words differ each way (a hard negative)."""
+    "rival_differs": whether exactly one word differs each way (a hard negative)."""
     out = []
     for e in examples:
         e = {**e, "query": texts.get(e["desc_id"], "")}
         if e["top10"] and e["top10"][0] != e["vid_name"]:
             e["rival_text"] = matching_event(e["query"], events_by_video.get(e["top10"][0], []))
             e["rival_words"] = word_difference(e["query"], e["rival_text"])
-            e["rival_differs"] = 0 < max(map(len, e["rival_words"])) <= 2
+            e["rival_differs"] = tuple(map(len, e["rival_words"])) == (1, 1)
         out.append(e)
     return out
 

@@ -232,7 +232,7 @@ def test_effects_and_their_verdicts_and_findings(tmp_path):
     lines = report_text.ablation_findings(effects, "full")
     assert lines[0] == "Depth: supported: full beats all 1."
     assert lines[1] == "Components: contradicted: single_event scores above full."
-    assert "depth1 (-12.0 SumR [-20.0, -4.0] (lower))" in lines[2]
+    assert lines[2] == "The largest loss: depth1 scores -12.0 SumR [-20.0, -4.0] against full (lower)."
     same = effects.iloc[[1]]
     assert report_text.claim_verdict("components", same, "full") == "Components: not shown: no difference for all 1."
     with pytest.raises(DataError, match="no comparison for ia_none in table 'interaction'"):
@@ -251,7 +251,7 @@ def test_overview_findings_change_with_the_numbers(tmp_path):
     metrics = reports.load_metrics(["full"], tmp_path)
     first = report_text.overview_findings(metrics, effects, "full", 12)
     assert first[0].startswith("On 12 test queries, full reaches SumR 200.0")
-    assert "zs_maxframe differs by -90.0 SumR [-99.0, -80.0] (lower)" in first[1]
+    assert "zs_maxframe scores -90.0 SumR [-99.0, -80.0] against full (lower)" in first[1]
     assert first[2].startswith("Of 1 ablated variants, 1 score below full")
     write_metrics(tmp_path, "full", 250.0)
     assert report_text.overview_findings(reports.load_metrics(["full"], tmp_path), effects, "full", 12)[0] != first[0]
@@ -327,6 +327,7 @@ def report_repo(tmp_path, monkeypatch):
                     "ablations": {"components": ["full"]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's propy
     return tmp_path
 
 
