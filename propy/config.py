@@ -237,9 +237,7 @@ class ReportConfig:
 
     kernel: str  # Jupyter kernel registered from the project's .venv
     headline: str  # the variant the index and the qualitative report show
-    qualitative_queries: int = bounded(1)
     top_k: int = bounded(1)
-    strip_frames: int = bounded(1)  # sampled frames in the data report's strip
 
 
 @dataclass

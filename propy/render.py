@@ -4,7 +4,8 @@ The notebook runs in the project's registered kernel (``report.kernel``) with th
 root as working directory, so it behaves the same on any machine. It gets the values it
 declares in its ``parameters`` cell: variant lists and report settings from params.yaml,
 folders from the command line (dvc.yaml owns them). Outputs, under ``--out``:
-``executed/NAME.ipynb`` and ``NAME.html`` (no input cells), both moved into place only
+``executed/NAME.ipynb`` and ``NAME.html`` (no input cells; titled after the notebook's first
+heading, with a navigation bar to every page), both moved into place only
 when the whole notebook succeeded; figures and tables in ``figures/NAME/`` and
 ``tables/NAME/``. A failing cell is reported in one line (a DataError inside the notebook
 keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb`` until the next
@@ -20,6 +21,7 @@ from typing import Any
 from propy.config import Layout, Params, add_layout_args, layout_from, load_params
 from propy.errors import ConfigError, DataError, PropyError
 from propy.io import atomic_write_text, prepare_output
+from propy.report_text import PAGES
 
 NOTEBOOKS = Path("notebooks")
 
@@ -39,7 +41,9 @@ def configure_parser(parser) -> None:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    """The report notebooks, in reading order (``report_text.PAGES``, then any others by name)."""
+    names = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    return [n for n in PAGES if n in names] + sorted(names - set(PAGES))
 
 
 def notebook_values(params: Params, params_path: str, name: str, layout: Layout, folders: dict[str, Path]) -> dict[str, Any]:
@@ -53,11 +57,12 @@ def notebook_values(params: Params, params_path: str, name: str, layout: Layout,
         "ablations": study.ablations,
         "headline": report.headline,
         "top_k": report.top_k,
-        "qualitative_queries": report.qualitative_queries,
-        "strip_frames": report.strip_frames,
         "data_root": str(layout.data),
         "cache_root": str(layout.cache),
         "num_frames": params.model.num_frames,
+        "ks": params.eval.ks,
+        "ratio_bins": params.eval.ratio_bins,
+        "iou_thresholds": params.eval.iou_thresholds,
         "metrics_dir": str(folders["metrics"]),
         "logs_dir": str(folders["logs"]),
         "results_dir": str(folders["results"]),
@@ -101,13 +106,35 @@ def failed_path(executed: Path) -> Path:
     return executed.with_name(f"{executed.stem}.failed.ipynb")
 
 
-def to_html(executed: Path) -> str:
+def page_title(book) -> str:
+    """"ProPy study: <first Markdown heading>" (the notebook's name when it has no heading)."""
+    for cell in book.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return f"ProPy study: {line[2:].strip()}"
+    return f"ProPy study: {book.metadata.get('name', 'report')}"
+
+
+def nav_html(current: str, names: list[str]) -> str:
+    """A bar linking every page (``<name>.html``, next to each other in the output folder)."""
+    links = " | ".join(
+        f"<b>{PAGES.get(n, (n,))[0]}</b>" if n == current else f'<a href="{n}.html">{PAGES.get(n, (n,))[0]}</a>'
+        for n in names)
+    return f'<nav class="pages" style="padding:0.4em 0;border-bottom:1px solid #ccc">{links}</nav>'
+
+
+def to_html(executed: Path, name: str, names: list[str]) -> str:
+    """The executed notebook as HTML without input cells, its title set and a navigation bar on top."""
     import nbconvert
     import nbformat
 
+    book = nbformat.read(executed, as_version=4)
+    book.metadata["title"] = page_title(book)
+    book.cells.insert(0, nbformat.v4.new_markdown_cell(nav_html(name, names)))
     exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                       exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(book)
     return body
 
 
@@ -132,7 +159,7 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
         execute(notebook, running, values, params.report.kernel)
-        atomic_write_text(html, to_html(running))
+        atomic_write_text(html, to_html(running, name, available()))
         os.replace(running, executed)
     finally:
         if running.exists():

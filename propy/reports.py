@@ -2,7 +2,8 @@
 
 The notebooks stay thin (parameters, then one call per table or figure) so their
 logic is tested here. Loaders raise DataError naming the missing file and the stage
-that writes it; every table is saved as Markdown and CSV, every figure as PNG, atomically.
+that writes it; every table is saved as Markdown and CSV atomically. Figures are drawn by
+``propy.figures``, the pages' sentences written by ``propy.report_text``.
 """
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from propy.errors import DataError
 from propy import io
-from propy.io import atomic_path, atomic_write_text
+from propy.errors import DataError
+from propy.io import atomic_write_text
+from propy.metrics import bin_ratios, bootstrap_sumr
 
 RECALLS = ("R1", "R5", "R10", "R100", "SumR")
 
@@ -38,7 +39,8 @@ def read_jsonl(path: str | Path, written_by: str = "an earlier stage") -> list[d
 
 def load_metrics(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
     """One row per variant (index, in the given order) of the pooled metrics: kind, number of runs,
-    mean recalls, MedR, MeanR, the sd of SumR over runs, its 95% interval, unnormalised SumR."""
+    mean recalls, MedR, MeanR, the sd of SumR over runs, its 95% interval (bounds, and as text),
+    unnormalised SumR."""
     rows = []
     for name in variants:
         path = Path(root) / f"{name}.json"
@@ -49,9 +51,9 @@ def load_metrics(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
                 raise DataError(f"{path}: field '{key}' missing")
             row[key] = float(m[key])
         row["SumR sd"] = float(m.get("sd", {}).get("SumR", np.nan))
-        low, high = m.get("SumR_ci", (np.nan, np.nan))
-        row["SumR 95% CI"] = f"[{low:.1f}, {high:.1f}]"
-        row["SumR (unnormalized)"] = float(m.get("unnormalized", {}).get("SumR", np.nan))
+        row["SumR low"], row["SumR high"] = m.get("SumR_ci", (np.nan, np.nan))
+        row["SumR 95% CI"] = f"[{row['SumR low']:.1f}, {row['SumR high']:.1f}]"
+        row["unnormalised SumR"] = float(m.get("unnormalized", {}).get("SumR", np.nan))
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
 
@@ -158,102 +160,12 @@ def save_table(table: pd.DataFrame, name: str, tables_dir: str | Path, digits: i
     return md, csv
 
 
-# --------------------------------------------------------------------------- figures
-
-def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path) -> Path:
-    """Save ``fig`` as ``<name>.png`` atomically; the figure stays open for the inline backend."""
-    path = Path(figures_dir) / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
-def plot_curves(logs: pd.DataFrame, y: str, ylabel: str, title: str) -> plt.Figure:
-    """One line per variant of ``logs[y]`` against the epoch."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, group in logs.groupby("variant", sort=False):
-        ax.plot(group["epoch"], group[y], marker="o", label=name)
-    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-    ax.legend(fontsize="small", ncol=2)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_bars(table: pd.DataFrame, title: str, ylabel: str = "recall (%)") -> plt.Figure:
-    """Grouped bars: one group per row of ``table``, one bar per column."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(table) * np.sqrt(len(table.columns))), 4))
-    table.plot.bar(ax=ax, rot=30, width=0.8)
-    ax.set(title=title, xlabel=table.index.name or "", ylabel=ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.15)  # headroom: the legend row sits above the bars
-    ax.legend(fontsize="small", ncol=min(5, len(table.columns)), loc="upper center")
-    return fig
-
-
-def plot_histogram(values: Sequence[float], bins: int | Sequence[float], title: str, xlabel: str,
-                   ylabel: str = "count") -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(np.asarray(values, dtype=float), bins=bins, color="tab:blue", edgecolor="white")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    return fig
-
-
-def frame_strip(frames: np.ndarray, times: Sequence[float], duration: float,
-                events: Sequence[tuple[float, float]], title: str) -> plt.Figure:
-    """Sampled frames in a row above a time axis with the events' spans and the frame times."""
-    n = len(frames)
-    fig = plt.figure(figsize=(1.4 * n, 3.2))
-    grid = fig.add_gridspec(2, n, height_ratios=[2, 1])
-    for i, (frame, t) in enumerate(zip(frames, times)):
-        ax = fig.add_subplot(grid[0, i])
-        ax.imshow(frame)
-        ax.set_title(f"{t:.1f} s", fontsize="small")
-        ax.axis("off")
-    ax = fig.add_subplot(grid[1, :])
-    for j, (start, end) in enumerate(events):
-        ax.axvspan(start, end, ymin=0.2, ymax=0.8, color=f"C{j % 10}", alpha=0.5)
-        ax.axvline(start, color="black", lw=0.8)
-    ax.vlines(times, 0, 1, color="red", lw=1, label="sampled frames")
-    ax.set(xlim=(0, duration), ylim=(0, 1), xlabel="time (s)", yticks=[])
-    ax.legend(loc="upper right", fontsize="small")
-    fig.suptitle(title)
-    return fig
-
-
-def event_timeline(scores: np.ndarray, proposals: np.ndarray, duration: float,
-                   moment: tuple[float, float], title: str) -> plt.Figure:
-    """Each event as a horizontal bar over its time span at the height of its score."""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.axvspan(*moment, color="tab:green", alpha=0.25, label="true moment")
-    spans = np.asarray(proposals, dtype=float) * duration
-    best = int(np.argmax(scores))
-    for j, ((start, end), score) in enumerate(zip(spans, scores)):
-        ax.hlines(score, start, end, color="tab:red" if j == best else "tab:blue", lw=3 if j == best else 1.5)
-    ax.plot([], [], color="tab:blue", label="event (span, score)")
-    ax.plot([], [], color="tab:red", lw=3, label="best event")
-    ax.set(title=title, xlabel="time (s)", ylabel="cosine similarity", xlim=(0, duration))
-    ax.legend(fontsize="small", loc="lower right")
-    return fig
-
-
-def plot_masks(masks: dict[str, np.ndarray], num_events: int, title: str) -> plt.Figure:
-    """Allowed (dark) / blocked (light) event -> node attention, one panel per interaction."""
-    fig, axes = plt.subplots(1, len(masks), figsize=(3.2 * len(masks), 3.2), squeeze=False, layout="constrained")
-    for ax, (name, mask) in zip(axes[0], masks.items()):
-        ax.imshow(mask, cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
-        ax.axvline(num_events - 0.5, color="tab:red", lw=1)
-        ax.set(title=name, xlabel="key node (events | frames)")
-    axes[0, 0].set_ylabel("query event")
-    fig.suptitle(title)
-    return fig
-
-
 # --------------------------------------------------------------------------- data report
 
 def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-split summary table, per-query table with split, duration and moment/video ratio)."""
+    """(per-split summary table, per-query table with split, video, desc_id, duration and moment/video ratio)."""
     queries = pd.DataFrame(
-        [{"split": split, "vid_name": r.vid_name, "duration": r.duration,
+        [{"split": split, "vid_name": r.vid_name, "desc_id": r.desc_id, "duration": r.duration,
           "ratio": (r.ts[1] - r.ts[0]) / r.duration}
          for split, records in records_by_split.items() for r in records]
     )
@@ -270,14 +182,15 @@ def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, p
     return summary, queries
 
 
-def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> list[tuple[float, float]]:
-    """The video's event spans (s): synthetic ``captions.jsonl`` if present, else its query moments."""
+def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> list[tuple[float, float, str]]:
+    """The video's events (start s, end s, text): the synthetic ``captions.jsonl`` if present (the
+    spans the video was built from), else its query moments and descriptions."""
     captions = Path(data_root) / "captions.jsonl"
     if captions.is_file():
-        spans = {(c["start"], c["end"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name}
+        events = {(c["start"], c["end"], c["caption"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name}
     else:
-        spans = {tuple(r.ts) for r in records if r.vid_name == vid_name}
-    return sorted(spans)
+        events = {(*r.ts, r.desc) for r in records if r.vid_name == vid_name}
+    return sorted(events)
 
 
 def training_summary(logs: pd.DataFrame) -> pd.DataFrame:
@@ -293,17 +206,200 @@ def training_summary(logs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def top_k_table(rankings: list[dict], texts: dict[str, str], count: int, k: int) -> pd.DataFrame:
-    """The first ``count`` queries: text, true video, its rank and the top-``k`` videos (true one starred)."""
+def kind_counts(queries: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Queries per split (rows) and kind (columns)."""
+    kind = queries["desc_id"].map(kinds).fillna("(none)")
+    table = pd.crosstab(queries["split"], kind).reindex(list(dict.fromkeys(queries["split"])))
+    table.columns.name = None
+    return table
+
+
+def saturated(logs: pd.DataFrame) -> int:
+    """How many variants have validation R@100 = 100 at every epoch (their val SumR moves with R@1-10 only)."""
+    return int(sum((group["val_R100"] >= 100.0).all() for _, group in logs.groupby("variant", sort=False)))
+
+
+def variant_changes(params_path: str | Path, variants: Sequence[str], reference: str) -> dict[str, str]:
+    """What each variant sets (its ``variants`` overrides in params.yaml), then its pyramid's size;
+    the reference lists its own values of every key the others change."""
+    from propy.config import load_params, read_params
+
+    raw = read_params(params_path).get("variants") or {}
+    flat = {v: {f"{block}.{key}": value for block, body in (raw.get(v) or {}).items() for key, value in body.items()}
+            for v in variants}
+    keys = list(dict.fromkeys(k for v in variants if v != reference for k in flat[v]))
+    out = {}
+    for v in variants:
+        params = load_params(params_path, variant=v)
+        if v == reference:
+            changes = {k: getattr(getattr(params, k.split(".")[0]), k.split(".")[1]) for k in keys}
+        else:
+            changes = flat[v]
+        pyramid = params.model.event_pyramid
+        text = ", ".join(f"{k} = {value}" for k, value in changes.items())
+        out[v] = f"{text} ({pyramid.num_levels} levels, {pyramid.num_events} events)".strip()
+    return out
+
+
+def run_names(variant: str, trained: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    """The runs of a variant: ``<variant>-s<seed>`` per seed if trained, else ``<variant>``."""
+    return [f"{variant}-s{seed}" for seed in seeds] if variant in trained else [variant]
+
+
+def load_ranks(runs: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Rank of every test query (rows, desc_id) in every run (columns), from ``rankings.jsonl``."""
+    columns = {}
+    for run in runs:
+        rows = read_jsonl(Path(root) / run / "rankings.jsonl", f"evaluate of {run}")
+        columns[run] = pd.Series({r["desc_id"]: int(r["rank"]) for r in rows})
+    return pd.DataFrame(columns)
+
+
+def group_intervals(variants: Sequence[str], groups: dict[str, str], order: Sequence[str],
+                    trained: Sequence[str], seeds: Sequence[int], runs_root: str | Path,
+                    ks: Sequence[int], samples: int = 1000) -> pd.DataFrame:
+    """Per variant and group (of ``groups``: desc_id -> group, rows in ``order``): the number of
+    queries, mean SumR over the variant's runs and its 95% bootstrap interval over the group's
+    queries and the seeds (``propy.metrics.bootstrap_sumr``)."""
     rows = []
-    for entry in rankings[:count]:
-        top = [f"*{v}*" if v == entry["vid_name"] else v for v in entry["top10"][:k]]
-        rows.append({"desc_id": entry["desc_id"], "query": texts.get(entry["desc_id"], ""),
-                     "true video": entry["vid_name"], "rank": entry["rank"], f"top-{k}": ", ".join(top)})
-    return pd.DataFrame(rows).set_index("desc_id")
+    for variant in variants:
+        ranks = load_ranks(run_names(variant, trained, seeds), runs_root)
+        missing = set(ranks.index) - set(groups)
+        if missing:
+            raise DataError(f"no group for {len(missing)} test queries of {variant} (e.g. {sorted(missing)[0]!r})")
+        label = pd.Series(groups).reindex(ranks.index)
+        for group in order:
+            part = ranks[label == group].to_numpy().T  # [runs, queries]
+            if part.size == 0:
+                continue
+            low, high = bootstrap_sumr(part, ks, samples=samples)
+            sumr = 100.0 * float(np.mean([sum((run <= k).mean() for k in ks) for run in part]))
+            rows.append({"group": group, "variant": variant, "n": part.shape[1], "SumR": sumr,
+                         "low": low, "high": high})
+    return pd.DataFrame(rows).set_index("group")
 
 
-def links_html(names: Sequence[str]) -> str:
-    """An HTML list linking ``<name>.html`` (the reports sit next to index.html)."""
-    items = "".join(f'<li><a href="{n}.html">{n}</a></li>' for n in names)
-    return f"<ul>{items}</ul>"
+def interval_table(intervals: pd.DataFrame, group_name: str) -> pd.DataFrame:
+    """``group_intervals`` as a table: one row per group, its size, then "SumR [lo, hi]" per variant."""
+    table = pd.DataFrame(index=pd.Index(list(dict.fromkeys(intervals.index)), name=group_name))
+    table["queries"] = intervals.groupby(level=0, sort=False)["n"].first()
+    for variant, part in intervals.groupby("variant", sort=False):
+        table[variant] = [f"{r.SumR:.1f} [{r.low:.1f}, {r.high:.1f}]" for r in part.itertuples()]
+    return table
+
+
+def ratio_groups(records: Sequence, edges: Sequence[float]) -> dict[str, str]:
+    """desc_id -> moment/video length bin (``propy.metrics.bin_ratios``, as evaluate bins)."""
+    ratios = [(r.ts[1] - r.ts[0]) / r.duration for r in records]
+    return dict(zip((r.desc_id for r in records), bin_ratios(np.array(ratios), edges)))
+
+
+def query_kinds(data_root: str | Path) -> dict[str, str] | None:
+    """desc_id -> query kind from the dataset's ``query_kinds.json``; None when it has none."""
+    path = Path(data_root) / "query_kinds.json"
+    return read_json(path, "synth") if path.is_file() else None
+
+
+def probe_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame | None:
+    """Own-vs-rival pairwise accuracy per query kind and variant from the pooled metrics' ``probes``
+    (``{kind: {"n", "n_rival", "pairwise", "ci": [lo, hi], "R1", ...}}``, percent); None when no
+    variant has probes."""
+    rows = []
+    for name in variants:
+        probes = read_json(Path(root) / f"{name}.json", "pool").get("probes") or {}
+        for kind, p in probes.items():  # a kind without rivals has no "pairwise"
+            low, high = p.get("ci", (np.nan, np.nan))
+            rows.append({"kind": kind, "variant": name, "queries": int(p["n"]), "pairs": int(p.get("n_rival", p["n"])),
+                         "pairwise": float(p.get("pairwise", np.nan)), "low": float(low), "high": float(high),
+                         "R1": float(p.get("R1", np.nan))})
+    return pd.DataFrame(rows).set_index("kind") if rows else None
+
+
+def effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """Every compared variant of ``comparisons.json`` (written by pool): claim, variant, Δ SumR vs the
+    reference, its 95% interval and verdict, in the order of ``claims`` (study.ablations + zero_shot)."""
+    comparisons = read_json(Path(metrics_root) / "comparisons.json", "pool")
+    rows = []
+    for claim, variants in claims.items():
+        by_variant = {r["variant"]: r for r in comparisons["tables"].get(claim, [])}
+        for v in variants:
+            if v == comparisons["reference"]:
+                continue
+            if v not in by_variant:
+                raise DataError(f"{metrics_root}/comparisons.json: no comparison for {v} in table {claim!r}")
+            r = by_variant[v]
+            rows.append({"claim": claim, "variant": v, "delta": float(r["delta_SumR"]), "low": float(r["ci"][0]),
+                         "high": float(r["ci"][1]), "verdict": r["verdict"]})
+    return pd.DataFrame(rows, columns=["claim", "variant", "delta", "low", "high", "verdict"])
+
+
+def vcmr_reach(records: Sequence, num_frames: int, thresholds: Sequence[float]) -> pd.DataFrame:
+    """Share (%) of test queries a proposal *can* match at each IoU threshold when the proposal is
+    the whole video (mean-pool's one event: IoU = moment/video) or one sampled frame (max-frame's
+    events: IoU <= (1/Nf) / (moment/video), so it needs moment/video <= 1 / (t Nf))."""
+    ratios = np.array([(r.ts[1] - r.ts[0]) / r.duration for r in records])
+    table = pd.DataFrame({
+        "whole-video proposal": [100.0 * float((ratios >= t).mean()) for t in thresholds],
+        "one-frame proposal": [100.0 * float((ratios <= 1.0 / (t * num_frames)).mean()) for t in thresholds],
+    }, index=pd.Index([f"IoU{t:g}" for t in thresholds], name="IoU threshold"))
+    return table
+
+
+# --------------------------------------------------------------------------- qualitative
+
+def _words(text: str) -> list[str]:
+    return text.lower().replace(",", " ").split()
+
+
+def matching_event(query: str, texts: Sequence[str]) -> str:
+    """The text among ``texts`` (a video's event descriptions) sharing most words with ``query``."""
+    q = set(_words(query))
+    return max(texts, key=lambda t: (len(q & set(_words(t))) / len(q | set(_words(t))), t)) if texts else ""
+
+
+def word_difference(query: str, text: str) -> tuple[list[str], list[str]]:
+    """(words of ``query`` missing from ``text``, words of ``text`` missing from ``query``)."""
+    a, b = _words(query), _words(text)
+    return [w for w in a if w not in b], [w for w in b if w not in a]
+
+
+def annotate_examples(examples: list[dict], texts: dict[str, str], events_by_video: dict[str, list[str]]) -> list[dict]:
+    """Each example plus its "query" text and, when the rank-1 video is not the true one, that video's
+    best-matching event ("rival_text"), the words that differ ("rival_words": query's, rival's) and
+    "rival_differs": whether exactly one word differs each way (a hard negative)."""
+    out = []
+    for e in examples:
+        e = {**e, "query": texts.get(e["desc_id"], "")}
+        if e["top10"] and e["top10"][0] != e["vid_name"]:
+            e["rival_text"] = matching_event(e["query"], events_by_video.get(e["top10"][0], []))
+            e["rival_words"] = word_difference(e["query"], e["rival_text"])
+            e["rival_differs"] = tuple(map(len, e["rival_words"])) == (1, 1)
+        out.append(e)
+    return out
+
+
+def pick_examples(rankings: list[dict], kinds: dict[str, str] | None) -> list[dict]:
+    """Per query kind (one group when there are none), the best and the worst ranked query; ties go
+    to the first in desc_id order. Each: the rankings row plus "kind" and "pick"."""
+    groups: dict[str, list[dict]] = {}
+    for row in sorted(rankings, key=lambda r: r["desc_id"]):
+        groups.setdefault(kinds[row["desc_id"]] if kinds else "all", []).append(row)
+    picked = []
+    for kind in sorted(groups):
+        rows = groups[kind]
+        best = min(rows, key=lambda r: r["rank"])
+        worst = max(rows, key=lambda r: r["rank"])
+        picked.append({**best, "kind": kind, "pick": "best"})
+        if worst is not best:
+            picked.append({**worst, "kind": kind, "pick": "worst"})
+    return picked
+
+
+def top_videos(example: dict, events_by_video: dict[str, list[str]], query: str, k: int) -> pd.DataFrame:
+    """The top-``k`` videos of one example with the text of each one's event that best matches the
+    query, the true video marked."""
+    rows = []
+    for rank, vid in enumerate(example["top10"][:k], 1):
+        rows.append({"rank": rank, "video": vid + (" (true)" if vid == example["vid_name"] else ""),
+                     "its best-matching event": matching_event(query, events_by_video.get(vid, []))})
+    return pd.DataFrame(rows).set_index("rank")

@@ -84,8 +84,8 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 # Which params.yaml key each notebook parameter comes from (propy.render.notebook_values).
 PARAM_SOURCES = {
     "trained": "study.trained", "zero_shot": "study.zero_shot", "ablations": "study.ablations",
-    "headline": "report.headline", "top_k": "report.top_k", "qualitative_queries": "report.qualitative_queries",
-    "strip_frames": "report.strip_frames", "num_frames": "model.num_frames", "seeds": "study.seeds",
+    "headline": "report.headline", "top_k": "report.top_k", "num_frames": "model.num_frames", "seeds": "study.seeds",
+    "ks": "eval.ks", "ratio_bins": "eval.ratio_bins", "iou_thresholds": "eval.iou_thresholds",
 }
 
 
@@ -122,7 +122,6 @@ def micro_params() -> dict:
     raw["eval"].update(batch_videos=8, batch_queries=64)
     raw["study"] = {"trained": ["full", "no_adapters"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
                     "ablations": {"components": ["full", "no_adapters"]}}
-    raw["report"].update(qualitative_queries=2, strip_frames=4)
     return raw
 
 

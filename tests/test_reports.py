@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from propy import reports
+from propy import figures, report_text, reports
 from propy.cli import main
 from propy.config import Layout
 from propy.data.annotations import Record
@@ -53,7 +53,7 @@ def test_load_metrics_keeps_order_and_values(tmp_path):
     assert list(table.index) == ["zs_maxframe", "full"]
     assert table.loc["full", "R10"] == pytest.approx(60.0)
     assert table.loc["zs_maxframe", "kind"] == "maxframe"
-    assert table.loc["full", "SumR (unnormalized)"] == 10.0
+    assert table.loc["full", "unnormalised SumR"] == 10.0
 
 
 def test_missing_metrics_name_the_file_and_the_stage(tmp_path):
@@ -140,44 +140,176 @@ def test_annotation_stats_hand_worked():
 
 def test_video_events_prefers_captions(tmp_path):
     records = [Record("v", "1", "q", 10.0, (2.0, 4.0))]
-    assert reports.video_events(tmp_path, "v", records) == [(2.0, 4.0)]
+    assert reports.video_events(tmp_path, "v", records) == [(2.0, 4.0, "q")]
     (tmp_path / "captions.jsonl").write_text(
         '{"vid_name": "v", "start": 5.0, "end": 6.0, "caption": "x"}\n'
         '{"vid_name": "w", "start": 0.0, "end": 1.0, "caption": "y"}\n'
         '{"vid_name": "v", "start": 0.0, "end": 2.5, "caption": "z"}\n')
-    assert reports.video_events(tmp_path, "v", records) == [(0.0, 2.5), (5.0, 6.0)]
+    assert reports.video_events(tmp_path, "v", records) == [(0.0, 2.5, "z"), (5.0, 6.0, "x")]
 
 
-def test_top_k_table_marks_the_true_video():
-    rankings = [{"desc_id": "q1", "vid_name": "v2", "rank": 2, "top10": ["v9", "v2", "v3"], "score": 0.3},
-                {"desc_id": "q2", "vid_name": "v5", "rank": 1, "top10": ["v5", "v1", "v3"], "score": 0.5}]
-    table = reports.top_k_table(rankings, {"q1": "a red circle"}, count=1, k=2)
-    assert list(table.index) == ["q1"]
-    assert table.loc["q1", "top-2"] == "v9, *v2*"
-    assert table.loc["q1", "query"] == "a red circle"
+def test_top_videos_name_each_ones_best_matching_event():
+    example = {"desc_id": "q1", "vid_name": "v2", "rank": 2, "top10": ["v9", "v2", "v3"]}
+    events = {"v9": ["a red circle moves right", "a blue square grows"], "v2": ["a red circle moves left"]}
+    table = reports.top_videos(example, events, "a red circle moves left", k=2)
+    assert table["video"].tolist() == ["v9", "v2 (true)"]
+    assert table["its best-matching event"].tolist() == ["a red circle moves right", "a red circle moves left"]
 
 
-def test_figures_are_labelled_and_saved_as_png(tmp_path):
-    fig = reports.event_timeline(np.array([0.1, 0.5, 0.2]), np.array([[0, 1], [0, 0.5], [0.5, 1]]), 8.0,
-                                 (1.0, 3.0), "q1")
+def test_examples_by_rule_best_and_worst_per_kind_and_the_rank1_rival():
+    rankings = [{"desc_id": d, "vid_name": v, "rank": r, "top10": top}
+                for d, v, r, top in (("a1", "v1", 3, ["v9", "v8", "v1"]), ("a2", "v2", 1, ["v2"]),
+                                     ("a3", "v3", 1, ["v3"]), ("b1", "v4", 7, ["v5"]))]
+    kinds = {"a1": "order", "a2": "order", "a3": "order", "b1": "multi"}
+    picked = reports.pick_examples(rankings, kinds)
+    assert [(e["desc_id"], e["kind"], e["pick"]) for e in picked] == [
+        ("b1", "multi", "best"), ("a2", "order", "best"), ("a1", "order", "worst")]  # ties: first desc_id
+    texts = {"a1": "a red circle moves left", "a2": "x", "b1": "a blue cross appears"}
+    events = {"v9": ["a red circle moves right"], "v5": ["a green star shrinks, then a cat sits"]}
+    annotated = reports.annotate_examples(picked, texts, events)
+    rival = annotated[2]
+    assert rival["rival_text"] == "a red circle moves right"
+    assert rival["rival_words"] == (["left"], ["right"]) and rival["rival_differs"]
+    assert not annotated[0]["rival_differs"] and "rival_text" not in annotated[1]
+    html = report_text.example_html(rival, 40)
+    assert "Rank 1 is v9" in html and "hard negative" in html and "rank 3 of 40" in html
+    line = report_text.qualitative_findings(annotated)
+    assert line[0].startswith("3 queries chosen by rule") and "2 of them" in line[0]
+    assert line[1].startswith("In 1 of those 2")
+
+
+def write_rankings(root: Path, run: str, ranks: dict[str, int]) -> None:
+    (root / run).mkdir(parents=True, exist_ok=True)
+    (root / run / "rankings.jsonl").write_text("".join(
+        json.dumps({"desc_id": d, "vid_name": "v", "rank": r, "top10": [], "score": 0.0}) + "\n" for d, r in ranks.items()))
+
+
+def test_group_intervals_sizes_means_and_intervals(tmp_path):
+    write_rankings(tmp_path, "full-s1", {"q1": 1, "q2": 1, "q3": 50, "q4": 200})
+    write_rankings(tmp_path, "full-s2", {"q1": 1, "q2": 6, "q3": 50, "q4": 200})
+    write_rankings(tmp_path, "zs", {"q1": 200, "q2": 200, "q3": 200, "q4": 1})
+    groups = {"q1": "a", "q2": "a", "q3": "b", "q4": "b"}
+    out = reports.group_intervals(["full", "zs"], groups, ["a", "b", "c"], ["full"], [1, 2], tmp_path, [1, 5, 10, 100])
+    full_a = out[(out["variant"] == "full")].loc["a"]
+    # seed 1: both queries at rank 1 -> SumR 400; seed 2: q2 at 6 -> R1 50 + R5 50 + R10 100 + R100 100 = 300
+    assert (full_a["n"], full_a["SumR"]) == (2, pytest.approx(350.0))
+    assert full_a["low"] <= 350.0 <= full_a["high"] and full_a["high"] == pytest.approx(400.0)
+    assert out[out["variant"] == "zs"].loc["b", "SumR"] == pytest.approx(200.0)
+    assert "c" not in out.index  # an empty group is left out
+    table = reports.interval_table(out, "kind")
+    assert table.loc["a", "queries"] == 2 and table.loc["a", "full"].startswith("350.0 [")
+    with pytest.raises(DataError, match="no group for 1 test queries of full"):
+        reports.group_intervals(["full"], {"q1": "a", "q2": "a", "q3": "b"}, ["a"], ["full"], [1, 2], tmp_path, [1])
+
+
+def test_probe_table_reads_probes_and_is_none_without_them(tmp_path):
+    write_metrics(tmp_path, "full", 200.0)
+    write_metrics(tmp_path, "zs", 100.0)
+    assert reports.probe_table(["full", "zs"], tmp_path) is None
+    m = json.loads((tmp_path / "full.json").read_text())
+    m["probes"] = {"order": {"n": 10, "n_rival": 8, "pairwise": 75.0, "ci": [50.0, 93.75], "R1": 20.0},
+                   "appearance": {"n": 4, "n_rival": 0, "R1": 50.0}}
+    (tmp_path / "full.json").write_text(json.dumps(m))
+    table = reports.probe_table(["full", "zs"], tmp_path)
+    assert table.loc["order", ["pairs", "pairwise", "low", "high"]].tolist() == [8, 75.0, 50.0, 93.75]
+    assert np.isnan(table.loc["appearance", "pairwise"])
+
+
+def write_comparisons(root: Path) -> None:
+    rows = {"depth": [{"variant": "depth1", "delta_SumR": -12.0, "ci": [-20.0, -4.0], "verdict": "loss"}],
+            "components": [{"variant": "no_adapters", "delta_SumR": 1.0, "ci": [-3.0, 5.0], "verdict": "no difference"},
+                           {"variant": "single_event", "delta_SumR": 6.0, "ci": [2.0, 9.0], "verdict": "gain"}],
+            "zero_shot": [{"variant": "zs_maxframe", "delta_SumR": -90.0, "ci": [-99.0, -80.0], "verdict": "loss"}]}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "comparisons.json").write_text(json.dumps({"reference": "full", "num_queries": 12, "tables": rows}))
+
+
+def test_effects_and_their_verdicts_and_findings(tmp_path):
+    write_comparisons(tmp_path)
+    effects = reports.effects(tmp_path, {"depth": ["depth1", "full"], "components": ["full", "no_adapters", "single_event"]})
+    assert effects["variant"].tolist() == ["depth1", "no_adapters", "single_event"]
+    assert effects.loc[0, ["delta", "low", "high"]].tolist() == [-12.0, -20.0, -4.0]
+    lines = report_text.ablation_findings(effects, "full")
+    assert lines[0] == "Depth: supported: full beats all 1."
+    assert lines[1] == "Components: contradicted: single_event scores above full."
+    assert lines[2] == "The largest loss: depth1 scores -12.0 SumR [-20.0, -4.0] against full (lower)."
+    same = effects.iloc[[1]]
+    assert report_text.claim_verdict("components", same, "full") == "Components: not shown: no difference for all 1."
+    with pytest.raises(DataError, match="no comparison for ia_none in table 'interaction'"):
+        reports.effects(tmp_path, {"interaction": ["full", "ia_none"]})
+    fig = figures.plot_effects(effects, "full", "t")
+    fig.canvas.draw()
     ax = fig.axes[0]
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("q1", "time (s)", "cosine similarity")
-    segments = [c.get_segments()[0].tolist() for c in ax.collections]
-    assert segments == [[[0.0, 0.1], [8.0, 0.1]], [[0.0, 0.5], [4.0, 0.5]], [[4.0, 0.2], [8.0, 0.2]]]  # span x 8 s
-    assert [c.get_color()[0][:3].tolist() for c in ax.collections][1] == list(matplotlib.colors.to_rgb("tab:red"))
-    path = reports.save_figure(fig, "timeline", tmp_path / "figures")
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
-    assert [p.name for p in path.parent.iterdir()] == ["timeline.png"]  # no temporary file left
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["depth1", "no_adapters", "single_event"]
+    assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
 
 
-def test_mask_figure_one_panel_per_interaction():
+def test_overview_findings_change_with_the_numbers(tmp_path):
+    write_comparisons(tmp_path)
+    write_metrics(tmp_path, "full", 200.0)
+    effects = reports.effects(tmp_path, {"depth": ["depth1"], "zero_shot": ["zs_maxframe"]})
+    metrics = reports.load_metrics(["full"], tmp_path)
+    first = report_text.overview_findings(metrics, effects, "full", 12)
+    assert first[0].startswith("On 12 test queries, full reaches SumR 200.0")
+    assert "zs_maxframe scores -90.0 SumR [-99.0, -80.0] against full (lower)" in first[1]
+    assert first[2].startswith("Of 1 ablated variants, 1 score below full")
+    write_metrics(tmp_path, "full", 250.0)
+    assert report_text.overview_findings(reports.load_metrics(["full"], tmp_path), effects, "full", 12)[0] != first[0]
+
+
+def test_vcmr_reach_and_the_baselines_note():
+    records = [Record("v", str(i), "q", 16.0, (0.0, 16.0 * r)) for i, r in enumerate((1 / 16, 0.125, 0.5, 1.0))]
+    reach = reports.vcmr_reach(records, 16, [0.5])
+    # whole video: IoU = ratio >= 0.5 for 0.5 and 1.0; one frame: ratio <= 1 / (0.5 * 16) = 0.125
+    assert reach.loc["IoU0.5"].tolist() == [50.0, 50.0]
+    note = report_text.vcmr_note(reach, {"zs_meanpool": "meanpool", "zs_maxframe": "maxframe", "full": "propy"}, 16)
+    assert "zs_meanpool has one event, the whole video" in note and "1/16 of the video" in note
+    assert report_text.vcmr_note(reach, {"full": "propy"}, 16) == ""
+
+
+def test_series_styles_keep_twelve_series_apart():
+    styles = [figures.series_style(i) for i in range(24)]
+    assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles}) == 24
+    assert len({s["color"] for s in styles[:12]}) == 12
+
+
+def test_curves_legend_is_outside_the_axes():
+    logs = pd.DataFrame([{"variant": f"v{i}", "epoch": e, "loss": i + e} for i in range(12) for e in (1, 2)])
+    fig = figures.plot_curves(logs, "loss", "loss", "t")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert len({line.get_color() for line in ax.get_lines()}) == 12
+    assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_timeline_one_band_per_level_and_figures_saved_as_svg_and_png(tmp_path):
+    pyramid = build_pyramid(4, [0, 1])
+    scores = np.linspace(0.1, 0.9, pyramid.num_events)
+    frames = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    fig = figures.event_timeline(scores, pyramid.proposals(), pyramid.event_levels, 8.0, (1.0, 3.0), frames,
+                                 [1.0, 3.0, 5.0, 7.0], "q1")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"level {k}" for k in range(pyramid.num_levels, 0, -1)]
+    outlined = [p for p in ax.patches if p.get_width() > 0 and p.get_linewidth() == 2]
+    assert len(outlined) == 1 and outlined[0].get_x() == pytest.approx(8.0 * pyramid.proposals()[-1][0])
+    paths = figures.save_figure(fig, "timeline", tmp_path / "figures")
+    assert [p.name for p in paths] == ["timeline.svg", "timeline.png"]
+    assert "<svg" in paths[0].read_text()[:1000] and paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+    assert round(Image.open(paths[1]).info["dpi"][0]) == 300
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == ["timeline.png", "timeline.svg"]  # no temporary file
+
+
+def test_mask_figure_one_panel_per_interaction_with_level_separators():
     pyramid = build_pyramid(4, [0, 0])
     masks = {name: event_node_mask(pyramid, name) for name in INTERACTIONS}
-    fig = reports.plot_masks(masks, pyramid.num_events, "masks")
+    fig = figures.plot_masks(masks, pyramid.level_counts_top_first, pyramid.num_frames, "masks")
     assert [ax.get_title() for ax in fig.axes] == list(INTERACTIONS)
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (pyramid.num_events, pyramid.num_nodes)
+    assert len(fig.axes[0].get_lines()) == 2 * (pyramid.num_levels - 1) + 1  # level separators + the frames line
+    caption = report_text.masks_caption(pyramid.num_levels)
+    assert all(f"<b>{name}</b>" in caption for name in INTERACTIONS)
 
 
 # --------------------------------------------------------------------------- render (real papermill)
@@ -195,6 +327,7 @@ def report_repo(tmp_path, monkeypatch):
                     "ablations": {"components": ["full"]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's propy
     return tmp_path
 
 
@@ -205,18 +338,6 @@ REPORT_ARGS = ["--data", "data", "--cache", "cache", *[a for k, v in FOLDERS.ite
 
 def render_here(name):
     return render(name, "params.yaml", Layout(Path("data"), Path("cache")), FOLDERS)
-
-
-def test_render_results_writes_html_figures_and_tables(report_repo):
-    html = render_here("results")
-    text = html.read_text()
-    assert "zs_maxframe" in text and "full" in text
-    assert "compared = [" not in text  # input cells are not rendered
-    assert (report_repo / "reports/executed/results.ipynb").is_file()
-    for name in ("main", "by_ratio", "by_kind"):
-        assert (report_repo / f"reports/figures/results/{name}.png").stat().st_size > 2000
-        assert (report_repo / f"reports/tables/results/{name}.md").read_text().count("zs_maxframe") == 1
-    assert not list((report_repo / "reports/executed").glob(".*"))  # no partial notebook left
 
 
 def test_render_missing_input_is_a_data_error_naming_the_file(report_repo, capsys):
@@ -273,3 +394,111 @@ def test_render_removes_what_a_killed_or_failed_run_left(report_repo):
     render_here("tiny")
     assert not any(path.exists() for path in left)
     assert other.exists() and Path("reports/executed/tiny.ipynb").is_file()
+
+
+# --------------------------------------------------------------------------- every page (real papermill)
+
+def write_study(root: Path) -> None:
+    """Hand-made outputs of every stage a page reads: 4 test videos x 2 queries, 2 trained variants x
+    2 seeds, 2 zero-shot baselines."""
+    rng = np.random.default_rng(0)
+    (root / "data" / "annotations").mkdir(parents=True)
+    kinds, captions = {}, []
+    for split in ("train", "val", "test"):
+        lines = []
+        for v in range(4):
+            vid = f"{split}{v}"
+            for e, (action, start) in enumerate((("moves left", 0.0), ("grows", 4.0))):
+                desc_id = f"{vid}#e{e}"
+                lines.append(json.dumps({"vid_name": vid, "desc_id": desc_id, "desc": f"a shape {v} {action}",
+                                         "duration": 8.0, "ts": [start, start + 1.0 + v]}))
+                kinds[desc_id] = "order" if e == 0 else "appearance"
+                captions.append({"vid_name": vid, "start": start, "end": start + 4.0, "caption": f"a shape {v}"})
+        (root / "data" / "annotations" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "data" / "query_kinds.json").write_text(json.dumps(kinds))
+    (root / "data" / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
+    cache = root / "cache" / "test"
+    cache.mkdir(parents=True)
+    videos = {}
+    for v in range(4):
+        np.save(cache / f"test{v}.npy", rng.integers(0, 255, (24, 8, 8, 3), dtype=np.uint8))
+        videos[f"test{v}"] = {"file": f"test{v}.npy", "num_frames": 24, "duration": 8.0}
+    (cache / "manifest.json").write_text(json.dumps({"size": 8, "fps": 3.0, "videos": videos, "skipped": []}))
+
+    pooled = root / "metrics"
+    for name, sumr, kind in (("full", 180.0, "propy"), ("depth1", 170.0, "propy"),
+                             ("zs_meanpool", 120.0, "meanpool"), ("zs_maxframe", 100.0, "maxframe")):
+        write_metrics(pooled, name, sumr, kind)
+        m = json.loads((pooled / f"{name}.json").read_text())
+        m.update(SumR_ci=[sumr - 10, sumr + 10], runs=[f"{name}-s42", f"{name}-s43"] if kind == "propy" else [name])
+        (pooled / f"{name}.json").write_text(json.dumps(m))
+    comparisons = {"reference": "full", "num_queries": 8, "tables": {
+        "depth": [{"variant": "depth1", "delta_SumR": -10.0, "ci": [-18.0, -2.0], "verdict": "loss"}],
+        "zero_shot": [{"variant": "zs_meanpool", "delta_SumR": -60.0, "ci": [-80.0, -40.0], "verdict": "loss"},
+                      {"variant": "zs_maxframe", "delta_SumR": -80.0, "ci": [-95.0, -60.0], "verdict": "loss"}]}}
+    (pooled / "comparisons.json").write_text(json.dumps(comparisons))
+
+    pyramid = build_pyramid(16, [0, 1, 1, 1])
+    for run in ("full-s42", "full-s43", "depth1-s42", "depth1-s43", "zs_meanpool", "zs_maxframe"):
+        rows = []
+        for v in range(4):
+            for e in range(2):
+                rank = 1 + (v + e + len(run)) % 4
+                top = [f"test{(v + i) % 4}" for i in range(1, 4)]
+                top.insert(rank - 1, f"test{v}")
+                rows.append({"desc_id": f"test{v}#e{e}", "vid_name": f"test{v}", "rank": rank, "top10": top, "score": 0.5})
+        (root / "runs" / run).mkdir(parents=True)
+        (root / "runs" / run / "rankings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        np.savez(root / "runs" / run / "events.npz", desc_ids=np.array([r["desc_id"] for r in rows]),
+                 gt_event_scores=rng.random((8, pyramid.num_events)), proposals=pyramid.proposals(),
+                 ts=np.array([[0.0, 1.0 + v] for v in range(4) for _ in range(2)]), duration=np.full(8, 8.0))
+    (root / "logs").mkdir()
+    for run in ("full-s42", "full-s43", "depth1-s42", "depth1-s43"):
+        entries = [{"epoch": e, "step": 10 * e, "loss": 3.0 / e, "lr": 1e-3, "val_R1": 10.0, "val_R5": 30.0,
+                    "val_R10": 50.0, "val_R100": 100.0, "val_SumR": 190.0 + e, "seconds": 2.0} for e in (1, 2, 3)]
+        (root / "logs" / f"{run}.json").write_text(json.dumps(entries))
+
+
+@pytest.fixture
+def study_repo(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    write_study(tmp_path)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(trained=["full", "depth1"], seeds=[42, 43], zero_shot=["zs_meanpool", "zs_maxframe"],
+                        ablations={"depth": ["depth1", "full"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's propy
+    return tmp_path
+
+
+def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
+    from propy.render import available
+
+    pages = available()
+    assert pages[0] == "index" and {"data", "results", "ablations", "qualitative", "training", "cost"} <= set(pages)
+    for name in pages:
+        text = render_here(name).read_text()
+        title = text.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert title.startswith("ProPy study: ") and len(title) > len("ProPy study: "), name
+        nav = text.split('<nav class="pages"', 1)[1].split("</nav>", 1)[0]
+        links = [part.split('"', 1)[0] for part in nav.split('href="')[1:]]
+        assert sorted(links) == sorted(f"{n}.html" for n in pages if n != name), name
+        finding = text.split('<p class="finding">', 1)[1].split("</p>", 1)[0]
+        assert len(finding) > 60 and any(ch.isdigit() for ch in finding), name
+        figures_dir = study_repo / "reports" / "figures" / name
+        svgs = {p.stem for p in figures_dir.glob("*.svg")}
+        assert svgs and svgs == {p.stem for p in figures_dir.glob("*.png")}, name
+    for name in pages:  # every navigation link resolves to a rendered page
+        assert (study_repo / "reports" / f"{name}.html").is_file()
+    results = (study_repo / "reports" / "results.html").read_text()
+    assert "order" in results and "The metrics hold no rival probes" in results
+    assert "Two artefacts of the baselines" in results
+    qualitative = (study_repo / "reports" / "qualitative.html").read_text()
+    assert qualitative.count("<h3") == 4  # best and worst of each of the two kinds
+    assert "could not be retrieved" in (study_repo / "reports" / "ablations.html").read_text()
+    assert "compared = [" not in results  # input cells are not rendered
+    for table in ("main", "by_ratio", "by_kind", "vcmr"):
+        assert (study_repo / f"reports/tables/results/{table}.md").read_text().count("zs_maxframe") == 1, table
+    assert not list((study_repo / "reports/executed").glob(".*"))  # no partial notebook left

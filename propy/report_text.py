@@ -1,0 +1,266 @@
+"""The words of the report pages: their names, the terms they use, and the findings each page
+opens with, written from the numbers (a sentence changes when its numbers change).
+
+Findings are HTML paragraphs of class ``finding``; definitions a list of class ``terms``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+import pandas as pd
+
+# Reading order of the pages: name -> (navigation label, what the page shows).
+PAGES = {
+    "index": ("Overview", "every variant's headline numbers and the study's main findings"),
+    "data": ("Data", "the benchmark: how it is built, its splits, and what the model sees of a video"),
+    "results": ("Results", "ProPy against zero-shot CLIP, by moment length and by query kind, and VCMR"),
+    "ablations": ("Ablations", "what each part of ProPy changes: depth, interaction, components"),
+    "qualitative": ("Examples", "queries chosen by rule, their top videos, event scores and attention masks"),
+    "training": ("Training", "loss and validation curves, and why validation SumR is not test SumR"),
+    "cost": ("Cost", "trainable parameters, training time and encoding speed per variant"),
+}
+
+TERMS = {
+    "R@K": "recall at K: the share (%) of test queries whose true video is among the K best-scored "
+           "videos of the test gallery",
+    "SumR": "R@1 + R@5 + R@10 + R@100, the paper's headline number (0-400; higher is better)",
+    "MedR": "median rank of the true video over the test queries (1 is best); MeanR is the mean rank",
+    "seeds": "every trained variant is trained once per training seed; its numbers are the mean over "
+             "those runs (a zero-shot baseline is one run)",
+    "interval": "95% bootstrap interval: test queries and training seeds are both drawn again with "
+                "replacement, so the interval covers what the finite test set and the choice of seeds "
+                "can move; a difference whose interval holds 0 is reported as no difference",
+    "Δ vs full": "the change in mean SumR from the headline variant, with a paired interval (the same "
+                 "queries drawn for both sides)",
+    "query kinds": "groups of test queries by what tells the true video apart (defined below the table)",
+    "unnormalised SumR": "SumR when events are scored by the raw dot product with the query instead of "
+                         "the cosine (the other of the two event normalisations evaluate reports)",
+    "VCMR": "weakly-supervised video corpus moment retrieval: the events of every video are moment "
+            "proposals (their time spans), ranked over the whole corpus; a hit is a proposal of the true "
+            "video whose temporal IoU with the query's moment passes the threshold",
+    "IoU": "temporal intersection over union of two time spans (1 = identical)",
+    "moment/video": "length of the query's moment divided by the length of its video",
+    "rank": "position of the true video when the test gallery is sorted by score (1 = first)",
+    "hard negative": "a video the model ranks above the true one although it shows something else; here "
+                     "flagged when its best-matching event's description differs from the query in one word",
+    "Nf": "frames the model samples from each video (one per equal segment, the segment centre at test)",
+}
+
+KINDS = {
+    "single": "a query about one event, no other video shows its object doing the opposite action",
+    "motion": "a query about one event whose object does the opposite action in another video: only the "
+              "frame order tells them apart",
+    "multi": "a query describing 2-3 consecutive events",
+    "appearance": "its rival video shows an object of another colour doing the same action: one frame "
+                  "suffices (the control)",
+    "order": "its rival shows the same object doing the opposite action, the same frames reversed in time: "
+             "only frame order tells them apart",
+    "composition": "consecutive events; its rival shows the same events spread apart: only an event "
+                   "spanning the whole run prefers the true video (pyramid depth)",
+    "context": "\"A just after B\", the moment being A; its rival shows A and B apart: a coarse event "
+               "over B and A matches the words but not the moment (interaction between events)",
+}
+
+INTERACTIONS = {
+    "full": "ADI: an event sees its ancestors and descendants in the pyramid (and its own frames)",
+    "descendants": "an event sees only the events below it",
+    "ancestors": "an event sees only the events above it",
+    "none": "an event sees no other event, only its own frames",
+    "dense": "every event sees every event",
+}
+
+
+def findings(sentences: Sequence[str]) -> str:
+    """The page's opening findings as one HTML paragraph."""
+    return f'<p class="finding"><b>What this page finds.</b> {" ".join(sentences)}</p>'
+
+
+def terms(*names: str, extra: dict[str, str] | None = None) -> str:
+    """Definitions of ``names`` (keys of TERMS, or of ``extra``) as an HTML list."""
+    known = {**TERMS, **(extra or {})}
+    items = "".join(f"<li><b>{escape(n)}</b>: {escape(known[n])}</li>" for n in names)
+    return f'<ul class="terms">{items}</ul>'
+
+
+def kinds_html(kinds: Sequence[str]) -> str:
+    """Definitions of the query kinds present (a kind without one is listed as such)."""
+    return terms(*kinds, extra={k: KINDS.get(k, "(no definition recorded)") for k in kinds})
+
+
+def pages_html(names: Sequence[str]) -> str:
+    """The pages as a linked list with what each shows."""
+    items = "".join(f'<li><a href="{n}.html">{escape(PAGES.get(n, (n, ""))[0])}</a>: '
+                    f'{escape(PAGES.get(n, (n, ""))[1])}</li>' for n in names)
+    return f"<ul>{items}</ul>"
+
+
+PAPER_NOTE = (
+    '<p class="paper"><b>The paper\'s ablations.</b> The paper\'s own ablation tables (arXiv 2508.19024) could '
+    "not be retrieved for this study: neither the reference repository's README (BUAAPY/ProPy, which gives "
+    "only the main PRVR and VCMR results) nor the stored copies of the paper that could be searched show them. "
+    "Their deltas are therefore not shown next to ours; no number here comes from the paper.</p>")
+
+
+def benchmark_design(generator_doc: str | None) -> str:
+    """The synthetic benchmark's design as its generator documents it (``propy.data.synth``), or a
+    line saying the dataset is not the synthetic one."""
+    if generator_doc is None:
+        return "This dataset is not the synthetic benchmark; see `propy convert` for where it comes from."
+    return "As documented by its generator, `propy/data/synth.py`:\n\n" + generator_doc.strip()
+
+
+def example_html(example: dict, gallery: int) -> str:
+    """Heading of one qualitative example: kind, pick, query, rank; the rank-1 rival called out."""
+    e = example
+    out = (f"<h3>{escape(e['kind'])}, {e['pick']} ranked: \u201c{escape(e['query'])}\u201d</h3>"
+           f"<p>True video {escape(e['vid_name'])} at rank {e['rank']} of {gallery}.")
+    if "rival_text" in e:
+        missing, extra = e["rival_words"]
+        out += (f" <b>Rank 1 is {escape(e['top10'][0])}</b>, whose event \u201c{escape(e['rival_text'])}\u201d "
+                + (f"differs from the query only in \u201c{escape(' '.join(extra))}\u201d for "
+                   f"\u201c{escape(' '.join(missing))}\u201d: a hard negative." if e["rival_differs"]
+                   else "is its closest event to the query."))
+    return out + "</p>"
+
+
+def masks_caption(num_levels: int) -> str:
+    """What each interaction variant lets an event attend to, under the mask figure."""
+    items = "".join(f"<li><b>{escape(name)}</b>: {escape(text)}</li>" for name, text in INTERACTIONS.items())
+    return (f"<p>Rows: the query events, top level first; columns: the events (thin blue lines separate the "
+            f"{num_levels} pyramid levels), then the frames (right of the red line). Dark: may attend. Every "
+            f"event always sees its own frames; the variants differ in which events it sees:</p><ul>{items}</ul>")
+
+
+def vcmr_note(reach: pd.DataFrame, kinds: dict[str, str], num_frames: int) -> str:
+    """Why the zero-shot baselines' VCMR numbers look as they do, from the share of test queries
+    each one's proposals can reach at all (``reports.vcmr_reach``)."""
+    notes = []
+    threshold = reach.index[len(reach) // 2]
+    for variant, kind in kinds.items():
+        if kind == "meanpool":
+            notes.append(f"{variant} has one event, the whole video, so its IoU with a moment is the moment/video "
+                         f"ratio: at {threshold} it can reach only "
+                         f"{reach.loc[threshold, 'whole-video proposal']:.0f}% of the test queries.")
+        elif kind == "maxframe":
+            notes.append(f"{variant}'s events are single frames (1/{num_frames} of the video), so a moment longer "
+                         f"than a few frames caps its IoU: at {threshold} it can reach only "
+                         f"{reach.loc[threshold, 'one-frame proposal']:.0f}% of the test queries.")
+    if not notes:
+        return ""
+    return ("<p><b>Two artefacts of the baselines.</b> " + " ".join(notes) + " The table below gives, per IoU "
+            "threshold, the share of test queries each kind of proposal can reach at best.</p>")
+
+
+def machine_sentence(machine: dict[str, str]) -> str:
+    return ("Encoding was timed on " + ", ".join(f"{k} {v}" for k, v in machine.items())
+            + " (the machine that rendered this page); training times come from the training logs.")
+
+
+def interval(low: float, high: float) -> str:
+    return f"[{low:+.1f}, {high:+.1f}]"
+
+
+def _difference(row, reference: str) -> str:
+    """"v scores +3.2 SumR [+0.4, +6.0] against full (higher)" / "... (no difference)"."""
+    word = {"gain": "higher", "loss": "lower", "no difference": "no difference"}[row.verdict]
+    return f"{row.variant} scores {row.delta:+.1f} SumR {interval(row.low, row.high)} against {reference} ({word})"
+
+
+# --------------------------------------------------------------------------- per page
+
+def overview_findings(metrics: pd.DataFrame, effects: pd.DataFrame, headline: str, num_queries: int) -> list[str]:
+    """Headline SumR, the comparison with each zero-shot baseline, and the ablations' tally."""
+    m = metrics.loc[headline]
+    out = [f"On {num_queries} test queries, {headline} reaches SumR {m['SumR']:.1f} {m['SumR 95% CI']} "
+           f"(mean of {m['runs']} training seed{'s' if m['runs'] != 1 else ''})."]
+    zero = effects[effects["claim"] == "zero_shot"]
+    if len(zero):
+        out.append("Zero-shot CLIP: " + "; ".join(_difference(r, headline) for r in zero.itertuples()) + ".")
+    ablated = effects[effects["claim"] != "zero_shot"]
+    if len(ablated):
+        counts = ablated["verdict"].value_counts()
+        out.append(f"Of {len(ablated)} ablated variants, {counts.get('loss', 0)} score below {headline}, "
+                   f"{counts.get('gain', 0)} above it and {counts.get('no difference', 0)} show no difference "
+                   f"(interval holds 0).")
+    return out
+
+
+def claim_verdict(claim: str, rows: pd.DataFrame, reference: str) -> str:
+    """One line per claim: for how many variants the reference is better, equal, worse."""
+    counts = rows["verdict"].value_counts()
+    loss, gain, same = counts.get("loss", 0), counts.get("gain", 0), counts.get("no difference", 0)
+    if gain == 0 and same == 0:
+        verdict = f"supported: {reference} beats all {len(rows)}"
+    elif gain == 0 and loss == 0:
+        verdict = f"not shown: no difference for all {len(rows)}"
+    elif gain == 0:
+        verdict = f"partly supported: {reference} beats {loss} of {len(rows)}, no difference for {same}"
+    else:
+        better = ", ".join(rows.loc[rows["verdict"] == "gain", "variant"])
+        verdict = f"contradicted: {better} score{'s' if gain == 1 else ''} above {reference}"
+    return f"{claim.capitalize()}: {verdict}."
+
+
+def ablation_findings(effects: pd.DataFrame, reference: str) -> list[str]:
+    ablated = effects[effects["claim"] != "zero_shot"]
+    out = [claim_verdict(claim, rows, reference) for claim, rows in ablated.groupby("claim", sort=False)]
+    losses = ablated[ablated["verdict"] == "loss"]
+    if len(losses):
+        worst = losses.loc[losses["delta"].idxmin()]
+        out.append(f"The largest loss: {_difference(worst, reference)}.")
+    return out
+
+
+def results_findings(effects: pd.DataFrame, kinds: pd.DataFrame | None, headline: str) -> list[str]:
+    """The comparison with each baseline, and the headline's weakest and strongest query kind."""
+    out = [f"{_difference(r, headline)}." for r in effects[effects["claim"] == "zero_shot"].itertuples()]
+    if kinds is not None and len(kinds):
+        own = kinds[kinds["variant"] == headline]
+        low, high = own["SumR"].idxmin(), own["SumR"].idxmax()
+        out.append(f"By query kind, {headline} is weakest on {low} queries (SumR {own.loc[low, 'SumR']:.1f}, "
+                   f"n = {own.loc[low, 'n']}) and strongest on {high} ({own.loc[high, 'SumR']:.1f}, "
+                   f"n = {own.loc[high, 'n']}).")
+    return out
+
+
+def data_findings(summary: pd.DataFrame, queries: pd.DataFrame, kinds: dict[str, str] | None) -> list[str]:
+    test = queries[queries["split"] == "test"]
+    out = [f"{int(summary['videos'].sum())} videos ({', '.join(f'{s} {n}' for s, n in summary['videos'].items())}) "
+           f"of {summary['mean duration (s)'].mean():.1f} s on average."]
+    out.append(f"A test query's moment covers {100 * test['ratio'].mean():.0f}% of its video on average; "
+               f"{100 * (test['ratio'] < 0.2).mean():.0f}% of test queries cover less than a fifth.")
+    if kinds:
+        counts = pd.Series([kinds[d] for d in test["desc_id"] if d in kinds]).value_counts()
+        out.append("Test queries by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()) + ".")
+    return out
+
+
+def training_findings(summary: pd.DataFrame, val_videos: int, test_videos: int, saturated: int) -> list[str]:
+    out = [f"Best validation epochs range from {summary['best epoch'].min()} to {summary['best epoch'].max()} "
+           f"of {summary['epochs'].max()}; final losses from {summary['final loss'].min():.2f} to "
+           f"{summary['final loss'].max():.2f}."]
+    out.append(f"The validation gallery has {val_videos} videos against {test_videos} at test, and R@100 is 100 "
+               f"at every epoch for {saturated} of {len(summary)} variants: validation SumR only picks the epoch "
+               f"and is not comparable with test SumR.")
+    return out
+
+
+def qualitative_findings(examples: Sequence[dict]) -> list[str]:
+    wrong = [e for e in examples if e["rank"] > 1]
+    out = [f"{len(examples)} queries chosen by rule (per query kind, the best and the worst ranked); "
+           f"{len(wrong)} of them do not have their true video at rank 1."]
+    twins = [e for e in wrong if e.get("rival_differs")]
+    if wrong:
+        out.append(f"In {len(twins)} of those {len(wrong)}, the rank-1 video holds an event whose description "
+                   f"differs from the query in one word only (a hard negative).")
+    return out
+
+
+def cost_findings(table: pd.DataFrame, headline: str) -> list[str]:
+    row = table.loc[headline]
+    cheapest = table["trainable parameters"].idxmin()
+    return [f"{headline} trains {int(row['trainable parameters']):,} parameters ({row['trainable %']:.2f}% of the model); "
+            f"{cheapest} trains the fewest ({table.loc[cheapest, 'trainable parameters']:,}).",
+            f"An epoch of {headline} takes {row['s / epoch']:.1f} s, and encoding a video takes "
+            f"{row['encode vs CLIP']:.2f} times CLIP's encoding of the same frames."]
