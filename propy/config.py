@@ -48,13 +48,22 @@ class SynthConfig:
     videos: SplitSizes = field(default_factory=SplitSizes)
     size: int = 64  # frame side in pixels
     fps: int = 8
-    events_per_video: list[int] = field(default_factory=lambda: [3, 5])  # [min, max]
+    events_per_video: list[int] = field(default_factory=lambda: [7, 9])  # [min, max]
     event_seconds: list[float] = field(default_factory=lambda: [1.5, 3.0])  # [min, max]
-    multi_event_queries: int = 1  # per video: queries describing 2-3 consecutive events
+    # relative share of (base, twin) pairs of each query kind (appearance, order, composition, context)
+    kind_mix: dict[str, float] = field(default_factory=lambda: {
+        "appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0})
+    composition_events: list[int] = field(default_factory=lambda: [2, 3])  # [min, max] events of a run
 
     def __post_init__(self) -> None:
-        _check_range(self.events_per_video, "events_per_video", minimum=1)
+        _check_range(self.events_per_video, "events_per_video", minimum=5)
         _check_range(self.event_seconds, "event_seconds", minimum=0.1)
+        _check_range(self.composition_events, "composition_events", minimum=2)
+        kinds = ("appearance", "order", "composition", "context")
+        unknown = sorted(set(self.kind_mix) - set(kinds))
+        if unknown or any(w < 0 for w in self.kind_mix.values()) or sum(self.kind_mix.values()) <= 0:
+            raise ValueError(f"kind_mix: non-negative weights of some of {', '.join(kinds)}, not all 0"
+                             + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
         if self.size < 16:
             raise ValueError("size must be at least 16 pixels")
         if self.fps < 1:
@@ -68,6 +77,7 @@ class DatasetEntry:
     root: str
     video_ext: str = ".mp4"
     query_kinds: Optional[str] = None  # json {desc_id: kind}, synthetic only
+    rivals: Optional[str] = None  # json {desc_id: [rival vid_name, ...]}: the rival probes (synthetic only)
     overrides: dict = field(default_factory=dict)
 
     def annotations(self, split: str) -> Path:
@@ -142,6 +152,8 @@ class ModelConfig:
     adapter_layers: Optional[int] = None  # None: every vision block
     adapter_width: int = 384
     adapter_kernel: int = 5
+    # beyond the paper: learned per-frame position embeddings that the event attention sees (zero-init)
+    temporal_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -179,6 +191,7 @@ class TrainConfig:
     seed: int = 42
     amp: bool = True  # used on CUDA only; CPU runs float32
     num_workers: int = 0
+    rival_batches: bool = False  # keep each video's rivals (datasets.<name>.rivals) in its batch: hard negatives
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2:
@@ -200,6 +213,7 @@ class EvalConfig:
     vcmr_max_proposals: int = 1000
     iou_thresholds: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])
     vcmr_ks: list[int] = field(default_factory=lambda: [1, 10, 100])
+    probe_iou: float = 0.5  # rival probes: an own-video localisation counts at this temporal IoU
 
 
 @dataclass

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY_SYNTH = SynthConfig(
     seed=1, videos=SplitSizes(train=8, val=4, test=4), size=32, fps=8,
-    events_per_video=[3, 4], event_seconds=[0.5, 1.0], multi_event_queries=1,
+    events_per_video=[5, 6], event_seconds=[0.5, 1.0],
 )
 TINY_SIZE = 32  # the input size of configs/propy-tiny.json
 TINY_FPS = 8.0
@@ -48,7 +48,8 @@ def tiny_params_dict(bench: Path, overrides: dict | None = None) -> dict:
     raw = {
         "dataset": "synthetic",
         "datasets": {"synthetic": {"root": str(bench / "synthetic"),
-                                   "query_kinds": str(bench / "synthetic" / "query_kinds.json")}},
+                                   "query_kinds": str(bench / "synthetic" / "query_kinds.json"),
+                                   "rivals": str(bench / "synthetic" / "rivals.json")}},
         "synth": {"seed": TINY_SYNTH.seed, "size": TINY_SYNTH.size, "fps": TINY_SYNTH.fps,
                   "videos": {"train": 8, "val": 4, "test": 4},
                   "events_per_video": TINY_SYNTH.events_per_video, "event_seconds": TINY_SYNTH.event_seconds},
