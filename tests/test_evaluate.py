@@ -83,7 +83,7 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
     assert list(metrics) == ["variant", "kind", "split", "epoch", "R1", "R2", "R3", "R4", "SumR", "MedR", "MeanR",
-                             "unnormalized", "vcmr"]
+                             "unnormalized", "vcmr", "probes", "text_separability"]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
 
     rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]
@@ -112,6 +112,55 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     assert metrics["vcmr"].keys() == expected.keys() == {"IoU0.1", "IoU0.3", "IoU0.5", "IoU0.7"}
     for iou, recalls in expected.items():
         assert metrics["vcmr"][iou] == pytest.approx(recalls), iou
+
+
+@pytest.mark.parametrize("variant", ["zs_maxframe", "tiny"])
+def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
+    params_path, root = study
+    params, records, videos, positives, cosine, _, proposals = _recompute(params_path, root, variant)
+    kinds = json.loads(open(params.data.query_kinds).read())
+    rivals = json.loads(open(params.data.rivals).read())
+    metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
+    logits = cosine.max(-1)
+    for kind, entry in metrics["probes"].items():
+        rows = [i for i, r in enumerate(records) if kinds[r.desc_id] == kind]
+        wins = []
+        for i in rows:
+            own = logits[i, positives[i]]
+            for v in rivals[records[i].desc_id]:
+                other = logits[i, videos.index(v)]
+                wins.append(1.0 if own > other else 0.5 if own == other else 0.0)
+        assert entry["n"] == len(rows) and entry["n_rival"] == len(rows)
+        assert entry["pairwise"] == pytest.approx(100 * np.mean(wins))
+        assert entry["ci"][0] <= entry["pairwise"] <= entry["ci"][1]
+        ranks = _ranks(logits, positives)[rows]
+        assert entry["R1"] == pytest.approx(100 * np.mean(ranks <= 1))
+        hits = []
+        for i in rows:
+            best = np.flatnonzero(cosine[i, positives[i]] == cosine[i, positives[i]].max())
+            spans = proposals[best] * records[i].duration
+            hits.append(min(float(temporal_iou(s, np.array(records[i].ts))) for s in spans) >= 0.5)
+        assert entry["loc_IoU0.5"] == pytest.approx(100 * np.mean(hits))
+    assert set(metrics["probes"]) == {kinds[r.desc_id] for r in records}
+
+    backbone = load_clip(params.clip)
+    model = build_model(params.model, backbone.model).eval()
+    if variant == "tiny":
+        model.load_trainable_state_dict(torch.load(root / "models" / "tiny" / "best.pt")["trainable"])
+    tokens = query_tokens(records, backbone.tokenizer, params.train.max_words)
+    with torch.no_grad():
+        trained = F.normalize(model.encode_text(tokens), dim=-1).double().numpy()
+        frozen = F.normalize(backbone.model.encode_text(F.pad(tokens, (0, 32 - tokens.shape[1]))), dim=-1)
+    frozen = frozen.double().numpy()
+    for name, emb in (("trained", trained), ("frozen", frozen)):
+        sep = metrics["text_separability"][name]
+        for kind in ("appearance", "order"):
+            pairs = [(i, j) for i, r in enumerate(records) if kinds[r.desc_id] == kind
+                     for j, q in enumerate(records) if q.vid_name in rivals[r.desc_id] and kinds[q.desc_id] == kind]
+            if pairs:
+                assert sep[kind] == pytest.approx(np.mean([emb[i] @ emb[j] for i, j in pairs]), abs=1e-5)
+    if variant == "zs_maxframe":  # no prompts: the trained text tower is the frozen one
+        assert metrics["text_separability"]["trained"] == pytest.approx(metrics["text_separability"]["frozen"])
 
 
 def _brute_force_vcmr(cosine, positives, records, proposals, params):
