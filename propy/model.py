@@ -218,6 +218,12 @@ class ProPy(VideoModel):
         self.adapters = nn.ModuleList(
             TemporalAdapter(width, cfg.adapter_width, cfg.adapter_kernel) for _ in range(adapters)
         )
+        # Beyond the paper (model.temporal_embedding): a learned vector per block and frame position,
+        # added to the frame tokens only where the events read them (their keys and values). Zero at
+        # the start, so training starts from ProPy; CLIP's own per-frame path never sees it.
+        self.temporal_embedding = (
+            nn.Parameter(torch.zeros(blocks, pyramid.num_frames, width)) if cfg.temporal_embedding else None
+        )
         # Built once per config (additive: 0 allowed, -inf blocked). Layers past the deep
         # prompts use the same mask without the frame-prompt columns.
         mask = event_attention_mask(pyramid, cfg.interaction, self.tokens_per_frame, cfg.frame_prompts)
@@ -304,7 +310,10 @@ class ProPy(VideoModel):
             prompts = block.ln_1(self.frame_prompts.prompts[index].to(events.dtype))
             prompt_kv = F.linear(prompts, weight[width:], bias[width:])
             kv.append(per_level1_event(prompt_kv, self.num_level1).expand(batch, -1, -1))
-        kv.append(frame_kv.unflatten(0, (batch, -1)).flatten(1, 2))  # token t of frame f at f*T + t
+        frames = frame_kv.unflatten(0, (batch, -1))  # [B, Nf, T, 2W]
+        if self.temporal_embedding is not None:  # W_kv (ln_1(x) + e_f) = W_kv ln_1(x) + W_kv e_f
+            frames = frames + F.linear(self.temporal_embedding[index].to(frames.dtype), weight[width:])[None, :, None]
+        kv.append(frames.flatten(1, 2))  # token t of frame f at f*T + t
         key, value = (_heads(t, attn.num_heads) for t in torch.cat(kv, dim=1).split(width, dim=-1))
         mask = (self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(key.dtype)
         out = F.scaled_dot_product_attention(_heads(query, attn.num_heads), key, value, attn_mask=mask)

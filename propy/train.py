@@ -47,10 +47,10 @@ from propy.checkpoint import file_digest, json_digest, load_resume, load_trained
 from propy.config import Params, load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
-from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
+from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
 from propy.encode import load_split, retrieval
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json
+from propy.io import atomic_write_json, read_json
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
@@ -216,7 +216,14 @@ class Trainer:
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
                                 train=True, seed=cfg.seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
-        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, 0))
+        self.together = None
+        if cfg.rival_batches:
+            if params.data.rivals is None:
+                raise ConfigError(f"train.rival_batches: dataset {params.dataset!r} names no rivals file "
+                                  f"(datasets.{params.dataset}.rivals)")
+            rivals = read_json(Path(params.data.rivals), "no such rivals file (written by `python -m propy synth`)")
+            self.together = rival_groups(queries.records, queries.vid_names, rivals)
+        self.steps_per_epoch = len(self.epoch_batches(0))
         self.val = load_split(params, "val", backbone) if proc.main else None
 
         self.optimizer = make_optimizer(self.model, cfg)
@@ -234,6 +241,10 @@ class Trainer:
         self.step = 0
         self.best = float("-inf")
         self.log: list[dict] = []
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The video indices of each batch of ``epoch`` (rival groups kept together with train.rival_batches)."""
+        return epoch_batches(len(self.clips), self.cfg.batch_videos, self.cfg.seed, epoch, self.together)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -289,7 +300,7 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
         batches = [plan_batch(videos, self.groups, proc)
-                   for videos in epoch_batches(len(self.clips), cfg.batch_videos, cfg.seed, self.epoch)]
+                   for videos in self.epoch_batches(self.epoch)]
         self.clips.set_epoch(self.epoch)
         loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
                             pin_memory=proc.device.type == "cuda")

@@ -310,3 +310,25 @@ def test_scores_max_cosine_hand_example():
     assert torch.allclose(logits, torch.tensor([[1.0, s], [1.0, s]]))
     raw, _ = scores(text, events, normalize_events=False)  # queries still normalised
     assert torch.allclose(raw, torch.tensor([[3.0, 1.0], [1.0, 1.0]]))
+
+
+# --------------------------------------------------------------------------- beyond the paper
+
+def test_temporal_embedding_starts_as_propy_and_makes_events_order_aware(clip):
+    torch.manual_seed(9)
+    order_blind = cfg(single_event=True, adapters=False, frame_prompts=0, text_prompts=False)
+    plain = build_model(order_blind, clip)
+    model = build_model(dataclasses.replace(order_blind, temporal_embedding=True), clip)
+    model.load_trainable_state_dict({**plain.trainable_state_dict(),
+                                     "temporal_embedding": torch.zeros(3, NF, 64)})  # 3 blocks
+    video = frames()
+    reverse = video.flip(1)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(video), plain.encode_video(video), atol=1e-6)  # zero init
+        # one event over every frame, no adapter: attention over a set of frames ignores their order
+        assert torch.allclose(plain.encode_video(reverse), plain.encode_video(video), atol=1e-5)
+        model.temporal_embedding.normal_(0, 0.5)
+        assert not torch.allclose(model.encode_video(reverse), model.encode_video(video), atol=1e-3)
+        # CLIP's own per-frame path never sees the embedding
+        assert torch.allclose(model.encode_frames(video), plain.encode_frames(video), atol=1e-6)
+    assert model.temporal_embedding.requires_grad
