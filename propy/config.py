@@ -144,6 +144,8 @@ class ModelConfig:
     pyramid: PyramidConfig = field(default_factory=lambda: PyramidConfig(overlaps=[0, 1, 1, 1, 1]))
     single_event: bool = False  # one global event over all frames instead of the pyramid (an ablation)
     interaction: Interaction = "full"
+    # uniform: the paper's VPT init; cls: CLIP's CLS token (after ln_pre) plus that noise (beyond the paper)
+    event_prompt_init: Literal["uniform", "cls"] = "uniform"
     frame_prompts: int = 4  # Nvp per layer; 0 switches frame prompts off
     text_prompts: bool = True  # prefix prompts projected from the frame prompts
     postfix_prompts: bool = False  # inert under the causal text mask (kept as a documented switch)

@@ -34,10 +34,12 @@ from propy.config import SPLITS, Params, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
 from propy.errors import DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
 from propy.model import build_model, encode_clip_text
-from propy.probes import load_rivals, localisation_hits, pairwise_wins, probe_table, separability, text_pairs
+from propy.probes import (
+    load_rivals, localisation_hits, pairwise_wins, probe_table, query_kinds, separability, text_pairs,
+)
 
 TOP = 10  # videos listed per query in rankings.jsonl
 
@@ -126,20 +128,6 @@ def score(
         rival_wins=np.concatenate(wins),
         vcmr_by_kind={k: r.result() for k, r in by_kind.items()},
     )
-
-
-def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str]]:
-    """Kind of each query from the dataset's ``query_kinds`` json, or None when it has none."""
-    if path is None:
-        return None
-    path = Path(path)
-    kinds = read_json(path, "no such query kinds file (dataset entry query_kinds)")
-    if not isinstance(kinds, dict):
-        raise DataError(f"{path}: expected an object {{desc_id: kind}}")
-    missing = [r.desc_id for r in records if r.desc_id not in kinds]
-    if missing:
-        raise DataError(f"{path}: no kind for desc_id {missing[0]!r} ({len(missing)} queries in all)")
-    return [kinds[r.desc_id] for r in records]
 
 
 def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, kinds: Optional[list[str]]) -> dict:

@@ -200,6 +200,10 @@ class ProPy(VideoModel):
         self.num_level1 = pyramid.counts[1]
 
         self.event_prompts = EventPrompts(pyramid.num_events, width, patch)
+        if cfg.event_prompt_init == "cls":  # beyond the paper: every event starts as CLIP's CLS token (+ its noise)
+            with torch.no_grad():
+                cls = visual.ln_pre(visual.class_embedding + visual.positional_embedding[0])
+                self.event_prompts.prompts.add_(cls)
         self.frame_prompts = None
         self.text_prompts = None
         if cfg.frame_prompts:

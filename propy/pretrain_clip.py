@@ -34,12 +34,14 @@ from tqdm import tqdm
 from propy.backbone import Backbone, load_clip, model_config, tokenize
 from propy.checkpoint import file_digest, json_digest, load_resume, pick_device, save_resume
 from propy.config import Params, PretrainClipConfig, load_params
+from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
 from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
+from propy.probes import load_rivals, query_kinds, separability, text_pairs
 
 WARMUP = 0.1  # fraction of all steps
 BETAS = (0.9, 0.98)  # open_clip's defaults for ViT CLIPs
@@ -153,6 +155,21 @@ def zero_shot_accuracy(
     return float(100.0 * np.mean(predicted.numpy() == labels))
 
 
+def text_separability(model: nn.Module, backbone: Backbone, params: Params, device: torch.device) -> dict:
+    """``propy.probes.separability`` of the validation queries under the trained text tower: can it
+    tell a query from its rival's (e.g. "ends on the left" / "on the right") before ProPy trains?"""
+    records = load_annotations(params.data.annotations("val"))
+    vid_names = list(dict.fromkeys(r.vid_name for r in records))
+    positives = np.array([vid_names.index(r.vid_name) for r in records])
+    kinds = query_kinds(params.data.query_kinds, records) or ["query"] * len(records)
+    rivals = load_rivals(params.data.rivals, records, vid_names)
+    tokens = tokenize(backbone.tokenizer, [r.desc for r in records], model.context_length).to(device)
+    model.eval()
+    with torch.no_grad():
+        embeddings = model.encode_text(tokens).float().cpu().numpy()
+    return separability(embeddings, text_pairs(records, kinds, rivals, positives))
+
+
 def clip_optimizer(model: nn.Module, cfg: PretrainClipConfig) -> torch.optim.AdamW:
     """AdamW as open_clip trains CLIP: no weight decay on tensors of rank < 2 (gains, biases, logit scale)."""
     groups = param_groups(model, cfg.weight_decay, exempt=lambda name, param: param.ndim < 2)
@@ -246,6 +263,7 @@ def pretrain(params: Params, out: Path, metrics_path: Path, device: torch.device
     atomic_torch_save(out, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     metrics = {
         "zero_shot_accuracy": accuracy,
+        **({"text_separability": text_separability(model, backbone, params, device)} if params.data.rivals else {}),
         "num_classes": len(val_events.classes),
         "num_frames": int(len(val_labels)),
         "epochs": cfg.epochs,

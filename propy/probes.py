@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -30,6 +31,20 @@ from propy.metrics import recall_at_k, temporal_iou
 
 # kinds whose rival video carries a query that differs only in the tested words (colour; end state)
 TEXT_PAIRED_KINDS = ("appearance", "order")
+
+
+def query_kinds(path: Optional[str], records: list[Record]) -> Optional[list[str]]:
+    """Kind of each query from the dataset's ``query_kinds`` json, or None when it has none."""
+    if path is None:
+        return None
+    path = Path(path)
+    kinds = read_json(path, "no such query kinds file (dataset entry query_kinds)")
+    if not isinstance(kinds, dict):
+        raise DataError(f"{path}: expected an object {{desc_id: kind}}")
+    missing = [r.desc_id for r in records if r.desc_id not in kinds]
+    if missing:
+        raise DataError(f"{path}: no kind for desc_id {missing[0]!r} ({len(missing)} queries in all)")
+    return [kinds[r.desc_id] for r in records]
 
 
 def load_rivals(path: str | Path, records: Sequence[Record], vid_names: Sequence[str]) -> list[list[int]]:

@@ -332,3 +332,15 @@ def test_temporal_embedding_starts_as_propy_and_makes_events_order_aware(clip):
         # CLIP's own per-frame path never sees the embedding
         assert torch.allclose(model.encode_frames(video), plain.encode_frames(video), atol=1e-6)
     assert model.temporal_embedding.requires_grad
+
+
+def test_cls_event_prompt_init_starts_every_event_at_clips_cls_token(clip):
+    torch.manual_seed(10)
+    model = build_model(cfg(event_prompt_init="cls"), clip)
+    torch.manual_seed(10)
+    paper = build_model(cfg(), clip)  # the same uniform draw
+    visual = clip.visual
+    with torch.no_grad():
+        cls = visual.ln_pre(visual.class_embedding + visual.positional_embedding[0])
+    assert torch.allclose(model.event_prompts.prompts, paper.event_prompts.prompts + cls, atol=1e-6)
+    assert cls.norm() > 10 * paper.event_prompts.prompts.norm(dim=-1).max()  # far from the paper's tiny tokens

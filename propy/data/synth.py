@@ -6,8 +6,8 @@ that matches everything in the query except the one thing its kind tests.
 
 Videos. A flat grey background, then ``events_per_video`` *events* back to back.
 An event is one object (shape x colour) doing one action. Actions come in opposite
-pairs (moves to the left/right, to the top/bottom, grows big/shrinks small); an
-action's frames are its opposite's in reverse order, so no single frame and no
+pairs named by their end state (ends on the left/right, at the top/bottom, ends
+big/small); an action's frames are its opposite's in reverse order, so no single frame and no
 order-blind pooling tells the two apart. Most events are grey *fillers* (never
 queried), so a single-event moment is short against its video (TVR-like ratios).
 
@@ -71,13 +71,15 @@ FILLER_COLOUR = "grey"  # fillers only: never queried
 FILLER_RGB = (140, 140, 140)
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 # action -> (animated parameter, value at the start, value at the end); x, y are fractions of the frame side.
+# Each action is named by the state it ends in, in the words of the frame captions ("is on the left"),
+# so the frozen text tower grounds it; only the order of the frames says it is the end.
 ACTIONS: dict[str, tuple[str, float, float]] = {
-    "moves to the left": ("x", 0.75, 0.25),
-    "moves to the right": ("x", 0.25, 0.75),
-    "moves to the top": ("y", 0.75, 0.25),
-    "moves to the bottom": ("y", 0.25, 0.75),
-    "grows big": ("scale", 0.6, 1.4),
-    "shrinks small": ("scale", 1.4, 0.6),
+    "ends on the left": ("x", 0.75, 0.25),
+    "ends on the right": ("x", 0.25, 0.75),
+    "ends at the top": ("y", 0.75, 0.25),
+    "ends at the bottom": ("y", 0.25, 0.75),
+    "ends big": ("scale", 0.6, 1.4),
+    "ends small": ("scale", 1.4, 0.6),
 }
 # an action's opposite animates the same parameter between the same ends, the other way round
 OPPOSITE = {
@@ -472,15 +474,12 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
 # --------------------------------------------------------------------------- captions
 
 def state_caption(event: Event, params: dict[str, float]) -> str:
-    """What one frame shows, in the words the queries use: "a big red circle", "a red circle on the left"."""
-    words = dict.fromkeys(("scale", "x", "y"), "")
+    """What one frame shows, in the words the queries use: "a red circle is on the left", "a red circle"."""
+    words = []
     for name, (low, below, high, above) in STATE_WORDS.items():
         value = params[name]
-        words[name] = below if value < low else above if value > high else ""
-    size = f"{words['scale']} " if words["scale"] else ""
-    where = " ".join(w for w in (words["x"], words["y"]) if w)
-    noun = f"{size}{event.colour} {event.shape}"
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}" + (f" {where}" if where else "")
+        words += [below] if value < low else [above] if value > high else []
+    return f"{event.noun} is {' and '.join(words)}" if words else event.noun
 
 
 def captions(video: Video, fps: int, split: str) -> list[dict]:
