@@ -24,7 +24,8 @@ from propy.errors import ConfigError
 from propy.pyramid import Pyramid, build_pyramid
 
 Interaction = Literal["full", "descendants", "ancestors", "none", "dense"]
-ModelKind = Literal["propy", "meanpool", "maxframe"]
+ModelKind = Literal["propy", "seqconv", "meanpool", "maxframe"]
+TRAINED_KINDS = ("propy", "seqconv")  # the others are zero-shot baselines
 SPLITS = ("train", "val", "test")
 
 
@@ -426,8 +427,9 @@ def _check_study(raw: dict, variants: dict, source: str) -> None:
     for where, names in (("study.trained", study.trained), ("study.zero_shot", study.zero_shot)):
         for name in names:
             kind = deep_merge(raw, variants[name] or {}).get("model", {}).get("kind", "propy")
-            if (kind == "propy") != (where == "study.trained"):
-                expected = "'propy'" if where == "study.trained" else "a zero-shot kind (meanpool, maxframe)"
+            if (kind in TRAINED_KINDS) != (where == "study.trained"):
+                expected = ("a trained kind (propy, seqconv)" if where == "study.trained"
+                            else "a zero-shot kind (meanpool, maxframe)")
                 raise ConfigError(
                     f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}"
                 )

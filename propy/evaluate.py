@@ -30,7 +30,7 @@ from torch import nn
 
 from propy.backbone import Backbone, load_clip
 from propy.checkpoint import load_trained, pick_device
-from propy.config import SPLITS, Params, load_params
+from propy.config import SPLITS, TRAINED_KINDS, Params, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
 from propy.errors import DataError
@@ -50,7 +50,7 @@ def load_model(
     """The variant's model and the epoch of its trained weights (None for the zero-shot baselines)."""
     model = build_model(params.model, backbone.model)
     epoch = None
-    if params.model.kind == "propy":
+    if params.model.kind in TRAINED_KINDS:
         if not checkpoint.is_file():
             raise DataError(
                 f"{checkpoint}: no trained weights for variant {params.variant!r} "

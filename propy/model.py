@@ -165,6 +165,30 @@ class MaxFrameCLIP(_FrameBaseline):
         return self.encode_frames(frames)
 
 
+class SeqConvCLIP(_FrameBaseline):
+    """Beyond the paper, the positive control for order: frame embeddings plus a learned temporal conv.
+
+    Event t is frame t's CLIP embedding plus a temporal convolution over all channels
+    (kernel k, D -> D, zero-init: it starts as MaxFrameCLIP) over its neighbours. Unlike
+    attention, whose weights are positive, a convolution can subtract the frame before
+    from the frame after, which is what telling "ends on the left" from its reverse needs.
+    Its proposals are the k frames each output reads.
+    """
+
+    def __init__(self, clip: open_clip.CLIP, num_frames: int, kernel: int):
+        centre = torch.arange(num_frames, dtype=torch.float32)
+        spans = torch.stack([(centre - kernel // 2).clamp(min=0), (centre + kernel // 2 + 1).clamp(max=num_frames)], 1)
+        super().__init__(clip, num_frames, spans / num_frames)
+        dim = clip.visual.output_dim
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        f = self.encode_frames(frames)  # [B, Nf, D]
+        return f + self.conv(f.transpose(1, 2)).transpose(1, 2)
+
+
 # --------------------------------------------------------------------------- ProPy
 
 def _layer_count(value: int | None, available: int, field: str) -> int:
@@ -334,7 +358,9 @@ class ProPy(VideoModel):
 # --------------------------------------------------------------------------- factory and scoring
 
 def build_model(model_cfg: ModelConfig, clip_model: open_clip.CLIP) -> VideoModel:
-    """ProPy, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    """ProPy, SeqConvCLIP, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    if model_cfg.kind == "seqconv":
+        return SeqConvCLIP(clip_model, model_cfg.num_frames, model_cfg.adapter_kernel)
     if model_cfg.kind == "meanpool":
         return MeanPoolCLIP(clip_model, model_cfg.num_frames)
     if model_cfg.kind == "maxframe":

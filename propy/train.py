@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
-from propy.config import Params, load_params
+from propy.config import TRAINED_KINDS, Params, load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
@@ -194,7 +194,7 @@ class Trainer:
     """State of one training run: model, data, optimiser and the per-epoch log."""
 
     def __init__(self, params: Params, out: Path, log_path: Path, proc: Process) -> None:
-        if params.model.kind != "propy":
+        if params.model.kind not in TRAINED_KINDS:
             raise ConfigError(
                 f"variant {params.variant!r}: model.kind {params.model.kind!r} is a zero-shot baseline with "
                 f"nothing to train; evaluate it directly with `python -m propy evaluate --variant {params.variant}`"

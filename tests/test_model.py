@@ -344,3 +344,18 @@ def test_cls_event_prompt_init_starts_every_event_at_clips_cls_token(clip):
         cls = visual.ln_pre(visual.class_embedding + visual.positional_embedding[0])
     assert torch.allclose(model.event_prompts.prompts, paper.event_prompts.prompts + cls, atol=1e-6)
     assert cls.norm() > 10 * paper.event_prompts.prompts.norm(dim=-1).max()  # far from the paper's tiny tokens
+
+
+def test_seqconv_starts_as_maxframe_and_can_subtract_the_frame_before(clip):
+    model = build_model(cfg(kind="seqconv"), clip)  # kernel 3
+    video = frames()
+    maxframe = MaxFrameCLIP(clip, NF)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(video), maxframe.encode_video(video), atol=1e-6)
+        model.conv.weight[:, :, 0] = -torch.eye(64)  # tap t-1: event t = f_t - f_{t-1}, a signed difference
+        f = maxframe.encode_video(video)
+        expected = f - torch.cat([torch.zeros_like(f[:, :1]), f[:, :-1]], 1)  # zero padding before frame 0
+        assert torch.allclose(model.encode_video(video), expected, atol=1e-5)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["conv.weight", "conv.bias"]
+    # event t reads frames t-1..t+1, clipped to the video
+    assert model.proposals[[0, 3, NF - 1]].tolist() == [[0.0, 2 / NF], [2 / NF, 5 / NF], [(NF - 2) / NF, 1.0]]
