@@ -32,7 +32,11 @@ def write_metrics(root: Path, name: str, sumr: float, kind: str = "propy") -> No
     metrics = {"variant": name, "kind": kind, "split": "test", "epoch": 1,
                "R1": r[0], "R5": r[1], "R10": r[2], "R100": r[3], "SumR": sumr, "MedR": 3.0, "MeanR": 4.5,
                "unnormalized": {"R1": 1.0, "R5": 2.0, "R10": 3.0, "R100": 4.0, "SumR": 10.0},
-               "vcmr": {"IoU0.5": {"R1": 5.0, "R10": 15.0, "R100": 30.0}}}
+               "vcmr": {"IoU0.5": {"R1": 5.0, "R10": 15.0, "R100": 30.0}},
+               "probes": {"order": {"n": 4, "n_rival": 4, "pairwise": sumr / 4, "ci": [sumr / 4 - 10, sumr / 4 + 5]},
+                          "context": {"n": 2, "n_rival": 0}},
+               "text_separability": {"frozen": {"order": 0.6, "all_queries": 0.3},
+                                     "trained": {"order": sumr / 1000, "all_queries": 0.4}}}
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{name}.json").write_text(json.dumps(metrics))
 
@@ -53,6 +57,27 @@ def test_load_metrics_keeps_order_and_values(tmp_path):
     assert table.loc["full", "R10"] == pytest.approx(60.0)
     assert table.loc["zs_maxframe", "kind"] == "maxframe"
     assert table.loc["full", "SumR (unnormalized)"] == 10.0
+
+
+def test_probe_and_separability_tables(tmp_path):
+    write_metrics(tmp_path, "full", 200.0)
+    write_metrics(tmp_path, "zs_maxframe", 100.0, kind="maxframe")
+    probes = reports.probe_table(["zs_maxframe", "full"], tmp_path)
+    assert probes.to_dict() == {"order": {"zs_maxframe": "25.0 [15.0, 30.0]", "full": "50.0 [40.0, 55.0]"}}
+    sep = reports.separability_table(["zs_maxframe", "full"], tmp_path)
+    assert list(sep.index) == ["frozen CLIP", "zs_maxframe", "full"]
+    assert sep.loc["frozen CLIP", "order"] == 0.6 and sep.loc["full", "order"] == 0.2
+    assert sep.loc["zs_maxframe", "all_queries"] == 0.4
+
+
+def test_ratio_histogram_by_kind_sums_the_splits():
+    hist = {"edges": [0.0, 0.1, 0.2], "counts": {"order": [1, 2], "composition": [0, 3]}}
+    stats = {"splits": {"train": {"ratio_histogram": hist},
+                        "test": {"ratio_histogram": {"edges": [0.0, 0.1, 0.2], "counts": {"order": [4, 0]}}}}}
+    table = reports.ratio_histogram_by_kind(stats)
+    assert list(table.index) == ["0-0.1", "0.1-0.2"]
+    assert table["order"].tolist() == [5, 2] and table["composition"].tolist() == [0, 3]
+    assert reports.ratio_histogram_by_kind({}).empty
 
 
 def test_missing_metrics_name_the_file_and_the_stage(tmp_path):
@@ -203,6 +228,8 @@ def test_render_results_writes_html_figures_and_tables(report_repo):
     for name in ("main", "by_ratio", "by_kind"):
         assert (report_repo / f"reports/figures/results/{name}.png").stat().st_size > 2000
         assert (report_repo / f"reports/tables/results/{name}.md").read_text().count("zs_maxframe") == 1
+    assert "45.0 [35.0, 50.0]" in (report_repo / "reports/tables/results/probes.md").read_text()  # full: 180 / 4
+    assert "frozen CLIP" in (report_repo / "reports/tables/results/separability.md").read_text()
     assert not list((report_repo / "reports/executed").glob(".*"))  # no partial notebook left
 
 
