@@ -10,6 +10,8 @@ import torch
 
 from propy.cli import main
 from propy.config import load_params
+from propy.data.annotations import load_annotations
+from propy.errors import ConfigError
 from propy.train import Process, Trainer, config_hash, plan_batch
 
 from conftest import write_tiny_params
@@ -121,6 +123,25 @@ def test_zero_shot_variants_are_refused(straight, tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def test_rival_batches_keep_each_pair_in_one_batch(tiny_bench, tmp_path):
+    path = write_tiny_params(tiny_bench, tmp_path / "params.yaml", {"train": {"rival_batches": True}})
+    cpu = Process(0, 1, torch.device("cpu"))
+    trainer = Trainer(load_params(path, "tiny"), tmp_path / "out", tmp_path / "log.json", cpu)
+    data = load_params(path).data
+    rivals = json.loads(open(data.rivals).read())
+    pairs = {frozenset((r.vid_name, rivals[r.desc_id][0])) for r in load_annotations(data.annotations("train"))}
+    names = trainer.clips.vid_names
+    assert {frozenset(names[i] for i in g) for g in trainer.together} == pairs  # the (base, twin) pairs
+    for epoch in range(3):
+        for batch in trainer.epoch_batches(epoch):
+            held = set(batch.tolist())
+            assert all(set(g) <= held for g in trainer.together if set(g) & held)
+    params = load_params(path, "tiny")
+    params.datasets["synthetic"].rivals = None
+    with pytest.raises(ConfigError, match="train.rival_batches: dataset 'synthetic' names no rivals file"):
+        Trainer(params, tmp_path / "o2", tmp_path / "l2.json", cpu)
+
+
 def test_batches_split_into_contiguous_rank_shares_with_whole_batch_labels():
     groups = [[0, 1], [2], [3, 4, 5], [6], [7, 8]]
     videos = np.array([4, 0, 2, 1, 3])
@@ -140,6 +161,8 @@ DDP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import torch
     from propy.config import load_params
+from propy.data.annotations import load_annotations
+from propy.errors import ConfigError
     from propy.train import train
 
     params, out = sys.argv[1], Path(sys.argv[2])
