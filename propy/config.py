@@ -115,7 +115,7 @@ class ClipConfig:
 
 @dataclass
 class PretrainClipConfig:
-    """Contrastive pre-training of the small CLIP on synthetic frames + appearance captions."""
+    """Contrastive pre-training of the small CLIP on synthetic frames + frame-state captions."""
 
     enabled: bool = True
     epochs: int = 6

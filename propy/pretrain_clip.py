@@ -2,7 +2,7 @@
 
 No CLIP weights can be downloaded here, so the study trains its own small
 open_clip CLIP contrastively on single frames of the synthetic training videos,
-each paired with the appearance caption of the event it shows. The output is a
+each paired with the caption of the state it shows ("a red circle is on the left"). The output is a
 plain open_clip state dict, so the ProPy stages load it exactly like released
 weights (``create_model(config, pretrained=path)``).
 
