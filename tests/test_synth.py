@@ -9,7 +9,7 @@ from propy.cli import main
 from propy.config import SPLITS, SplitSizes, SynthConfig
 from propy.data.annotations import load_annotations
 from propy.data.synth import (
-    ACTIONS, FILLER_COLOUR, KINDS, OPPOSITE, Event, Video, captions, generate, render_event, sample_split,
+    ACTIONS, FILLER_COLOUR, FILLER_SHAPES, KINDS, OPPOSITE, Event, Video, captions, generate, render_event, sample_split,
     split_records, split_stats,
 )
 
@@ -109,6 +109,9 @@ def test_each_kind_rival_differs_in_what_the_kind_tests(default_test_split):
                 i, j = rival.events.index(mine[0]), rival.events.index(mine[1])
                 assert abs(i - j) >= 2
             assert all(not e.filler for e in mine)
+        # fillers share neither colour nor shape with any queried object
+        assert all(e.shape in FILLER_SHAPES and e.colour == FILLER_COLOUR for e in v.events if e.filler)
+        assert all(e.shape not in FILLER_SHAPES and e.colour != FILLER_COLOUR for e in v.events if not e.filler)
     assert set(seen) == set(KINDS) and min(seen.values()) >= 40
 
 
@@ -143,10 +146,10 @@ def test_default_ratios_are_tvr_like_and_every_query_word_is_grounded(default_te
 
 def test_captions_describe_frame_states():
     event = Event("circle", "red", "ends on the left", 16)
-    video = Video("v", 30, (Event("cross", FILLER_COLOUR, "ends big", 8), event), (), 0)
+    video = Video("v", 30, (Event("ring", FILLER_COLOUR, "ends big", 8), event), (), 0)
     caps = captions(video, 8, "train")
     assert [c["caption"] for c in caps] == [
-        "a grey cross is small", "a grey cross", "a grey cross is big",
+        "a grey ring is small", "a grey ring", "a grey ring is big",
         "a red circle is on the right", "a red circle", "a red circle is on the left",
     ]
     assert caps[0]["start"] == 0.0 and caps[-1]["end"] == 3.0  # 24 frames at 8 fps, back to back

@@ -8,8 +8,9 @@ Videos. A flat grey background, then ``events_per_video`` *events* back to back.
 An event is one object (shape x colour) doing one action. Actions come in opposite
 pairs named by their end state (ends on the left/right, at the top/bottom, ends
 big/small); an action's frames are its opposite's in reverse order, so no single frame and no
-order-blind pooling tells the two apart. Most events are grey *fillers* (never
-queried), so a single-event moment is short against its video (TVR-like ratios).
+order-blind pooling tells the two apart. Most events are *fillers* (grey rings and
+bars, never queried, so no query's object can match one), so a single-event moment
+is short against its video (TVR-like ratios).
 
 Pairs. Videos come in (base, twin) pairs of one kind, dealt by ``kind_mix``; each
 pair holds two probe queries, and each probe's rival is the other video of its pair:
@@ -67,9 +68,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (120, 50, 200),
     "pink": (255, 150, 190),
 }
-FILLER_COLOUR = "grey"  # fillers only: never queried
-FILLER_RGB = (140, 140, 140)
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+# Fillers (never queried) have their own colour and shapes, so no query's object can match one.
+FILLER_COLOUR = "grey"
+FILLER_RGB = (140, 140, 140)
+FILLER_SHAPES = ("ring", "bar")
 # action -> (animated parameter, value at the start, value at the end); x, y are fractions of the frame side.
 # Each action is named by the state it ends in, in the words of the frame captions ("is on the left"),
 # so the frozen text tower grounds it; only the order of the frames says it is the end.
@@ -100,7 +103,7 @@ RATIO_EDGES = [round(0.1 * i, 1) for i in range(11)]
 CODECS = ("libx264", "libopenh264", "mpeg4")  # first one this PyAV build can encode wins
 CODEC_OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast"}}
 STAMP = ".synth-settings.json"  # settings of a run in progress, inside <out>.partial
-VERSION = 2  # bump when the rendering changes: an interrupted run's videos are then not reused
+VERSION = 3  # bump when the rendering changes: an interrupted run's videos are then not reused
 LAYOUT_TRIES = 100
 
 
@@ -232,7 +235,8 @@ class Dealer:
         return Event(desc[0], desc[1], desc[2], self.frames())
 
     def filler(self) -> Event:
-        return Event(str(self.rng.choice(SHAPES)), FILLER_COLOUR, str(self.rng.choice(list(ACTIONS))), self.frames())
+        return Event(str(self.rng.choice(FILLER_SHAPES)), FILLER_COLOUR, str(self.rng.choice(list(ACTIONS))),
+                     self.frames())
 
     def distinct(self, deck: Deck, count: int, used: set[str] = frozenset()) -> list[Event]:
         """``count`` events of distinct objects, none in ``used``."""
@@ -409,6 +413,10 @@ def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) 
     if shape == "cross":
         arm, bar = r, r / 3
         return np.minimum(np.maximum(ax - arm, ay - bar), np.maximum(ay - arm, ax - bar))
+    if shape == "ring":
+        return np.abs(np.hypot(dx, dy) - 0.8 * r) - 0.25 * r
+    if shape == "bar":  # horizontal
+        return np.maximum(ax - 1.1 * r, ay - 0.35 * r)
     raise ValueError(f"unknown shape {shape!r}")
 
 
