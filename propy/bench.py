@@ -30,7 +30,6 @@ import torch
 
 from propy.checkpoint import pick_device
 from propy.config import Layout, Params, add_layout_args, layout_from, load_params
-from propy.data.datasets import epoch_batches
 from propy.encode import encode_queries, encode_videos
 from propy.errors import ConfigError
 from propy.io import atomic_write_json
@@ -53,8 +52,8 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 def train_steps_per_s(trainer: Trainer, steps: int) -> float:
     """Steps per second of ``steps`` training steps after one warm-up step."""
-    cfg, proc = trainer.cfg, trainer.proc
-    videos = epoch_batches(len(trainer.clips), cfg.batch_videos, trainer.seed, 0)
+    proc = trainer.proc
+    videos = trainer.epoch_batches(0)
     batches = [plan_batch(v, trainer.groups, proc) for v in itertools.islice(itertools.cycle(videos), steps + 1)]
     trainer.clips.set_epoch(0)
     frames = [torch.stack([trainer.clips[i] for i in batch.videos]) for batch in batches]

@@ -30,7 +30,9 @@ from propy.errors import ConfigError
 from propy.masks import INTERACTIONS
 from propy.pyramid import Pyramid, build_pyramid
 
-ModelKind = Literal["propy", "meanpool", "maxframe"]
+ModelKind = Literal["propy", "seqconv", "meanpool", "maxframe"]
+TRAINED_KINDS = ("propy", "seqconv")  # the others are zero-shot baselines
+QUERY_KINDS = ("appearance", "order", "composition", "context")  # of the synthetic benchmark (synth.py)
 Interaction = Literal[INTERACTIONS]
 SPLITS = ("train", "val", "test")
 PyramidSpec = Union[list[int], list[list[int]]]  # overlap flags (Nf = 2^p) or windows [[c, o], ...]
@@ -44,7 +46,8 @@ def bounded(lo: float | None = None, hi: float | None = None, *, above: float | 
 
 
 def _out_of_range(value: Any, lo, hi, above, below) -> Optional[str]:
-    for x in value if isinstance(value, list) else [value]:
+    numbers = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    for x in numbers:
         if x is None:
             continue
         if (lo is not None and x < lo) or (hi is not None and x > hi) or \
@@ -70,15 +73,21 @@ class SynthConfig:
     videos: SplitSizes
     size: int = bounded(16)  # frame side in pixels
     fps: int = bounded(1)
-    events_per_video: list[int] = bounded(1)  # [min, max]
+    events_per_video: list[int] = bounded(5)  # [min, max]
     event_seconds: list[float] = bounded(0.1)  # [min, max]
-    multi_event_queries: int = bounded(0)  # per video: queries describing 2-3 consecutive events
+    # relative share of (base, twin) pairs of each query kind (appearance, order, composition, context)
+    kind_mix: dict[str, float] = bounded(0)
+    composition_events: list[int] = bounded(2)  # [min, max] events of a run
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        for name in ("events_per_video", "event_seconds"):
+        for name in ("events_per_video", "event_seconds", "composition_events"):
             values = getattr(self, name)
             if len(values) != 2 or values[0] > values[1]:
                 yield name, f"expected [min, max] with min <= max, got {values!r}"
+        unknown = sorted(set(self.kind_mix) - set(QUERY_KINDS))
+        if unknown or sum(self.kind_mix.values()) <= 0:
+            yield "kind_mix", (f"expected non-negative weights of some of {', '.join(QUERY_KINDS)}, not all 0"
+                               + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
 
 
 @dataclass
@@ -141,6 +150,8 @@ class ModelConfig:
     pyramid: PyramidSpec  # overlap flags [0, 1, 1] or windows [[2, 2], [2, 1], ...]
     single_event: bool  # one global event over all frames instead of the pyramid (an ablation)
     interaction: Interaction
+    # uniform: the paper's VPT init; cls: CLIP's CLS token (after ln_pre) plus that noise (beyond the paper)
+    event_prompt_init: Literal["uniform", "cls"]
     frame_prompts: int = bounded(0)  # Nvp per layer; 0 switches frame prompts off
     text_prompts: bool  # prefix prompts projected from the frame prompts
     postfix_prompts: bool  # inert under the causal text mask (kept as a documented switch)
@@ -149,6 +160,8 @@ class ModelConfig:
     adapter_layers: Optional[int] = bounded(0)  # None: every vision block but the last
     adapter_width: int = bounded(1)
     adapter_kernel: int = bounded(1)
+    # beyond the paper: learned per-frame position embeddings that the event attention sees (zero-init)
+    temporal_embedding: bool
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if self.text_prompts and self.frame_prompts == 0:
@@ -177,6 +190,7 @@ class TrainConfig(OptimConfig):
     max_words: int = bounded(3)  # [SOS] + at least one word + [EOS]
     amp: bool  # used on CUDA only; CPU runs float32
     num_workers: int = bounded(0)
+    rival_batches: bool  # keep each video's rivals (the dataset's rivals.json) in its batch: hard negatives
 
 
 @dataclass
@@ -190,6 +204,7 @@ class EvalConfig:
     vcmr_max_proposals: int = bounded(1)
     iou_thresholds: list[float] = bounded(above=0, hi=1)
     vcmr_ks: list[int] = bounded(1)
+    probe_iou: float = bounded(above=0, hi=1)  # rival probes: an own-video localisation counts at this IoU
 
     def problems(self) -> Iterator[tuple[str, str]]:
         for name in ("ks", "ratio_bins", "iou_thresholds", "vcmr_ks"):
@@ -282,6 +297,12 @@ class Layout:
     def query_kinds(self) -> Optional[Path]:
         """``query_kinds.json`` when the dataset has one (the synthetic benchmark does)."""
         path = self.data / "query_kinds.json"
+        return path if path.is_file() else None
+
+    @property
+    def rivals(self) -> Optional[Path]:
+        """``rivals.json`` (``{desc_id: [rival vid_name, ...]}``, the rival probes) when the dataset has one."""
+        path = self.data / "rivals.json"
         return path if path.is_file() else None
 
     @property
@@ -482,8 +503,9 @@ def _check_study(params: Params, source: str) -> None:
     for where, names in (("study.trained", study.trained), ("study.zero_shot", study.zero_shot)):
         for name in names:
             kind = ((variants[name] or {}).get("model") or {}).get("kind", params.model.kind)
-            if (kind == "propy") != (where == "study.trained"):
-                expected = "'propy'" if where == "study.trained" else "a zero-shot kind (meanpool, maxframe)"
+            if (kind in TRAINED_KINDS) != (where == "study.trained"):
+                expected = ("a trained kind (propy, seqconv)" if where == "study.trained"
+                            else "a zero-shot kind (meanpool, maxframe)")
                 raise ConfigError(
                     f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}"
                 )

@@ -31,14 +31,17 @@ from torch import nn
 from propy import __version__
 from propy.backbone import Backbone, load_clip
 from propy.checkpoint import load_trained, pick_device
-from propy.config import SPLITS, Layout, Params, add_layout_args, layout_from, load_params
+from propy.config import SPLITS, TRAINED_KINDS, Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.annotations import Record
 from propy.encode import Encoded, encode_split, load_split
 from propy.environment import environment
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output, read_json
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output
 from propy.metrics import VcmrRecall, bin_labels, bin_ratios, breakdown, positive_ranks, prvr_metrics
-from propy.model import build_model
+from propy.model import build_model, encode_clip_text
+from propy.probes import (
+    load_rivals, localisation_hits, pairwise_wins, probe_table, query_kinds, separability, text_pairs,
+)
 
 TOP = 10  # videos listed per query in rankings.jsonl
 
@@ -49,7 +52,7 @@ def load_model(
     """The variant's model and the epoch of its trained weights (None for the zero-shot baselines)."""
     model = build_model(params.model, backbone.model)
     epoch = None
-    if params.model.kind == "propy":
+    if params.model.kind in TRAINED_KINDS:
         if not checkpoint.is_file():
             raise DataError(
                 f"{checkpoint}: no trained weights for variant {params.variant!r} "
@@ -70,29 +73,46 @@ class Scored:
     own_score: np.ndarray  # [Nt] score of the own video (reported setting)
     gt_event_scores: np.ndarray  # [Nt, Ne] cosine of each query with the events of its own video
     vcmr: dict
+    rival_wins: np.ndarray  # [Nt] own-vs-rival pairwise accuracy of each query (reported setting; NaN: no rival)
+    vcmr_by_kind: dict[str, dict]  # query kind -> VCMR recall of its queries (empty without kinds)
 
 
-def score(encoded: Encoded, proposals: np.ndarray, params: Params) -> Scored:
-    """Ranks, top videos, own-video event cosines and VCMR recall, chunk by chunk over the queries."""
+def score(
+    encoded: Encoded, proposals: np.ndarray, params: Params,
+    kinds: Optional[list[str]] = None, rivals: Optional[list[list[int]]] = None,
+) -> Scored:
+    """Ranks, top videos, own-video event cosines, VCMR recall (all queries and per kind) and
+    own-vs-rival wins, chunk by chunk over the queries."""
     cfg, data = params.eval, encoded.data
     durations = {r.vid_name: r.duration for r in data.records}
-    vcmr = VcmrRecall(
-        proposals,
-        np.array([durations[v] for v in data.vid_names]),
-        top_events=cfg.vcmr_top_events,
-        max_proposals=cfg.vcmr_max_proposals,
-        iou_thresholds=cfg.iou_thresholds,
-        ks=cfg.vcmr_ks,
-    )
+
+    def new_vcmr() -> VcmrRecall:
+        return VcmrRecall(
+            proposals,
+            np.array([durations[v] for v in data.vid_names]),
+            top_events=cfg.vcmr_top_events,
+            max_proposals=cfg.vcmr_max_proposals,
+            iou_thresholds=cfg.iou_thresholds,
+            ks=cfg.vcmr_ks,
+        )
+
+    vcmr = new_vcmr()
+    kind_arr = np.asarray(kinds) if kinds is not None else None
+    by_kind = {k: new_vcmr() for k in sorted(set(kinds))} if kinds is not None else {}
+    rivals = rivals if rivals is not None else [[] for _ in data.records]
     spans = np.array([r.ts for r in data.records], dtype=np.float64)
     ranks = {True: [], False: []}
-    top, own, gt_events = [], [], []
+    top, own, gt_events, wins = [], [], [], []
     chunks = zip(encoded.score_chunks(cfg.batch_queries, True), encoded.score_chunks(cfg.batch_queries, False))
     for (rows, max_cosine, per_event), (_, max_raw, _) in chunks:
         positives = data.positives[rows]
         index = np.arange(len(positives))
         per_event = per_event.double().cpu().numpy()
         vcmr.add(per_event, positives, spans[rows])  # proposals are ranked by cosine (PROPY.md)
+        for kind, recall in by_kind.items():
+            sel = kind_arr[rows] == kind
+            if sel.any():
+                recall.add(per_event[sel], positives[sel], spans[rows][sel])
         gt_events.append(per_event[index, positives])
         logits = {True: max_cosine.double().cpu().numpy(), False: max_raw.double().cpu().numpy()}
         for normalized, chunk in logits.items():
@@ -100,44 +120,62 @@ def score(encoded: Encoded, proposals: np.ndarray, params: Params) -> Scored:
         reported = logits[cfg.normalize_events]
         top.append(np.argsort(-reported, axis=1, kind="stable")[:, :TOP])
         own.append(reported[index, positives])
+        wins.append(pairwise_wins(reported, positives, rivals[rows]))
     return Scored(
         ranks={k: np.concatenate(v) for k, v in ranks.items()},
         top=np.concatenate(top),
         own_score=np.concatenate(own),
         gt_event_scores=np.concatenate(gt_events),
         vcmr=vcmr.result(),
+        rival_wins=np.concatenate(wins),
+        vcmr_by_kind={k: r.result() for k, r in by_kind.items()},
     )
 
 
-def query_kinds(path: Optional[Path], records: list[Record]) -> Optional[list[str]]:
-    """Kind of each query from the dataset's ``query_kinds.json``, or None when it has none."""
-    if path is None:
-        return None
-    kinds = read_json(path, "no such query kinds file")
-    if not isinstance(kinds, dict):
-        raise DataError(f"{path}: expected an object {{desc_id: kind}}")
-    missing = [r.desc_id for r in records if r.desc_id not in kinds]
-    if missing:
-        raise DataError(f"{path}: no kind for desc_id {missing[0]!r} ({len(missing)} queries in all)")
-    return [kinds[r.desc_id] for r in records]
-
-
-def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, layout: Layout) -> dict:
+def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, kinds: Optional[list[str]]) -> dict:
     """R@K by moment/video length ratio bin and, when the dataset has them, by query kind."""
     edges, ks = params.eval.ratio_bins, params.eval.ks
     ratios = np.array([r.ratio for r in records])
-    kinds = query_kinds(layout.query_kinds, records)
     return {
         "by_ratio": breakdown(ranks, bin_ratios(ratios, edges), ks, key="bin", order=bin_labels(edges)),
         "by_kind": breakdown(ranks, kinds, ks, key="kind") if kinds is not None else [],
     }
 
 
-def write_outputs(
-    params: Params, layout: Layout, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored,
-    proposals: np.ndarray, metrics_path: Path, results: Path,
+def frozen_text(model: nn.Module, tokens: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
+    """[Nt, D] query embeddings of the frozen CLIP text tower (no prompts): the reference for separability."""
+    with torch.no_grad():
+        return torch.cat([encode_clip_text(model.clip, t.to(device)).float().cpu() for t in tokens.split(batch)]).numpy()
+
+
+def rival_probes(
+    params: Params, encoded: Encoded, scored: Scored, proposals: np.ndarray, kinds: list[str],
+    rivals: list[list[int]], frozen: np.ndarray,
 ) -> dict:
-    """Write the metrics JSON and the per-query results; return the metrics."""
+    """``{"probes": {kind: ...}, "text_separability": {"frozen": ..., "trained": ...}}`` (propy.probes)."""
+    cfg, data = params.eval, encoded.data
+    located = localisation_hits(
+        scored.gt_event_scores, proposals, np.array([r.ts for r in data.records]),
+        np.array([r.duration for r in data.records]), cfg.probe_iou,
+    )
+    table = probe_table(kinds, scored.ranks[cfg.normalize_events], scored.rival_wins, located, cfg.ks, cfg.probe_iou)
+    for kind, entry in table.items():
+        entry["vcmr"] = scored.vcmr_by_kind[kind]
+    pairs = text_pairs(data.records, kinds, rivals, data.positives)
+    return {
+        "probes": table,
+        "text_separability": {
+            "frozen": separability(frozen, pairs),
+            "trained": separability(encoded.queries.cpu().numpy(), pairs),
+        },
+    }
+
+
+def write_outputs(
+    params: Params, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored, proposals: np.ndarray,
+    metrics_path: Path, results: Path, kinds: Optional[list[str]] = None, probes: Optional[dict] = None,
+) -> dict:
+    """Write the metrics JSON (with ``probes`` merged in) and the per-query results; return the metrics."""
     cfg, data = params.eval, encoded.data
     reported, other = scored.ranks[cfg.normalize_events], scored.ranks[not cfg.normalize_events]
     other_metrics = prvr_metrics(other, cfg.ks)
@@ -147,8 +185,9 @@ def write_outputs(
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
         "vcmr": scored.vcmr, "propy_version": __version__, "environment": environment(),
+        **(probes or {}),
     }
-    atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, layout))
+    atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, kinds))
     lines = [
         json.dumps({
             "desc_id": r.desc_id, "vid_name": r.vid_name, "rank": int(rank),
@@ -184,8 +223,14 @@ def evaluate(
     model, epoch = load_model(params, backbone, checkpoint, device)
     encoded = encode_split(model, data, params.eval.batch_videos, params.eval.batch_queries, device)
     proposals = model.proposals.cpu().numpy()
-    scored = score(encoded, proposals, params)
-    return write_outputs(params, layout, split, epoch, encoded, scored, proposals, metrics_path, results)
+    kinds = query_kinds(layout.query_kinds, data.records)
+    rivals = load_rivals(layout.rivals, data.records, data.vid_names) if layout.rivals else None
+    scored = score(encoded, proposals, params, kinds, rivals)
+    probes = None
+    if kinds is not None and rivals is not None:
+        frozen = frozen_text(model, data.tokens, params.eval.batch_queries, device)
+        probes = rival_probes(params, encoded, scored, proposals, kinds, rivals, frozen)
+    return write_outputs(params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -202,7 +247,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.variant)
-    trained = params.model.kind == "propy"
+    trained = params.model.kind in TRAINED_KINDS
     if trained != (args.checkpoint is not None):
         raise ConfigError(
             f"variant {args.variant!r} (model.kind {params.model.kind}) needs --checkpoint with its trained weights"
@@ -220,6 +265,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.variant} on {args.split}: {recalls}, SumR {metrics['SumR']:.1f}, MedR {metrics['MedR']:g} "
         f"(other event normalisation: SumR {metrics['unnormalized']['SumR']:.1f}); VCMR {vcmr}; "
+        + "".join(f"\n  {kind}: n {p['n']}, rival pairwise {p.get('pairwise', float('nan')):.1f}% "
+                  f"{[round(c, 1) for c in p.get('ci', [])]}, R1 {p['R1']:.1f}, loc {p[f'loc_IoU{params.eval.probe_iou:g}']:.1f}%"
+                  for kind, p in metrics.get("probes", {}).items())
+        + (f"\n  text separability {metrics['text_separability']}" if "text_separability" in metrics else "")
+        + "\n"
         f"{time.perf_counter() - started:.1f} s"
     )
     return 0

@@ -165,6 +165,30 @@ class MaxFrameCLIP(_FrameBaseline):
         return self.encode_frames(frames)
 
 
+class SeqConvCLIP(_FrameBaseline):
+    """Beyond the paper, the positive control for order: frame embeddings plus a learned temporal conv.
+
+    Event t is frame t's CLIP embedding plus a temporal convolution over all channels
+    (kernel k, D -> D, zero-init: it starts as MaxFrameCLIP) over its neighbours. Unlike
+    attention, whose weights are positive, a convolution can subtract the frame before
+    from the frame after, which is what telling "ends on the left" from its reverse needs.
+    Its proposals are the k frames each output reads.
+    """
+
+    def __init__(self, clip: open_clip.CLIP, num_frames: int, kernel: int):
+        centre = torch.arange(num_frames, dtype=torch.float32)
+        spans = torch.stack([(centre - kernel // 2).clamp(min=0), (centre + kernel // 2 + 1).clamp(max=num_frames)], 1)
+        super().__init__(clip, num_frames, spans / num_frames)
+        dim = clip.visual.output_dim
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        f = self.encode_frames(frames)  # [B, Nf, D]
+        return f + self.conv(f.transpose(1, 2)).transpose(1, 2)
+
+
 # --------------------------------------------------------------------------- ProPy
 
 def _layer_count(value: int | None, available: int, field: str) -> int:
@@ -200,6 +224,10 @@ class ProPy(VideoModel):
         self.num_level1 = pyramid.counts[1]
 
         self.event_prompts = EventPrompts(pyramid.num_events, width, patch)
+        if cfg.event_prompt_init == "cls":  # beyond the paper: every event starts as CLIP's CLS token (+ its noise)
+            with torch.no_grad():
+                cls = visual.ln_pre(visual.class_embedding + visual.positional_embedding[0])
+                self.event_prompts.prompts.add_(cls)
         self.frame_prompts = None
         self.text_prompts = None
         if cfg.frame_prompts:
@@ -217,6 +245,12 @@ class ProPy(VideoModel):
         adapters = _layer_count(cfg.adapter_layers, blocks - 1, "model.adapter_layers") if cfg.adapters else 0
         self.adapters = nn.ModuleList(
             TemporalAdapter(width, cfg.adapter_width, cfg.adapter_kernel) for _ in range(adapters)
+        )
+        # Beyond the paper (model.temporal_embedding): a learned vector per block and frame position,
+        # added to the frame tokens only where the events read them (their keys and values). Zero at
+        # the start, so training starts from ProPy; CLIP's own per-frame path never sees it.
+        self.temporal_embedding = (
+            nn.Parameter(torch.zeros(blocks, pyramid.num_frames, width)) if cfg.temporal_embedding else None
         )
         # Built once per config (additive: 0 allowed, -inf blocked). Layers past the deep
         # prompts use the same mask without the frame-prompt columns.
@@ -304,7 +338,10 @@ class ProPy(VideoModel):
             prompts = block.ln_1(self.frame_prompts.prompts[index].to(events.dtype))
             prompt_kv = F.linear(prompts, weight[width:], bias[width:])
             kv.append(per_level1_event(prompt_kv, self.num_level1).expand(batch, -1, -1))
-        kv.append(frame_kv.unflatten(0, (batch, -1)).flatten(1, 2))  # token t of frame f at f*T + t
+        frames = frame_kv.unflatten(0, (batch, -1))  # [B, Nf, T, 2W]
+        if self.temporal_embedding is not None:  # W_kv (ln_1(x) + e_f) = W_kv ln_1(x) + W_kv e_f
+            frames = frames + F.linear(self.temporal_embedding[index].to(frames.dtype), weight[width:])[None, :, None]
+        kv.append(frames.flatten(1, 2))  # token t of frame f at f*T + t
         key, value = (_heads(t, attn.num_heads) for t in torch.cat(kv, dim=1).split(width, dim=-1))
         mask = (self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(key.dtype)
         out = F.scaled_dot_product_attention(_heads(query, attn.num_heads), key, value, attn_mask=mask)
@@ -321,7 +358,9 @@ class ProPy(VideoModel):
 # --------------------------------------------------------------------------- factory and scoring
 
 def build_model(model_cfg: ModelConfig, clip_model: open_clip.CLIP) -> VideoModel:
-    """ProPy, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    """ProPy, SeqConvCLIP, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    if model_cfg.kind == "seqconv":
+        return SeqConvCLIP(clip_model, model_cfg.num_frames, model_cfg.adapter_kernel)
     if model_cfg.kind == "meanpool":
         return MeanPoolCLIP(clip_model, model_cfg.num_frames)
     if model_cfg.kind == "maxframe":

@@ -2,7 +2,7 @@
 
 No CLIP weights can be downloaded here, so the study trains its own small
 open_clip CLIP contrastively on single frames of the synthetic training videos,
-each paired with the appearance caption of the event it shows. The output is a
+each paired with the caption of the state it shows ("a red circle is on the left"). The output is a
 plain open_clip state dict, so the ProPy stages load it exactly like released
 weights (``create_model(config, pretrained=path)``).
 
@@ -35,6 +35,7 @@ from propy import __version__
 from propy.backbone import Backbone, load_clip, model_config, tokenize
 from propy.checkpoint import file_digest, json_digest, load_resume, pick_device, save_resume
 from propy.config import Layout, Params, PretrainClipConfig, add_layout_args, layout_from, load_params
+from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
@@ -42,6 +43,7 @@ from propy.guard import exclusive
 from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl, prepare_output
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
+from propy.probes import load_rivals, query_kinds, separability, text_pairs
 
 MAX_LOGIT_SCALE = math.log(100.0)
 EVAL_BATCH = 1024
@@ -152,6 +154,21 @@ def zero_shot_accuracy(
     return float(100.0 * np.mean(predicted.numpy() == labels))
 
 
+def text_separability(model: nn.Module, backbone: Backbone, layout: Layout, device: torch.device) -> dict:
+    """``propy.probes.separability`` of the validation queries under the trained text tower: can it
+    tell a query from its rival's (e.g. "ends on the left" / "on the right") before ProPy trains?"""
+    records = load_annotations(layout.annotations("val"))
+    vid_names = list(dict.fromkeys(r.vid_name for r in records))
+    positives = np.array([vid_names.index(r.vid_name) for r in records])
+    kinds = query_kinds(layout.query_kinds, records) or ["query"] * len(records)
+    rivals = load_rivals(layout.rivals, records, vid_names)
+    tokens = tokenize(backbone.tokenizer, [r.desc for r in records], model.context_length).to(device)
+    model.eval()
+    with torch.no_grad():
+        embeddings = model.encode_text(tokens).float().cpu().numpy()
+    return separability(embeddings, text_pairs(records, kinds, rivals, positives))
+
+
 def clip_optimizer(model: nn.Module, cfg: PretrainClipConfig) -> torch.optim.AdamW:
     """AdamW as open_clip trains CLIP: no weight decay on tensors of rank < 2 (gains, biases, logit scale)."""
     groups = param_groups(model, cfg.weight_decay, exempt=lambda name, param: param.ndim < 2)
@@ -241,6 +258,7 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
     atomic_torch_save(out, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     metrics = {
         "zero_shot_accuracy": accuracy,
+        **({"text_separability": text_separability(model, backbone, layout, device)} if layout.rivals else {}),
         "num_classes": len(val_events.classes),
         "num_frames": int(len(val_labels)),
         "epochs": cfg.epochs,

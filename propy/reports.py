@@ -138,6 +138,18 @@ def vcmr_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def separability_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Mean cosine of rival query pairs per kind (``all_queries``: of every query pair, for scale), for
+    the frozen text tower (first row) and each variant's trained one; lower separates better."""
+    rows: dict[str, dict] = {}
+    for name in variants:
+        sep = read_json(Path(root) / f"{name}.json", "pool").get("text_separability")
+        if sep:
+            rows.setdefault("frozen CLIP", sep["frozen"])
+            rows[name] = sep["trained"]
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     """A GitHub Markdown table (index as first column); floats rounded to ``digits``."""
     def cell(value: Any) -> str:
@@ -180,6 +192,21 @@ def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, p
     })
     summary.index.name = "split"
     return summary, queries
+
+
+def ratio_histogram_by_kind(stats: dict) -> pd.DataFrame:
+    """Queries per moment/video ratio bin (rows, "0.1-0.2") and query kind (columns), all splits of the
+    synthetic ``stats.json`` summed; empty when it has no histogram."""
+    total: dict[str, np.ndarray] = {}
+    edges: list[float] = []
+    for split in stats.get("splits", {}).values():
+        hist = split.get("ratio_histogram", {})
+        edges = hist.get("edges", edges)
+        for kind, counts in hist.get("counts", {}).items():
+            total[kind] = total.get(kind, 0) + np.asarray(counts)
+    table = pd.DataFrame(total, index=[f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])])
+    table.index.name = "moment / video"
+    return table
 
 
 def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> list[tuple[float, float, str]]:

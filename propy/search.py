@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 
 from propy.checkpoint import differences, file_digest, fingerprint, json_digest
+from propy.config import TRAINED_KINDS
 from propy.errors import ConfigError, DataError
 from propy.index_store import FileKey, IndexStore, Located, Video, scan
 from propy.progress import progress
@@ -46,7 +47,7 @@ def index_fingerprint(params, checkpoint: Path) -> dict:
     from propy.data.cache import model_input_size
 
     trained = None
-    if params.model.kind == "propy":
+    if params.model.kind in TRAINED_KINDS:
         if not checkpoint.is_file():
             raise DataError(f"{checkpoint}: no trained weights for variant {params.variant!r} (train it with "
                             f"`python -m propy train --variant {params.variant}`, or pass --checkpoint)")

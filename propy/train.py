@@ -44,14 +44,14 @@ from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
-from propy.config import Layout, Params, add_layout_args, layout_from, load_params
+from propy.config import TRAINED_KINDS, Layout, Params, add_layout_args, layout_from, load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
-from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
+from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
 from propy.encode import load_split, retrieval
 from propy.errors import ConfigError
 from propy.guard import exclusive
-from propy.io import atomic_write_json, prepare_output
+from propy.io import atomic_write_json, prepare_output, read_json
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
@@ -128,6 +128,7 @@ def config_hash(params: Params, layout: Layout, seed: int) -> str:
     files = [layout.annotations(split) for split in ("train", "val")]
     files += [layout.cache_split(split) / MANIFEST for split in ("train", "val")]
     files += [Path(params.clip.pretrained)] if params.clip.pretrained else []
+    files += [layout.rivals] if layout.rivals else []
     shaping = {
         "dataset": params.dataset,
         "data": dataclasses.asdict(params.data),
@@ -198,7 +199,7 @@ class Trainer:
     """State of one training run: model, data, optimiser and the per-epoch log."""
 
     def __init__(self, params: Params, layout: Layout, seed: int, out: Path, log_path: Path, proc: Process) -> None:
-        if params.model.kind != "propy":
+        if params.model.kind not in TRAINED_KINDS:
             raise ConfigError(
                 f"variant {params.variant!r}: model.kind {params.model.kind!r} is a zero-shot baseline with "
                 f"nothing to train; evaluate it directly with `python -m propy evaluate --variant {params.variant}`"
@@ -220,7 +221,14 @@ class Trainer:
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
                                 train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
-        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, seed, 0))
+        self.together = None
+        if cfg.rival_batches:
+            if layout.rivals is None:
+                raise ConfigError(f"train.rival_batches: {layout.data} has no rivals.json (the synthetic benchmark's "
+                                  "rival probes, written by `python -m propy synth`); set train.rival_batches: false")
+            rivals = read_json(layout.rivals, "no such rivals file (written by `python -m propy synth`)")
+            self.together = rival_groups(queries.records, queries.vid_names, rivals)
+        self.steps_per_epoch = len(self.epoch_batches(0))
         self.val = load_split(params, layout, "val", backbone) if proc.main else None
 
         self.optimizer = make_optimizer(self.model, cfg)
@@ -238,6 +246,10 @@ class Trainer:
         self.step = 0
         self.best = float("-inf")
         self.log: list[dict] = []
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The video indices of each batch of ``epoch`` (rival groups kept together with train.rival_batches)."""
+        return epoch_batches(len(self.clips), self.cfg.batch_videos, self.seed, epoch, self.together)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -294,7 +306,7 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
         batches = [plan_batch(videos, self.groups, proc)
-                   for videos in epoch_batches(len(self.clips), cfg.batch_videos, self.seed, self.epoch)]
+                   for videos in self.epoch_batches(self.epoch)]
         self.clips.set_epoch(self.epoch)
         loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
                             pin_memory=proc.device.type == "cuda")

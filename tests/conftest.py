@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY_SYNTH = SynthConfig(
     seed=1, videos=SplitSizes(train=8, val=4, test=4), size=32, fps=8,
-    events_per_video=[3, 4], event_seconds=[0.5, 1.0], multi_event_queries=1,
+    events_per_video=[5, 6], event_seconds=[0.5, 1.0],
+    kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0}, composition_events=[2, 3],
 )
 TINY_SIZE = 32  # the input size of configs/propy-tiny.json
 TINY_FPS = 8.0

@@ -23,7 +23,7 @@ def videos(tmp_path_factory):
     """Three short mp4s: 1.0 s, 1.5 s and 3.0 s at 8 fps."""
     root = tmp_path_factory.mktemp("videos")
     for name, frames in (("a", 8), ("b", 12), ("c", 24)):
-        video = Video(name, 30, (Event("square", "yellow", "moves up", frames),), ())
+        video = Video(name, 30, (Event("square", "yellow", "ends at the top", frames),), (), 0)
         write_mp4(root / f"{name}.mp4", render(video, 32), 8, "libx264")
     return root
 
@@ -130,7 +130,7 @@ def test_frame_cache_errors_name_the_file(videos, tmp_path):
 
 def write_params(tmp_path, clip_model="configs/propy-tiny.json", skip_bad=False):
     return write_tiny_params(tmp_path / "params.yaml", {
-        "synth": {"seed": 0, "videos": {"train": 2, "val": 1, "test": 1}, "size": 32, "event_seconds": [0.5, 0.5]},
+        "synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]},
         "extract": {"fps": 4.0, "skip_bad": skip_bad}, "clip": {"model": clip_model},
     })
 
@@ -145,7 +145,7 @@ def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
     assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
     assert extract_cli(params, tmp_path) == 0
     out = capsys.readouterr().out
-    assert "extract train: 2 videos" in out and "extract test: 1 videos" in out
+    assert "extract train: 2 videos" in out and "extract test: 2 videos" in out
     assert FrameCache(tmp_path / "cache", "val").size == 16
     (tmp_path / "bench" / "videos" / "train1.mp4").unlink()
     (tmp_path / "bench" / "videos" / "test0.mp4").write_text("broken")

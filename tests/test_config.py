@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from propy.cli import main
-from propy.config import load_params, resolve
+from propy.config import TRAINED_KINDS, load_params, resolve
 from propy.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_study_lists_split_trained_and_zero_shot():
     study = load_params(REPO / "params.yaml").study
     assert set(study.trained) | set(study.zero_shot) == set(RAW["variants"])
     for name in study.zero_shot:
-        assert load_params(REPO / "params.yaml", name).model.kind != "propy"
+        assert load_params(REPO / "params.yaml", name).model.kind not in TRAINED_KINDS
     assert all(set(rows) <= set(study.trained) for rows in study.ablations.values())
 
 
@@ -88,7 +88,7 @@ def test_study_lists_split_trained_and_zero_shot():
     (edited(study__trained=["full", "deph1"]), r"study\.trained: 'deph1' is not a variant; expected one of full"),
     (edited(study__ablations={"depth": ["depth1", "depht2"]}), r"study\.ablations\.depth: 'depht2' is not a variant"),
     (edited(study__trained=[*RAW["study"]["trained"], "zs_meanpool"]),
-     r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected 'propy'"),
+     r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected a trained kind \(propy, seqconv\)"),
     (edited(report__headline="ful"), r"report\.headline: 'ful' is not a variant"),
     (edited(model__pyramid=[0, 1, 1, 1, 1]),
      r"model\.pyramid: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels"),

@@ -6,7 +6,7 @@ from propy.backbone import load_clip
 from propy.config import ClipConfig
 from propy.data.annotations import Record, load_annotations
 from propy.data.cache import FrameCache
-from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
+from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
 from propy.errors import DataError
 
 from conftest import REPO
@@ -29,6 +29,22 @@ def test_epoch_batches_shuffle_per_epoch_and_drop_the_incomplete_batch():
     assert not np.array_equal(used, other)
     with pytest.raises(DataError, match="batch_videos is 11 but the training split has only 10 videos"):
         epoch_batches(10, 11, seed=0, epoch=0)
+
+
+def test_epoch_batches_keep_rival_groups_together():
+    plain = epoch_batches(8, 4, seed=3, epoch=0)
+    assert [b.tolist() for b in plain] == [b.tolist() for b in epoch_batches(8, 4, seed=3, epoch=0, together=[])]
+    together = [[0, 5], [1, 2], [3, 7], [4, 6]]
+    for epoch in range(5):
+        batches = [set(b.tolist()) for b in epoch_batches(8, 4, seed=3, epoch=epoch, together=together)]
+        assert sorted(v for b in batches for v in b) == list(range(8))
+        assert all(set(g) <= b for g in together for b in batches if set(g) & b)  # never split across batches
+
+
+def test_rival_groups_link_a_video_and_its_rivals():
+    records = [rec("v0", "d0"), rec("v1", "d1"), rec("v2", "d2"), rec("v3", "d3"), rec("v4", "d4")]
+    rivals = {"d0": ["v1"], "d1": ["v0"], "d2": ["v4"], "d3": ["gone"]}
+    assert rival_groups(records, ["v0", "v1", "v2", "v3", "v4"], rivals) == [[0, 1], [2, 4]]
 
 
 def test_cached_queries_group_by_video_and_skip_uncached_videos():

@@ -75,11 +75,21 @@ def _recompute(params_path, root, variant):
     return params, records, videos, positives, cosine, raw, model.proposals.numpy()
 
 
-def _ranks(scores, positives):
-    own = scores[np.arange(len(positives)), positives]
-    higher = (scores > own[:, None]).sum(1)
-    tied_others = (scores == own[:, None]).sum(1) - 1
-    return 1 + higher + tied_others
+TOL = 1e-6  # float32 rounding: batched and one-by-one encodes of a (base, twin) pair can tie or not
+
+
+def _rank_bounds(scores, positives):
+    """(best, worst) rank of each own video when scores within TOL of its own may fall either way."""
+    own = scores[np.arange(len(positives)), positives][:, None]
+    return 1 + (scores > own + TOL).sum(1), (scores > own - TOL).sum(1)
+
+
+def _checked_ranks(rankings, scores, positives):
+    """evaluate's ranks, once each is checked to lie within the recomputation's bounds."""
+    ranks = np.array([r["rank"] for r in rankings])
+    best, worst = _rank_bounds(scores, positives)
+    assert np.all((best <= ranks) & (ranks <= worst)), (ranks, best, worst)
+    return ranks
 
 
 @pytest.mark.parametrize(
@@ -93,7 +103,8 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
     assert list(metrics) == ["variant", "kind", "dataset", "split", "epoch", "num_queries", "num_videos", "R1", "R2",
-                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version", "environment"]
+                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version", "environment",
+                             "probes", "text_separability"]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
     assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
     assert metrics["propy_version"] == __version__
@@ -101,18 +112,18 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]
     assert [r["desc_id"] for r in rankings] == [r.desc_id for r in records]
     logits = cosine.max(-1)
-    ranks = _ranks(logits, positives)
-    assert [r["rank"] for r in rankings] == ranks.tolist()
+    ranks = _checked_ranks(rankings, logits, positives)
     np.testing.assert_allclose([r["score"] for r in rankings], logits[np.arange(nt), positives], atol=1e-5)
     for row, r in zip(logits, rankings):
-        assert r["top10"] == [videos[v] for v in np.argsort(-row, kind="stable")[:10]]
+        assert [round(row[videos.index(v)], 5) for v in r["top10"]] == sorted(np.round(row, 5), reverse=True)[:10]
 
     for k in KS:
         assert metrics[f"R{k}"] == pytest.approx(100 * np.mean(ranks <= k))
     assert metrics["SumR"] == pytest.approx(sum(metrics[f"R{k}"] for k in KS))
     assert (metrics["MedR"], metrics["MeanR"]) == (pytest.approx(np.median(ranks)), pytest.approx(ranks.mean()))
-    raw_ranks = _ranks(raw.max(-1), positives)
-    assert metrics["unnormalized"]["SumR"] == pytest.approx(sum(100 * np.mean(raw_ranks <= k) for k in KS))
+    best, worst = _rank_bounds(raw.max(-1), positives)
+    low, high = (sum(100 * np.mean(r <= k) for k in KS) for r in (worst, best))
+    assert low - 1e-9 <= metrics["unnormalized"]["SumR"] <= high + 1e-9
 
     saved = np.load(root / "results" / variant / "events.npz")
     assert saved["desc_ids"].tolist() == [r.desc_id for r in records]
@@ -124,6 +135,57 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     assert metrics["vcmr"].keys() == expected.keys() == {"IoU0.1", "IoU0.3", "IoU0.5", "IoU0.7"}
     for iou, recalls in expected.items():
         assert metrics["vcmr"][iou] == pytest.approx(recalls), iou
+
+
+@pytest.mark.parametrize("variant", ["zs_maxframe", "tiny"])
+def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
+    params_path, root = study
+    params, records, videos, positives, cosine, _, proposals = _recompute(params_path, root, variant)
+    layout = study_layout(params_path)
+    kinds = json.loads(layout.query_kinds.read_text())
+    rivals = json.loads(layout.rivals.read_text())
+    metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
+    logits = cosine.max(-1)
+    for kind, entry in metrics["probes"].items():
+        rows = [i for i, r in enumerate(records) if kinds[r.desc_id] == kind]
+        wins = []
+        for i in rows:
+            own = logits[i, positives[i]]
+            for v in rivals[records[i].desc_id]:
+                other = logits[i, videos.index(v)]
+                wins.append((1.0, 1.0) if own > other + TOL else (0.0, 0.0) if own < other - TOL else (0.0, 1.0))
+        assert entry["n"] == len(rows) and entry["n_rival"] == len(rows)
+        low, high = (100 * np.mean([w[j] for w in wins]) for j in (0, 1))
+        assert low - 1e-9 <= entry["pairwise"] <= high + 1e-9
+        assert entry["ci"][0] <= entry["pairwise"] <= entry["ci"][1]
+        best, worst = (b[rows] for b in _rank_bounds(logits, positives))
+        assert 100 * np.mean(worst <= 1) - 1e-9 <= entry["R1"] <= 100 * np.mean(best <= 1) + 1e-9
+        hits = []
+        for i in rows:
+            best = np.flatnonzero(cosine[i, positives[i]] == cosine[i, positives[i]].max())
+            spans = proposals[best] * records[i].duration
+            hits.append(min(float(temporal_iou(s, np.array(records[i].ts))) for s in spans) >= 0.5)
+        assert entry["loc_IoU0.5"] == pytest.approx(100 * np.mean(hits))
+    assert set(metrics["probes"]) == {kinds[r.desc_id] for r in records}
+
+    backbone = load_clip(params.clip)
+    model = build_model(params.model, backbone.model).eval()
+    if variant == "tiny":
+        model.load_trainable_state_dict(torch.load(root / "models" / "tiny" / "best.pt")["trainable"])
+    tokens = query_tokens(records, backbone.tokenizer, params.train.max_words)
+    with torch.no_grad():
+        trained = F.normalize(model.encode_text(tokens), dim=-1).double().numpy()
+        frozen = F.normalize(backbone.model.encode_text(F.pad(tokens, (0, 32 - tokens.shape[1]))), dim=-1)
+    frozen = frozen.double().numpy()
+    for name, emb in (("trained", trained), ("frozen", frozen)):
+        sep = metrics["text_separability"][name]
+        for kind in ("appearance", "order"):
+            pairs = [(i, j) for i, r in enumerate(records) if kinds[r.desc_id] == kind
+                     for j, q in enumerate(records) if q.vid_name in rivals[r.desc_id] and kinds[q.desc_id] == kind]
+            if pairs:
+                assert sep[kind] == pytest.approx(np.mean([emb[i] @ emb[j] for i, j in pairs]), abs=1e-5)
+    if variant == "zs_maxframe":  # no prompts: the trained text tower is the frozen one
+        assert metrics["text_separability"]["trained"] == pytest.approx(metrics["text_separability"]["frozen"])
 
 
 def _brute_force_vcmr(cosine, positives, records, proposals, params):

@@ -310,3 +310,52 @@ def test_scores_max_cosine_hand_example():
     assert torch.allclose(logits, torch.tensor([[1.0, s], [1.0, s]]))
     raw, _ = scores(text, events, normalize_events=False)  # queries still normalised
     assert torch.allclose(raw, torch.tensor([[3.0, 1.0], [1.0, 1.0]]))
+
+
+# --------------------------------------------------------------------------- beyond the paper
+
+def test_temporal_embedding_starts_as_propy_and_makes_events_order_aware(clip):
+    torch.manual_seed(9)
+    order_blind = cfg(single_event=True, adapters=False, frame_prompts=0, text_prompts=False)
+    plain = build_model(order_blind, clip)
+    model = build_model(dataclasses.replace(order_blind, temporal_embedding=True), clip)
+    model.load_trainable_state_dict({**plain.trainable_state_dict(),
+                                     "temporal_embedding": torch.zeros(3, NF, 64)})  # 3 blocks
+    video = frames()
+    reverse = video.flip(1)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(video), plain.encode_video(video), atol=1e-6)  # zero init
+        # one event over every frame, no adapter: attention over a set of frames ignores their order
+        assert torch.allclose(plain.encode_video(reverse), plain.encode_video(video), atol=1e-5)
+        model.temporal_embedding.normal_(0, 0.5)
+        assert not torch.allclose(model.encode_video(reverse), model.encode_video(video), atol=1e-3)
+        # CLIP's own per-frame path never sees the embedding
+        assert torch.allclose(model.encode_frames(video), plain.encode_frames(video), atol=1e-6)
+    assert model.temporal_embedding.requires_grad
+
+
+def test_cls_event_prompt_init_starts_every_event_at_clips_cls_token(clip):
+    torch.manual_seed(10)
+    model = build_model(cfg(event_prompt_init="cls"), clip)
+    torch.manual_seed(10)
+    paper = build_model(cfg(event_prompt_init="uniform"), clip)  # the same uniform draw
+    visual = clip.visual
+    with torch.no_grad():
+        cls = visual.ln_pre(visual.class_embedding + visual.positional_embedding[0])
+    assert torch.allclose(model.event_prompts.prompts, paper.event_prompts.prompts + cls, atol=1e-6)
+    assert cls.norm() > 10 * paper.event_prompts.prompts.norm(dim=-1).max()  # far from the paper's tiny tokens
+
+
+def test_seqconv_starts_as_maxframe_and_can_subtract_the_frame_before(clip):
+    model = build_model(cfg(kind="seqconv"), clip)  # kernel 3
+    video = frames()
+    maxframe = MaxFrameCLIP(clip, NF)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(video), maxframe.encode_video(video), atol=1e-6)
+        model.conv.weight[:, :, 0] = -torch.eye(64)  # tap t-1: event t = f_t - f_{t-1}, a signed difference
+        f = maxframe.encode_video(video)
+        expected = f - torch.cat([torch.zeros_like(f[:, :1]), f[:, :-1]], 1)  # zero padding before frame 0
+        assert torch.allclose(model.encode_video(video), expected, atol=1e-5)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["conv.weight", "conv.bias"]
+    # event t reads frames t-1..t+1, clipped to the video
+    assert model.proposals[[0, 3, NF - 1]].tolist() == [[0.0, 2 / NF], [2 / NF, 5 / NF], [(NF - 2) / NF, 1.0]]

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import open_clip
 import pytest
 import torch
@@ -15,6 +16,7 @@ from propy import pretrain_clip as pc
 from propy.backbone import create_clip, load_clip, tokenize
 from propy.cli import main
 from propy.config import load_params
+from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.video import normalize
 from propy.errors import DataError
@@ -59,9 +61,24 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
     assert trained.logit_scale.item() <= math.log(100.0) + 1e-6
 
     assert json.loads(metrics_path.read_text()) == metrics
-    assert set(metrics) == {"zero_shot_accuracy", "num_classes", "num_frames", "epochs", "final_loss", "seconds",
-                            "propy_version"}
+    assert set(metrics) == {"zero_shot_accuracy", "text_separability", "num_classes", "num_frames", "epochs",
+                            "final_loss", "seconds", "propy_version"}
     assert metrics["propy_version"] == __version__
+    # the separability of the val queries under the saved text tower, recomputed pair by pair
+    records = load_annotations(layout.annotations("val"))
+    kinds, rivals = (json.loads(p.read_text()) for p in (layout.query_kinds, layout.rivals))
+    tokens = tokenize(load_clip(params.clip).tokenizer, [r.desc for r in records], trained.context_length)
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(trained.eval().encode_text(tokens), dim=-1)
+    for kind in ("appearance", "order"):
+        pairs = [(i, j) for i, r in enumerate(records) for j, q in enumerate(records)
+                 if kinds[r.desc_id] == kinds[q.desc_id] == kind and q.vid_name in rivals[r.desc_id]]
+        if pairs:
+            expected = np.mean([float(emb[i] @ emb[j]) for i, j in pairs])
+            assert metrics["text_separability"][kind] == pytest.approx(expected, abs=1e-5)
+    n = len(records)
+    assert metrics["text_separability"]["all_queries"] == pytest.approx(
+        float(((emb @ emb.T).sum() - n) / (n * (n - 1))), abs=1e-5)
     val_cache = FrameCache(layout.cache, "val")
     val = [c for c in pc.load_captions(layout.captions) if c["vid_name"] in val_cache]
     assert metrics["num_classes"] == len({c["caption"] for c in val})

@@ -27,13 +27,19 @@ from propy.render import render
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_metrics(root: Path, name: str, sumr: float, kind: str = "propy") -> None:
-    """A metrics file in the contract's shape whose recalls add up to ``sumr``."""
+def write_metrics(root: Path, name: str, sumr: float, kind: str = "propy", probes: bool = True) -> None:
+    """A metrics file in the contract's shape whose recalls add up to ``sumr`` (with rival probes and
+    text separability unless ``probes`` is false)."""
     r = [sumr * f for f in (0.1, 0.2, 0.3, 0.4)]
     metrics = {"variant": name, "kind": kind, "split": "test", "epoch": 1,
                "R1": r[0], "R5": r[1], "R10": r[2], "R100": r[3], "SumR": sumr, "MedR": 3.0, "MeanR": 4.5,
                "unnormalized": {"R1": 1.0, "R5": 2.0, "R10": 3.0, "R100": 4.0, "SumR": 10.0},
                "vcmr": {"IoU0.5": {"R1": 5.0, "R10": 15.0, "R100": 30.0}}}
+    extras = {"probes": {"order": {"n": 4, "n_rival": 4, "pairwise": sumr / 4, "ci": [sumr / 4 - 10, sumr / 4 + 5]},
+                         "context": {"n": 2, "n_rival": 0}},
+              "text_separability": {"frozen": {"order": 0.6, "all_queries": 0.3},
+                                    "trained": {"order": sumr / 1000, "all_queries": 0.4}}}
+    metrics.update(extras if probes else {})
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{name}.json").write_text(json.dumps(metrics))
 
@@ -54,6 +60,30 @@ def test_load_metrics_keeps_order_and_values(tmp_path):
     assert table.loc["full", "R10"] == pytest.approx(60.0)
     assert table.loc["zs_maxframe", "kind"] == "maxframe"
     assert table.loc["full", "unnormalised SumR"] == 10.0
+
+
+def test_probe_and_separability_tables(tmp_path):
+    write_metrics(tmp_path, "full", 200.0)
+    write_metrics(tmp_path, "zs_maxframe", 100.0, kind="maxframe")
+    probes = reports.probe_table(["zs_maxframe", "full"], tmp_path)
+    order = probes.loc["order"].set_index("variant")
+    assert order.loc["zs_maxframe", ["pairwise", "low", "high"]].tolist() == [25.0, 15.0, 30.0]
+    assert order.loc["full", ["pairwise", "low", "high"]].tolist() == [50.0, 40.0, 55.0]
+    assert np.isnan(probes.loc["context"].set_index("variant").loc["full", "pairwise"])  # no rivals: no pairs
+    sep = reports.separability_table(["zs_maxframe", "full"], tmp_path)
+    assert list(sep.index) == ["frozen CLIP", "zs_maxframe", "full"]
+    assert sep.loc["frozen CLIP", "order"] == 0.6 and sep.loc["full", "order"] == 0.2
+    assert sep.loc["zs_maxframe", "all_queries"] == 0.4
+
+
+def test_ratio_histogram_by_kind_sums_the_splits():
+    hist = {"edges": [0.0, 0.1, 0.2], "counts": {"order": [1, 2], "composition": [0, 3]}}
+    stats = {"splits": {"train": {"ratio_histogram": hist},
+                        "test": {"ratio_histogram": {"edges": [0.0, 0.1, 0.2], "counts": {"order": [4, 0]}}}}}
+    table = reports.ratio_histogram_by_kind(stats)
+    assert list(table.index) == ["0-0.1", "0.1-0.2"]
+    assert table["order"].tolist() == [5, 2] and table["composition"].tolist() == [0, 3]
+    assert reports.ratio_histogram_by_kind({}).empty
 
 
 def test_missing_metrics_name_the_file_and_the_stage(tmp_path):
@@ -203,8 +233,8 @@ def test_group_intervals_sizes_means_and_intervals(tmp_path):
 
 
 def test_probe_table_reads_probes_and_is_none_without_them(tmp_path):
-    write_metrics(tmp_path, "full", 200.0)
-    write_metrics(tmp_path, "zs", 100.0)
+    write_metrics(tmp_path, "full", 200.0, probes=False)
+    write_metrics(tmp_path, "zs", 100.0, probes=False)
     assert reports.probe_table(["full", "zs"], tmp_path) is None
     m = json.loads((tmp_path / "full.json").read_text())
     m["probes"] = {"order": {"n": 10, "n_rival": 8, "pairwise": 75.0, "ci": [50.0, 93.75], "R1": 20.0},
@@ -428,7 +458,7 @@ def write_study(root: Path) -> None:
     pooled = root / "metrics"
     for name, sumr, kind in (("full", 180.0, "propy"), ("depth1", 170.0, "propy"),
                              ("zs_meanpool", 120.0, "meanpool"), ("zs_maxframe", 100.0, "maxframe")):
-        write_metrics(pooled, name, sumr, kind)
+        write_metrics(pooled, name, sumr, kind, probes=False)
         m = json.loads((pooled / f"{name}.json").read_text())
         m.update(SumR_ci=[sumr - 10, sumr + 10], runs=[f"{name}-s42", f"{name}-s43"] if kind == "propy" else [name])
         (pooled / f"{name}.json").write_text(json.dumps(m))

@@ -1,21 +1,25 @@
 import json
 import os
-from collections import Counter, namedtuple
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from propy.cli import main
-from propy.config import SPLITS, SplitSizes, SynthConfig
+from propy.config import QUERY_KINDS, SPLITS, SplitSizes, SynthConfig
 from propy.data.annotations import load_annotations
-from propy.data.synth import ACTIONS, OPPOSITE, Event, generate, render, render_event, sample_split, write_mp4
+from propy.data.synth import (
+    ACTIONS, FILLER_COLOUR, FILLER_SHAPES, OPPOSITE, Event, Video, captions, generate, render, render_event,
+    sample_split, split_records, split_stats, write_mp4,
+)
 
 from conftest import repo_block, write_tiny_params
 
-TINY = SynthConfig(
-    seed=1, videos=SplitSizes(train=8, val=4, test=4), size=32, fps=8,
-    events_per_video=[3, 4], event_seconds=[0.5, 1.0], multi_event_queries=1,
-)
+TINY = repo_block(SynthConfig, "synth", seed=1, videos={"train": 8, "val": 4, "test": 4}, size=32, fps=8,
+                  events_per_video=[5, 6], event_seconds=[0.5, 1.0])
+# words a query may use that no single frame can show: the verbs and the joins
+STRUCTURE_WORDS = {"a", "an", "ends", "then", "just", "after"}
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +33,22 @@ def records(out, split):
     return load_annotations(out / "annotations" / f"{split}.jsonl")
 
 
-def parse(desc):
-    """'a red circle moves left' -> ('red circle', 'moves left')."""
-    for action in ACTIONS:
-        if desc.endswith(" " + action):
-            return desc[: -len(action) - 1].split(" ", 1)[1], action
-    raise AssertionError(f"no action in {desc!r}")
-
-
-Ev = namedtuple("Ev", "obj action ts desc")
-
-
-def single_events(recs, kinds):
-    """{vid: [Ev, ...]} from the single-event queries, in time order."""
-    events = {}
-    for r in recs:
-        if kinds[r.desc_id] != "multi":
-            events.setdefault(r.vid_name, []).append(Ev(*parse(r.desc), r.ts, r.desc))
-    return {v: sorted(e, key=lambda x: x.ts) for v, e in events.items()}
-
-
-def test_layout_and_valid_annotations(bench):
+def test_layout_kinds_and_rivals(bench):
     out, stats = bench
     kinds = json.loads((out / "query_kinds.json").read_text())
+    rivals = json.loads((out / "rivals.json").read_text())
     ids = []
     for split in SPLITS:
         recs = records(out, split)
         vids = {r.vid_name for r in recs}
-        assert len(vids) == getattr(TINY.videos, split)
         assert all((out / "videos" / f"{v}.mp4").stat().st_size > 0 for v in vids)
         assert stats["splits"][split]["queries"] == len(recs)
+        for r in recs:  # every query has one rival, another video of its split's gallery
+            assert len(rivals[r.desc_id]) == 1 and rivals[r.desc_id][0] in vids - {r.vid_name}
         ids += [r.desc_id for r in recs]
-    assert len(ids) == len(set(ids)) == len(kinds)  # desc ids unique across splits, each with a kind
-    assert set(kinds.values()) == {"single", "multi", "motion"}
-    files = ["annotations", "captions.jsonl", "query_kinds.json", "stats.json", "videos"]
+    assert len(ids) == len(set(ids)) == len(kinds) == len(rivals)  # desc ids unique across splits
+    assert set(kinds.values()) <= set(QUERY_KINDS)
+    files = ["annotations", "captions.jsonl", "query_kinds.json", "rivals.json", "stats.json", "videos"]
     assert sorted(p.name for p in out.iterdir()) == files
     assert not out.with_name("synthetic.partial").exists()
     assert stats["codec"] == "libx264"
@@ -79,7 +65,7 @@ def test_same_seed_same_bytes_other_seed_differs(bench, tmp_path):
     generate(TINY, again, progress=False)
     first, second = file_bytes(out), file_bytes(again)
     assert sorted(second) == sorted(first)
-    assert sum(name.endswith(".mp4") for name in first) == 16
+    assert sum(name.endswith(".mp4") for name in first) == sum(TINY.videos.__dict__.values())
     for name, data in first.items():
         assert second[name] == data, name
     other = tmp_path / "other"
@@ -90,7 +76,7 @@ def test_same_seed_same_bytes_other_seed_differs(bench, tmp_path):
 @pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2 CPUs")
 def test_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
     """By default x264 slices each frame over one thread per CPU (2 at this size on 2 CPUs)."""
-    video = sample_split(SynthConfig(**{**TINY.__dict__, "size": 128}), "val")[0][0]
+    video = sample_split(SynthConfig(**{**TINY.__dict__, "size": 128}), "val")[0]
     frames = render(video, 128)
     cpus = os.sched_getaffinity(0)
     write_mp4(tmp_path / "all.mp4", frames, TINY.fps, "libx264")
@@ -104,55 +90,97 @@ def test_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
     assert b"Lavf" not in data  # no FFmpeg version string in the file
 
 
-def test_events_tile_the_video_and_multi_queries_join_consecutive_events(bench):
+DEFAULT = repo_block(SynthConfig, "synth", videos={"train": 320, "val": 80, "test": 200})
+
+
+@pytest.fixture(scope="module")
+def default_test_split():
+    """The default test split's videos (sampled only: no rendering) and their probes' texts."""
+    return sample_split(DEFAULT, "test")
+
+
+def _texts(v):
+    return [e.text for e in v.events]
+
+
+def test_each_kind_rival_differs_in_what_the_kind_tests(default_test_split):
+    videos = default_test_split
+    seen = Counter()
+    for v in videos:
+        rival = videos[v.partner]
+        assert rival.partner == videos.index(v) and rival.probes[0].kind == v.probes[0].kind
+        for probe in v.probes:
+            seen[probe.kind] += 1
+            mine = [v.events[s] for s in probe.slots]
+            if probe.kind in ("appearance", "order"):
+                (slot,) = probe.slots
+                theirs = rival.events[slot]
+                assert [e.frames for e in v.events] == [e.frames for e in rival.events]  # same timings
+                assert [e for i, e in enumerate(v.events) if i != slot] == \
+                       [e for i, e in enumerate(rival.events) if i != slot]
+                if probe.kind == "appearance":  # same shape and action, another colour
+                    assert (theirs.shape, theirs.action) == (mine[0].shape, mine[0].action)
+                    assert theirs.colour != mine[0].colour
+                else:  # same object, the opposite action: its frames reversed
+                    assert (theirs.obj, theirs.action) == (mine[0].obj, OPPOSITE[mine[0].action])
+                    np.testing.assert_array_equal(render_event(theirs, 30, 16), render_event(mine[0], 30, 16)[::-1])
+            elif probe.kind == "composition":  # the rival shows the same events in order, none next to another
+                assert list(probe.slots) == list(range(probe.slots[0], probe.slots[-1] + 1))
+                where = [rival.events.index(e) for e in mine]
+                assert where == sorted(where) and all(b - a >= 2 for a, b in zip(where, where[1:]))
+            else:  # context: neighbour then moment here; in the rival both, but never right after each other
+                before, moment = probe.slots
+                assert moment == before + 1
+                i, j = rival.events.index(mine[0]), rival.events.index(mine[1])
+                assert abs(i - j) >= 2
+            assert all(not e.filler for e in mine)
+        # fillers share neither colour nor shape with any queried object
+        assert all(e.shape in FILLER_SHAPES and e.colour == FILLER_COLOUR for e in v.events if e.filler)
+        assert all(e.shape not in FILLER_SHAPES and e.colour != FILLER_COLOUR for e in v.events if not e.filler)
+    assert set(seen) == set(QUERY_KINDS) and min(seen.values()) >= 40
+
+
+def test_written_queries_hold_in_their_own_video_only(bench):
+    """Checked on the descriptions: the text of every event, run and adjacency of every other video."""
     out, _ = bench
     kinds = json.loads((out / "query_kinds.json").read_text())
     for split in SPLITS:
-        recs = records(out, split)
-        events = single_events(recs, kinds)
-        for r in recs:
-            evs = events[r.vid_name]
-            if kinds[r.desc_id] == "multi":
-                parts = r.desc.split(", then ")
-                first = [e.desc for e in evs].index(parts[0])
-                span = evs[first:first + len(parts)]
-                assert 2 <= len(parts) <= 3 and parts == [e.desc for e in span]
-                assert r.ts == (span[0].ts[0], span[-1].ts[1])
-                assert r.ts[1] - r.ts[0] < r.duration  # never the whole video
-        for vid, evs in events.items():
-            assert TINY.events_per_video[0] <= len(evs) <= TINY.events_per_video[1]
-            bounds = [e.ts for e in evs]
-            duration = next(r.duration for r in recs if r.vid_name == vid)
-            assert bounds[0][0] == 0.0 and bounds[-1][1] == duration
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # back to back
-            assert all(TINY.event_seconds[0] - 0.07 <= e - s <= TINY.event_seconds[1] + 0.07 for s, e in bounds)
-            assert len({e.obj for e in evs}) == len(evs)  # each object once per video
+        videos = {v.name: v for v in sample_split(TINY, split)}
+        for r in records(out, split):
+            for name, w in videos.items():
+                texts = _texts(w)
+                shown = set(texts) | {", then ".join(texts[i:i + n]) for n in (2, 3) for i in range(len(texts))}
+                shown |= {f"{b} just after {a}" for a, b in zip(texts, texts[1:])}
+                assert (r.desc in shown) == (name == r.vid_name), (r.desc_id, name)
+            if kinds[r.desc_id] == "context":
+                assert re.fullmatch(r".+ just after .+", r.desc)
 
 
-def test_motion_rule_and_twins(bench):
-    out, stats = bench
-    kinds = json.loads((out / "query_kinds.json").read_text())
-    for split in SPLITS:
-        recs = records(out, split)
-        events = single_events(recs, kinds)
-        twins = set()
-        for r in recs:
-            if kinds[r.desc_id] == "multi":
-                continue
-            obj, action = parse(r.desc)
-            others = [v for v, evs in events.items()
-                      if v != r.vid_name and (obj, OPPOSITE[action]) in [(e.obj, e.action) for e in evs]]
-            assert (kinds[r.desc_id] == "motion") == bool(others), r.desc_id
-            for v in others:  # a twin: same timings, same shapes and actions except the one flip
-                mine, theirs = events[r.vid_name], events[v]
-                if [e.ts for e in mine] == [e.ts for e in theirs]:
-                    diff = [(m, t) for m, t in zip(mine, theirs) if m.desc != t.desc]
-                    flips = [(m, t) for m, t in diff if m.obj == t.obj and OPPOSITE[m.action] == t.action]
-                    recoloured = [(m, t) for m, t in diff
-                                  if m.obj.split()[1] == t.obj.split()[1] and m.action == t.action]
-                    if len(flips) == 1 and len(flips) + len(recoloured) == len(diff) == len(mine):
-                        twins.add(frozenset((r.vid_name, v)))
-        assert len(twins) == stats["splits"][split]["twin_pairs"] == getattr(TINY.videos, split) // 4
+def test_default_ratios_are_tvr_like_and_every_query_word_is_grounded(default_test_split):
+    videos = default_test_split
+    queries = split_records(videos, DEFAULT.fps)
+    stats = split_stats(videos, queries)
+    assert stats["ratio"]["below_0.2"] > 0.6  # most moments are short against their video
+    single = [r.ratio for r in queries.records if queries.kinds[r.desc_id] != "composition"]
+    assert np.median(single) < 0.2
+    assert sum(stats["query_kinds"].values()) == len(queries.records) and min(stats["query_kinds"].values()) >= 40
+    caption_words = {w for v in videos for c in captions(v, DEFAULT.fps, "test") for w in c["caption"].split()}
+    query_words = {w.strip(",") for r in queries.records for w in r.desc.split()}
+    assert query_words - STRUCTURE_WORDS <= caption_words  # colours, shapes, on the left/right, at the top/bottom, big/small
+
+
+def test_captions_describe_frame_states():
+    event = Event("circle", "red", "ends on the left", 16)
+    video = Video("v", 30, (Event("ring", FILLER_COLOUR, "ends big", 8), event), (), 0)
+    caps = captions(video, 8, "train")
+    assert [c["caption"] for c in caps] == [
+        "a grey ring is small", "a grey ring", "a grey ring is big",
+        "a red circle is on the right", "a red circle", "a red circle is on the left",
+    ]
+    assert caps[0]["start"] == 0.0 and caps[-1]["end"] == 3.0  # 24 frames at 8 fps, back to back
+    assert all(a["end"] == b["start"] for a, b in zip(caps, caps[1:]))
+    # x = 0.75 - 0.5 t at t = (i + 0.5) / 16: above 0.6 for i <= 4 (5 frames), below 0.4 from i = 11
+    assert (caps[3]["end"] - caps[3]["start"], caps[5]["start"]) == (5 / 8, 1.0 + 11 / 8)
 
 
 def test_ratio_statistics_match_annotations(bench):
@@ -163,29 +191,10 @@ def test_ratio_statistics_match_annotations(bench):
         s = stats["splits"][split]
         ratios = np.array([r.ratio for r in recs])
         assert s["ratio"]["mean"] == pytest.approx(ratios.mean(), abs=1e-4)
-        assert s["ratio"]["below_half"] == pytest.approx((ratios < 0.5).mean(), abs=1e-4)
+        assert s["ratio"]["below_0.2"] == pytest.approx((ratios < 0.2).mean(), abs=1e-4)
         counts = s["ratio_histogram"]["counts"]
         assert {k: sum(v) for k, v in counts.items()} == Counter(kinds[r.desc_id] for r in recs)
         assert s["query_kinds"] == dict(Counter(kinds[r.desc_id] for r in recs))
-        single = [r.ratio for r in recs if kinds[r.desc_id] != "multi"]
-        assert max(single) < 0.5  # an event is at most 1.0 s of a video of at least 3 events of 0.5 s
-        assert s["max_description_repeats"] == 1  # tiny splits never exhaust the deck
-
-
-def test_captions_cover_each_event_where_visible(bench):
-    out, _ = bench
-    caps = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
-    kinds = json.loads((out / "query_kinds.json").read_text())
-    singles = {}
-    for split in SPLITS:
-        singles.update({(r.vid_name, r.ts[0]): r for r in records(out, split) if kinds[r.desc_id] != "multi"})
-    assert len(caps) == len(singles)
-    for c in caps:
-        r = next(r for (v, s), r in singles.items() if v == c["vid_name"] and s <= c["start"] < r.ts[1])
-        assert r.desc.startswith(c["caption"] + " ")
-        assert r.ts[0] <= c["start"] < c["end"] <= r.ts[1]
-        if parse(r.desc)[1] == "appears":  # fades in over the first half: the first quarter is too faint
-            assert c["start"] > r.ts[0] and c["end"] == r.ts[1]
 
 
 @pytest.mark.parametrize("action", list(ACTIONS))
@@ -199,8 +208,8 @@ def test_opposite_action_is_the_same_frames_reversed(action):
 
 
 def test_object_is_a_quarter_of_the_frame_and_keeps_its_colour():
-    frames = render_event(Event("square", "blue", "moves right", 8), 30, 64)
-    still = render_event(Event("circle", "green", "grows", 2), 30, 32)  # scale 0.8, 1.2
+    frames = render_event(Event("square", "blue", "ends on the right", 8), 30, 64)
+    still = render_event(Event("circle", "green", "ends big", 2), 30, 32)  # scale 0.8, 1.2
     for f in frames:
         mask = np.any(f != 30, axis=-1)
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -212,16 +221,8 @@ def test_object_is_a_quarter_of_the_frame_and_keeps_its_colour():
     assert widths[0] < widths[1]
 
 
-def test_deck_keeps_descriptions_unique_until_exhausted():
-    cfg = repo_block(SynthConfig, "synth", seed=0, videos={"train": 240, "val": 60, "test": 60})
-    videos, pairs = sample_split(cfg, "test")
-    counts = Counter((e.obj, e.action) for v in videos for e in v.events)
-    assert max(counts.values()) == 1 and pairs == 15
-    assert len({v.name for v in videos}) == 60
-
-
 def test_replaces_existing_output_and_stale_partial(tmp_path):
-    cfg = SynthConfig(**{**TINY.__dict__, "videos": SplitSizes(train=2, val=1, test=1)})
+    cfg = SynthConfig(**{**TINY.__dict__, "videos": SplitSizes(train=2, val=2, test=2)})
     out = tmp_path / "synthetic"
     (out / "videos").mkdir(parents=True)
     (out / "videos" / "old.mp4").write_text("stale")
@@ -229,17 +230,18 @@ def test_replaces_existing_output_and_stale_partial(tmp_path):
     (partial / "videos").mkdir(parents=True)
     (partial / "videos" / "train0.mp4").write_text("from another run with other settings")
     generate(cfg, out, progress=False)
-    assert sorted(p.name for p in (out / "videos").iterdir()) == ["test0.mp4", "train0.mp4", "train1.mp4", "val0.mp4"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["test0.mp4", "test1.mp4", "train0.mp4",
+                                                                 "train1.mp4", "val0.mp4", "val1.mp4"]
     assert (out / "videos" / "train0.mp4").read_bytes()[4:8] == b"ftyp"
     assert not partial.exists()
 
 
 def test_cli(tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml", {
-        "synth": {"seed": 0, "videos": {"train": 2, "val": 1, "test": 1}, "size": 32, "event_seconds": [0.5, 0.5]}})
+        "synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]}})
     assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
     assert "train: 2 videos" in capsys.readouterr().out
-    assert len(load_annotations(tmp_path / "bench" / "annotations" / "val.jsonl")) >= 3
+    assert len(load_annotations(tmp_path / "bench" / "annotations" / "val.jsonl")) == 2  # one pair, two probes
 
 
 def test_interrupted_run_resumes_without_rewriting_finished_videos(bench, tmp_path, monkeypatch):

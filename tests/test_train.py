@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,9 @@ import pytest
 import torch
 
 from propy.cli import main
-from propy.config import load_params
+from propy.config import Layout, load_params
+from propy.data.annotations import load_annotations
+from propy.errors import ConfigError
 from propy.train import Process, Trainer, config_hash, plan_batch
 
 from conftest import layout_args, tiny_layout, write_tiny_params
@@ -122,6 +125,26 @@ def test_zero_shot_variants_are_refused(straight, tiny_bench, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "zero-shot baseline with nothing to train" in err and "evaluate --variant zs_meanpool" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_rival_batches_keep_each_pair_in_one_batch(tiny_bench, tmp_path):
+    path = write_tiny_params(tmp_path / "params.yaml", {"train": {"rival_batches": True}})
+    cpu = Process(0, 1, torch.device("cpu"))
+    layout = tiny_layout(tiny_bench)
+    trainer = Trainer(load_params(path, "tiny"), layout, 3, tmp_path / "out", tmp_path / "log.json", cpu)
+    rivals = json.loads(layout.rivals.read_text())
+    pairs = {frozenset((r.vid_name, rivals[r.desc_id][0])) for r in load_annotations(layout.annotations("train"))}
+    names = trainer.clips.vid_names
+    assert {frozenset(names[i] for i in g) for g in trainer.together} == pairs  # the (base, twin) pairs
+    for epoch in range(3):
+        for batch in trainer.epoch_batches(epoch):
+            held = set(batch.tolist())
+            assert all(set(g) <= held for g in trainer.together if set(g) & held)
+    no_rivals = tmp_path / "data"  # the bench without its rivals file
+    shutil.copytree(layout.data, no_rivals)
+    (no_rivals / "rivals.json").unlink()
+    with pytest.raises(ConfigError, match="train.rival_batches: .*data has no rivals.json"):
+        Trainer(load_params(path, "tiny"), Layout(no_rivals, layout.cache), 3, tmp_path / "o2", tmp_path / "l2.json", cpu)
 
 
 def test_batches_split_into_contiguous_rank_shares_with_whole_batch_labels():

@@ -49,7 +49,7 @@ def test_frames_are_uniform_in_time_and_capped(counting):
 
 
 def test_synthetic_video_round_trip(tmp_path):
-    video = Video("v", 40, (Event("circle", "red", "moves left", 6), Event("cross", "cyan", "grows", 5)), ())
+    video = Video("v", 40, (Event("circle", "red", "ends on the left", 6), Event("cross", "cyan", "ends big", 5)), (), 0)
     frames = render(video, 32)
     write_mp4(tmp_path / "v.mp4", frames, 8, "libx264")
     decoded = read_video(tmp_path / "v.mp4", fps=8, max_frames=64, size=32)

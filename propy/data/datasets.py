@@ -98,12 +98,45 @@ def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str)
     )
 
 
-def epoch_batches(num_videos: int, batch_videos: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped."""
+def epoch_batches(
+    num_videos: int, batch_videos: int, seed: int, epoch: int, together: Sequence[Sequence[int]] | None = None
+) -> list[np.ndarray]:
+    """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped.
+
+    ``together``: groups of video indices (e.g. a video and its rivals) that are
+    shuffled as units and laid end to end before the cut into batches, so a group
+    shares a batch unless it straddles a cut; videos in no group are units of one.
+    A hard negative only teaches the contrastive loss when it is in the same batch.
+    """
     if num_videos < batch_videos:
         raise DataError(
             f"train.batch_videos is {batch_videos} but the training split has only {num_videos} videos"
         )
-    order = np.random.default_rng([seed, epoch]).permutation(num_videos)
+    units: list[list[int]] = [list(g) for g in together or []]
+    grouped = {v for g in units for v in g}
+    units += [[v] for v in range(num_videos) if v not in grouped]
+    shuffled = np.random.default_rng([seed, epoch]).permutation(len(units))
+    order = np.array([v for u in shuffled for v in units[u]], dtype=np.int64)
     count = num_videos // batch_videos
     return [order[b * batch_videos : (b + 1) * batch_videos] for b in range(count)]
+
+
+def rival_groups(records: Sequence[Record], vid_names: Sequence[str], rivals: dict[str, list[str]]) -> list[list[int]]:
+    """Connected groups of gallery indices linked by ``rivals`` ({desc_id: [vid_name]}), for ``epoch_batches``."""
+    index = {v: i for i, v in enumerate(vid_names)}
+    parent = list(range(len(vid_names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for r in records:
+        for v in rivals.get(r.desc_id, []):
+            if v in index and r.vid_name in index:
+                parent[root(index[v])] = root(index[r.vid_name])
+    groups: dict[int, list[int]] = {}
+    for i in range(len(vid_names)):
+        groups.setdefault(root(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
