@@ -161,8 +161,6 @@ DDP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import torch
     from propy.config import load_params
-from propy.data.annotations import load_annotations
-from propy.errors import ConfigError
     from propy.train import train
 
     params, out = sys.argv[1], Path(sys.argv[2])
