@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
-from propy.config import Layout, Params, add_layout_args, layout_from, load_params
+from propy.config import Layout, Params, add_layout_args, layout_from, read_params, resolve, shadowed_notes
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens
@@ -75,7 +76,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params, args.variant)
+    raw = read_params(args.params)
+    params = resolve(raw, args.variant, str(args.params))
+    if os.environ.get("RANK", "0") == "0":
+        for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
+            print(f"note: {args.params}: {note}", file=sys.stderr)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
     train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
           init_from=args.init_from)
@@ -206,7 +211,8 @@ class Trainer:
         cfg = params.train
         if cfg.batch_videos < proc.world:
             raise ConfigError(
-                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world})"
+                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world}); "
+                f"the value is {params.where('train.batch_videos')}"
             )
         self.params, self.cfg, self.seed, self.out, self.log_path, self.proc = params, cfg, seed, out, log_path, proc
         seed_everything(seed, deterministic=proc.device.type == "cpu")
@@ -220,7 +226,8 @@ class Trainer:
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
                                 train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
-        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, seed, 0))
+        self.steps_per_epoch = len(epoch_batches(len(self.clips), cfg.batch_videos, seed, 0,
+                                                 params.where("train.batch_videos")))
         self.val = load_split(params, layout, "val", backbone) if proc.main else None
 
         self.optimizer = make_optimizer(self.model, cfg)

@@ -98,12 +98,14 @@ def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str)
     )
 
 
-def epoch_batches(num_videos: int, batch_videos: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped."""
+def epoch_batches(num_videos: int, batch_videos: int, seed: int, epoch: int,
+                  setting: str = "") -> list[np.ndarray]:
+    """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped.
+    ``setting`` names the batch size in an error, with where it is set (``Params.where``)."""
     if num_videos < batch_videos:
-        raise DataError(
-            f"train.batch_videos is {batch_videos} but the training split has only {num_videos} videos"
-        )
+        where = f"; the value is {setting}" if setting else ""
+        raise DataError(f"train.batch_videos is {batch_videos} but the training split has only {num_videos} "
+                        f"videos{where}")
     order = np.random.default_rng([seed, epoch]).permutation(num_videos)
     count = num_videos // batch_videos
     return [order[b * batch_videos : (b + 1) * batch_videos] for b in range(count)]
