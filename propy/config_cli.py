@@ -38,6 +38,22 @@ def variant_summary(params: Params, base: Params) -> str:
     return f"{params.variant:<18} {role:<9} {model.kind:<8} {shape:<22} {', '.join(changed) or '(base)'}"
 
 
+# The folders dvc.yaml's CLIP-loading stages depend on (see its header).
+WEIGHT_DEPS = ("weights", "models/clip")
+
+
+def untracked_weights(params: Params) -> list[str]:
+    """A ``clip.pretrained`` file outside :data:`WEIGHT_DEPS`: replacing it would re-run nothing."""
+    path = Path(params.clip.pretrained)
+    if not params.clip.pretrained or not (path.suffix or len(path.parts) > 1):  # "" or an open_clip tag
+        return []
+    inside = any(path.as_posix().startswith(f"{folder}/") for folder in WEIGHT_DEPS)
+    return [] if inside else [
+        f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in WEIGHT_DEPS)}, so the pipeline's "
+        f"stages do not depend on it and replacing it re-runs nothing; move it under weights/ "
+        f"(the value is {params.where('clip.pretrained')})"]
+
+
 def annotated_yaml(params: Params) -> str:
     """The resolved values as YAML; a value set by a layer ends with ``# <layer>``."""
     values = {k: v for k, v in dataclasses.asdict(params).items() if k != "sources"}
@@ -76,7 +92,7 @@ def run(args) -> int:
     resolved = flatten(dataclasses.asdict(base))
     for key, layer in base.sources.items():
         print(f"  {key:<24} = {resolved.get(key, '(block)')!r:<24} from {layer}")
-    for note in shadowed_notes(raw, base):
+    for note in shadowed_notes(raw, base) + untracked_weights(base):
         print(f"warning: {note}", file=sys.stderr)
     for name in variants:
         print(variant_summary(resolve(raw, variant=name, source=str(path)), base))

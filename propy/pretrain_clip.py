@@ -39,7 +39,7 @@ from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
 from propy.guard import exclusive
-from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl, prepare_output
+from propy.io import atomic_torch_save, atomic_write_json, atomic_write_text, iter_jsonl, prepare_output
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
 
@@ -274,6 +274,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(params: Params, args: argparse.Namespace) -> int:
     if not params.pretrain_clip.enabled:  # real data: published weights; the stage's outputs still exist
         atomic_write_json(args.metrics, {"skipped": True, "propy_version": __version__})
+        # DVC warns about an empty output folder on every run: leave a note in it instead
+        atomic_write_text(args.out / "SKIPPED.txt", f"pretrain_clip.enabled is false: CLIP's weights are "
+                          f"clip.pretrained ({params.clip.pretrained or 'random init'})\n")
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")
         return 0
     out = Path(params.clip.pretrained)
