@@ -102,7 +102,9 @@ class ExtractConfig:
 
     fps: float = bounded(above=0)  # frames cached per second of video
     max_frames: int = bounded(1)  # cap per video (long videos are cached at a lower rate)
-    skip_bad: bool  # skip missing/corrupt videos (listed in the manifest) instead of failing
+    jpeg_quality: Optional[int] = bounded(1, 95)  # None: raw uint8 frames; else JPEG (propy/data/frames.py)
+    duration_tolerance: float = bounded(0)  # seconds a video may fall short of its annotations' duration
+    skip_bad: bool  # skip missing/corrupt/too short videos (listed in the manifest) instead of failing
 
 
 @dataclass

@@ -108,7 +108,7 @@ def event_frames(
     for e, (vid, (start, stop)) in enumerate(zip(events.vid_names, events.spans)):
         rng = np.random.default_rng([seed, epoch, e]) if train else None
         index = start + sample_indices(int(stop - start), per_event, train, rng)
-        frames.append(np.asarray(cache.frames(vid)[index]))
+        frames.append(cache.frames_at(vid, np.asarray(index)))
         labels.append(np.full(per_event, events.labels[e]))
     return np.concatenate(frames), np.concatenate(labels)
 

@@ -56,10 +56,10 @@ class VideoClips(Dataset):
         return len(self.vid_names)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        frames = self.cache.frames(self.vid_names[i])
+        vid = self.vid_names[i]
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        index = sample_indices(len(frames), self.num_frames, self.train, rng)
-        return normalize(np.asarray(frames[index]), self.mean, self.std)
+        index = sample_indices(self.cache.num_frames(vid), self.num_frames, self.train, rng)
+        return normalize(self.cache.frames_at(vid, index), self.mean, self.std)
 
 
 def query_tokens(records: Sequence[Record], tokenizer, max_words: int) -> torch.Tensor:
