@@ -41,7 +41,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
@@ -56,6 +55,7 @@ from propy.io import atomic_write_json, prepare_output
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
+from propy.progress import progress
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -306,13 +306,12 @@ class Trainer:
         loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
                             pin_memory=proc.device.type == "cuda")
         self.model.train()
-        bar = tqdm(zip(batches, loader), total=len(batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   unit="step", disable=None if proc.main else True)
         losses, lr, started = [], 0.0, time.perf_counter()
-        for batch, frames in bar:
+        steps = progress(zip(batches, loader), len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step",
+                         enabled=proc.main, status=lambda: f"loss {losses[-1]:.4f}, lr {lr:.2e}")
+        for batch, frames in steps:  # a bar on a terminal, a line every 30 s in a log (dvc repro)
             lr = self.optimizer.param_groups[0]["lr"]
             losses.append(self.train_step(batch, frames))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         steps_per_s = len(batches) / (time.perf_counter() - started)
         return float(np.mean(losses)), lr, steps_per_s
 
