@@ -88,7 +88,7 @@ def params(config: Path, small_batch: bool = True) -> dict:
     overrides["extract"] = {"fps": 2.0, "max_frames": 8}
     overrides["model"] = {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3}
     overrides["train"].update(epochs=1, max_words=16, **({"batch_videos": 4} if small_batch else {}))
-    overrides["eval"] = {"batch_videos": 4, "batch_queries": 16, "ks": [1, 2, 3, 4]}
+    overrides["eval"] = {"batch_videos": 4, "batch_queries": 16}
     raw["datasets"]["tvr"]["overrides"] = overrides
     raw["variants"] = {"full": {}, "zs_meanpool": {"model": {"kind": "meanpool"}}}  # deeper ones need Nf > 4
     raw["study"] = {"trained": ["full"], "seeds": [42], "zero_shot": ["zs_meanpool"],
