@@ -4,7 +4,9 @@ A name (``ViT-B-32``) comes from open_clip's registry; a ``.json`` path is
 registered with open_clip under its file stem, so ``create_model`` handles it
 like a built-in (preprocess config, tokenizer, checkpoint loading). Weights are
 an open_clip pretrained tag or a local checkpoint file; a checkpoint path that
-does not exist is a ConfigError here, before open_clip could try the hub.
+does not exist is a ConfigError here, before open_clip could try the hub. OpenAI's
+TorchScript archive is read by :mod:`propy.weights`, which also refuses weights
+whose activation (QuickGELU or GELU) the model config does not build.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from propy.config import ClipConfig
 from propy.errors import ConfigError
 from propy.io import read_json
+from propy.weights import check_activation, read_weights
 
 _REQUIRED_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
 
@@ -91,11 +94,17 @@ def create_clip(name_or_json: str, pretrained: str = "") -> open_clip.CLIP:
     """An open_clip CLIP (random init when ``pretrained`` is empty), not yet frozen."""
     name = _registered_name(str(name_or_json))
     pretrained = _checked_pretrained(name, str(pretrained or ""))
+    state_dict = None  # weights open_clip cannot read itself (OpenAI's TorchScript archive), converted
+    if pretrained and Path(pretrained).is_file():
+        state_dict, activation = read_weights(pretrained)
+        check_activation(activation, model_config(str(name_or_json)), str(name_or_json), pretrained)
     previous = logging.root.manager.disable
-    if not pretrained:  # open_clip warns that no weights were loaded: random init is what "" asks for
+    if not pretrained or state_dict is not None:  # open_clip warns that it loaded no weights: we load them
         logging.disable(logging.WARNING)
     try:
-        model = open_clip.create_model(name, pretrained=pretrained or None)
+        model = open_clip.create_model(name, pretrained=None if state_dict is not None else pretrained or None)
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
     except (RuntimeError, TypeError) as exc:  # a checkpoint that does not fit, a bad config key
         raise ConfigError(f"clip: cannot build {name_or_json} with weights {pretrained!r}: {exc}") from None
     finally:

@@ -17,6 +17,8 @@ from propy.guard import stop_with_parent
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("propy.data.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
     "convert": ("propy.data.convert", "convert a public dataset's annotations to the canonical jsonl"),
+    "convert-weights": ("propy.weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
+    "split-val": ("propy.data.split", "split a canonical train.jsonl into train and val by video (seeded)"),
     "extract": ("propy.data.cache", "decode every video once into the uint8 frame cache"),
     "pretrain-clip": ("propy.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
     "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),

@@ -11,6 +11,11 @@ dataset's preset (``presets.paper``: the paper's settings), the dataset's own
 e.g. ``{model: {interaction: none}}``). Ranges are declared on the fields
 (``bounded``) and cross-field rules in each class' ``problems()``; both are
 checked by ``build`` with the dotted key in the message.
+
+Precedence: a layer wins over the base blocks, so on a real dataset an edit of a base key
+that the preset sets (``train.epochs``) has no effect. ``Params.sources`` records which layer
+set each key; check-params and training list every base value a dataset layer replaces, and
+``Params.where(key)`` lets an error name the layer and the key to edit instead.
 """
 from __future__ import annotations
 
@@ -106,7 +111,9 @@ class ExtractConfig:
 
     fps: float = bounded(above=0)  # frames cached per second of video
     max_frames: int = bounded(1)  # cap per video (long videos are cached at a lower rate)
-    skip_bad: bool  # skip missing/corrupt videos (listed in the manifest) instead of failing
+    jpeg_quality: Optional[int] = bounded(1, 95)  # None: raw uint8 frames; else JPEG (propy/data/frames.py)
+    duration_tolerance: float = bounded(0)  # seconds a video may fall short of its annotations' duration
+    skip_bad: bool  # skip missing/corrupt/too short videos (listed in the manifest) instead of failing
 
 
 @dataclass
@@ -272,10 +279,19 @@ class Params:
     sweep: SweepConfig
     report: ReportConfig
     variant: Optional[str]  # the variant these params were resolved for
+    sources: dict[str, str]  # dotted key -> the layer that set it (see `merged`); keys not listed: base
 
     @property
     def data(self) -> DatasetEntry:
         return self.datasets[self.dataset]
+
+    def source(self, key: str) -> str:
+        """The layer that decided ``key`` (e.g. ``train.batch_videos``): a layer name or ``"base"``."""
+        return source_of(self.sources, key)
+
+    def where(self, key: str) -> str:
+        """``key`` with where its value comes from and where to change it, for error messages."""
+        return describe_source(key, self.source(key), self.dataset)
 
 
 @dataclass(frozen=True)
@@ -451,11 +467,64 @@ def merged(raw: dict, variant: Optional[str], source: str) -> dict:
         if variant not in variants:
             raise ConfigError(f"{source}: variants: {variant!r} is not one of {', '.join(map(str, variants))}")
         layers.append((f"variants.{variant}", variants[variant] or {}))
-    out = raw
+    out, sources = raw, {}
     for where, override in layers:
         _check_override_blocks(override, f"{source}: {where}")
         out = deep_merge(out, override)
-    return {**out, "variant": variant}
+        sources.update({key: where for key in flatten(override) if key})
+    return {**out, "variant": variant, "sources": sources}
+
+
+def source_of(sources: dict[str, str], key: str) -> str:
+    """The layer that set ``key`` or the block holding it (a layer may replace a whole list or
+    mapping, e.g. ``sweep.grid``); ``"base"`` when no layer touched it."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:n]))
+        if found:
+            return found
+    return "base"
+
+
+def change_at(key: str, layer: str, dataset: str) -> str:
+    """The dotted key to edit to change ``key`` when ``layer`` sets it: the variant's own entry, or
+    the dataset's overrides (which come after the preset, so they win over it)."""
+    if layer == "base":
+        return key
+    target = layer if layer.startswith("variants.") else f"datasets.{dataset}.overrides"
+    return f"{target}.{key}"
+
+
+def describe_source(key: str, layer: str, dataset: str) -> str:
+    """``train.batch_videos (set by presets.paper in params.yaml, which replaces the base value;
+    change it at datasets.tvr.overrides.train.batch_videos ...)``: what an error about ``key``
+    names. The layers win over the base blocks (module docstring), so once a layer sets a key an
+    edit of its base value does nothing; the message says which key to edit instead (DVC's
+    ``-S ++key=value`` sets a key whether or not the layer has it yet)."""
+    if layer == "base":
+        return f"{key} (params.yaml: {key})"
+    at = change_at(key, layer, dataset)
+    return (f"{key} (set by {layer} in params.yaml, which replaces the base value; change it at {at}, "
+            f"e.g. `dvc exp run -S ++{at}=...`)")
+
+
+def shadowed_notes(raw: dict, params: Params) -> list[str]:
+    """One line per :func:`shadowed` value, for check-params and the training log."""
+    return [f"{key}: the base value {base!r} is not used; {layer} sets {value!r} "
+            f"(to change it, edit {change_at(key, layer, params.dataset)})"
+            for key, base, value, layer in shadowed(raw, params)]
+
+
+def shadowed(raw: dict, params: Params) -> list[tuple[str, Any, Any, str]]:
+    """Base values that a dataset layer (preset or overrides) replaces with another value:
+    ``(key, base value, value used, layer)``. Editing those base keys (or ``dvc exp run -S
+    train.epochs=...``) has no effect on this dataset, which is easy to miss: check-params and
+    training print them. Variants are left out: changing the base is what a variant is for."""
+    base = flatten({block: raw.get(block) for block in _OVERRIDABLE})
+    used = flatten({block: dataclasses.asdict(getattr(params, block)) for block in _OVERRIDABLE})
+    out = [(key, base[key], used.get(key), layer) for key, layer in params.sources.items()
+           if not layer.startswith("variants.") and key in base]
+    return [item for item in out if item[1] != item[2]]
 
 
 def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml") -> Params:
@@ -469,13 +538,16 @@ def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml
         raise ConfigError(f"{source}: expected a mapping at the top level")
     if variant is not None:
         resolve(raw, None, source)
+    layered = merged(raw, variant, source)
     try:
-        params = build(Params, merged(raw, variant, source), "")
+        params = build(Params, layered, "")
     except ConfigError as exc:
         message = str(exc)
-        if message.startswith(f"{source}: "):  # already names its layer
-            raise
         layer = f"variants.{variant}: " if variant is not None else ""
+        key = message.split(":", 1)[0]
+        setter = source_of(layered["sources"], key)
+        if setter not in ("base", f"variants.{variant}"):  # a preset's or dataset's value: say so
+            message = f"{message}; the value is {describe_source(key, setter, raw['dataset'])}"
         raise ConfigError(f"{source}: {layer}{message}") from None
     if variant is None:
         _check_study(params, source)

@@ -1,17 +1,21 @@
 """``python -m propy check-params``: validate params.yaml and every variant before a stage runs.
 
-Without ``--variant`` it prints one line per variant (what it changes and the pyramid it
-gets); with ``--variant`` the fully resolved values of that variant as YAML. Any typo,
-bad choice or pyramid that does not fit fails with the dotted path of the key.
+Without ``--variant`` it prints the values that the dataset's layers (preset, overrides) decide,
+each with its source, a warning for every base value they replace (an edit of that base key
+does nothing on this dataset), then one line per variant (what it changes and the pyramid it
+gets); with ``--variant`` the fully resolved values of that variant as YAML, each value a layer
+set followed by a comment naming the layer. Any typo, bad choice or pyramid that does not fit
+fails with the dotted path of the key.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import yaml
 
-from propy.config import Params, flatten, read_params, resolve
+from propy.config import Params, flatten, read_params, resolve, shadowed_notes
 from propy.errors import ConfigError
 
 
@@ -28,9 +32,40 @@ def variant_summary(params: Params, base: Params) -> str:
     study = params.study
     role = "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
     mine, theirs = flatten(dataclasses.asdict(params)), flatten(dataclasses.asdict(base))
-    changed = [f"{k}={v}" for k, v in mine.items() if k != "variant" and theirs.get(k) != v]
+    changed = [f"{k}={v}" for k, v in mine.items()
+               if k.partition(".")[0] not in ("variant", "sources") and theirs.get(k) != v]
     shape = f"{pyramid.num_levels} levels, {pyramid.num_events} events" if model.kind == "propy" else "-"
     return f"{params.variant:<18} {role:<9} {model.kind:<8} {shape:<22} {', '.join(changed) or '(base)'}"
+
+
+# The folders dvc.yaml's CLIP-loading stages depend on (see its header).
+WEIGHT_DEPS = ("weights", "models/clip")
+
+
+def untracked_weights(params: Params) -> list[str]:
+    """A ``clip.pretrained`` file outside :data:`WEIGHT_DEPS`: replacing it would re-run nothing."""
+    path = Path(params.clip.pretrained)
+    if not params.clip.pretrained or not (path.suffix or len(path.parts) > 1):  # "" or an open_clip tag
+        return []
+    inside = any(path.as_posix().startswith(f"{folder}/") for folder in WEIGHT_DEPS)
+    return [] if inside else [
+        f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in WEIGHT_DEPS)}, so the pipeline's "
+        f"stages do not depend on it and replacing it re-runs nothing; move it under weights/ "
+        f"(the value is {params.where('clip.pretrained')})"]
+
+
+def annotated_yaml(params: Params) -> str:
+    """The resolved values as YAML; a value set by a layer ends with ``# <layer>``."""
+    values = {k: v for k, v in dataclasses.asdict(params).items() if k != "sources"}
+    lines = yaml.safe_dump(values, sort_keys=False, default_flow_style=False, width=1000).splitlines()
+    out, path = [], []
+    for line in lines:
+        indent = (len(line) - len(line.lstrip(" "))) // 2
+        key = line.strip().split(":", 1)[0]
+        path = path[:indent] + [key]
+        layer = params.sources.get(".".join(path))
+        out.append(f"{line}  # {layer}" if layer else line)
+    return "\n".join(out) + "\n"
 
 
 def _raw(path: Path, dataset: str | None) -> dict:
@@ -46,7 +81,7 @@ def run(args) -> int:
     raw = _raw(path, args.dataset)
     if args.variant is not None:
         params = resolve(raw, variant=args.variant, source=str(path))
-        print(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False), end="")
+        print(annotated_yaml(params), end="")
         return 0
     base = resolve(raw, source=str(path))
     variants = list(base.variants)
@@ -54,6 +89,11 @@ def run(args) -> int:
         raise ConfigError(f"{path}: variants: no variant defined; the pipeline needs at least one")
     preset = f", preset {base.data.preset}" if base.data.preset else ""
     print(f"{path}: dataset {base.dataset}{preset}, clip {base.clip.model} ({base.clip.pretrained or 'random init'})")
+    resolved = flatten(dataclasses.asdict(base))
+    for key, layer in base.sources.items():
+        print(f"  {key:<24} = {resolved.get(key, '(block)')!r:<24} from {layer}")
+    for note in shadowed_notes(raw, base) + untracked_weights(base):
+        print(f"warning: {note}", file=sys.stderr)
     for name in variants:
         print(variant_summary(resolve(raw, variant=name, source=str(path)), base))
     print(f"ok: {len(variants)} variants valid "

@@ -40,7 +40,7 @@ from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import ConfigError, DataError
 from propy.guard import exclusive
-from propy.io import atomic_torch_save, atomic_write_json, iter_jsonl, prepare_output
+from propy.io import atomic_torch_save, atomic_write_json, atomic_write_text, iter_jsonl, prepare_output
 from propy.losses import symmetric_infonce
 from propy.optim import make_scheduler, param_groups
 from propy.probes import load_rivals, query_kinds, separability, text_pairs
@@ -110,7 +110,7 @@ def event_frames(
     for e, (vid, (start, stop)) in enumerate(zip(events.vid_names, events.spans)):
         rng = np.random.default_rng([seed, epoch, e]) if train else None
         index = start + sample_indices(int(stop - start), per_event, train, rng)
-        frames.append(np.asarray(cache.frames(vid)[index]))
+        frames.append(cache.frames_at(vid, np.asarray(index)))
         labels.append(np.full(per_event, events.labels[e]))
     return np.concatenate(frames), np.concatenate(labels)
 
@@ -292,6 +292,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(params: Params, args: argparse.Namespace) -> int:
     if not params.pretrain_clip.enabled:  # real data: published weights; the stage's outputs still exist
         atomic_write_json(args.metrics, {"skipped": True, "propy_version": __version__})
+        # DVC warns about an empty output folder on every run: leave a note in it instead
+        atomic_write_text(args.out / "SKIPPED.txt", f"pretrain_clip.enabled is false: CLIP's weights are "
+                          f"clip.pretrained ({params.clip.pretrained or 'random init'})\n")
         print(f"{args.params}: pretrain_clip.enabled is false: nothing to train")
         return 0
     out = Path(params.clip.pretrained)

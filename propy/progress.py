@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Optional, TextIO, TypeVar
 
 from tqdm import tqdm
@@ -17,14 +17,20 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], total: int, desc: str, unit: str = "video", every: float = 30.0,
-             enabled: bool = True, stream: Optional[TextIO] = None) -> Iterator[T]:
-    """Yield ``items``, reporting progress as the module docstring says (nothing when not ``enabled``)."""
+             enabled: bool = True, stream: Optional[TextIO] = None,
+             status: Optional[Callable[[], str]] = None) -> Iterator[T]:
+    """Yield ``items``, reporting progress as the module docstring says (nothing when not ``enabled``);
+    ``status()``, called after each item, adds e.g. the last loss to the bar and to each line."""
     stream = stream or sys.stderr
     if not enabled:
         yield from items
         return
     if stream.isatty():
-        yield from tqdm(items, total=total, desc=desc, unit=unit, file=stream)
+        bar = tqdm(items, total=total, desc=desc, unit=unit, file=stream)
+        for item in bar:
+            yield item
+            if status is not None:
+                bar.set_postfix_str(status(), refresh=False)
         return
     started = last = time.monotonic()
     done = 0
@@ -36,5 +42,6 @@ def progress(items: Iterable[T], total: int, desc: str, unit: str = "video", eve
             last = now
             rate = done / max(now - started, 1e-9)
             left = (total - done) / rate if rate > 0 else float("inf")
+            extra = f", {status()}" if status is not None else ""
             print(f"{desc}: {done}/{total} {unit}s ({100 * done / max(total, 1):.0f}%), {rate:.2f} {unit}s/s, "
-                  f"~{left:.0f} s left", file=stream, flush=True)
+                  f"~{left:.0f} s left{extra}", file=stream, flush=True)

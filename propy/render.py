@@ -78,13 +78,17 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -
     """Run ``notebook`` into ``output``; cell failures become NotebookError / DataError."""
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
+    from traitlets.config import Config
 
     declared = papermill.inspect_notebook(str(notebook))
+    # CurveZMQ keys for a kernel that declares support (ipykernel does): otherwise ipykernel warns
+    # "running over TCP without encryption" on every report
+    encrypted = Config({"KernelManager": {"transport_encryption": "auto"}})
     try:
         papermill.execute_notebook(
             str(notebook), str(output),
             parameters={k: v for k, v in values.items() if k in declared},
-            kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False, log_output=False,
+            kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False, log_output=False, config=encrypted,
         )
     except NoSuchKernel:
         raise ConfigError(
@@ -159,6 +163,10 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
         execute(notebook, running, values, params.report.kernel)
+        for key in ("figures_dir", "tables_dir"):  # DVC warns about an empty output folder on every run
+            folder = Path(values[key])
+            if not any(folder.iterdir()):
+                atomic_write_text(folder / "NONE.txt", f"report {name} wrote nothing here with these inputs\n")
         atomic_write_text(html, to_html(running, name, available()))
         os.replace(running, executed)
     finally:

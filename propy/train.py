@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from propy.backbone import load_clip
 from propy.checkpoint import file_digest, json_digest, load_resume, load_trained, pick_device, save_resume, save_trained
-from propy.config import TRAINED_KINDS, Layout, Params, add_layout_args, layout_from, load_params
+from propy.config import TRAINED_KINDS, Layout, Params, add_layout_args, layout_from, read_params, resolve, shadowed_notes
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
@@ -55,6 +55,7 @@ from propy.io import atomic_write_json, prepare_output, read_json
 from propy.losses import symmetric_infonce
 from propy.model import build_model, scores
 from propy.optim import make_optimizer, make_scheduler
+from propy.progress import progress
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -75,7 +76,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params, args.variant)
+    raw = read_params(args.params)
+    params = resolve(raw, args.variant, str(args.params))
+    if os.environ.get("RANK", "0") == "0":
+        for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
+            print(f"note: {args.params}: {note}", file=sys.stderr)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
     train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
           init_from=args.init_from)
@@ -207,7 +212,8 @@ class Trainer:
         cfg = params.train
         if cfg.batch_videos < proc.world:
             raise ConfigError(
-                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world})"
+                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world}); "
+                f"the value is {params.where('train.batch_videos')}"
             )
         self.params, self.cfg, self.seed, self.out, self.log_path, self.proc = params, cfg, seed, out, log_path, proc
         seed_everything(seed, deterministic=proc.device.type == "cpu")
@@ -249,7 +255,8 @@ class Trainer:
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The video indices of each batch of ``epoch`` (rival groups kept together with train.rival_batches)."""
-        return epoch_batches(len(self.clips), self.cfg.batch_videos, self.seed, epoch, self.together)
+        return epoch_batches(len(self.clips), self.cfg.batch_videos, self.seed, epoch, self.together,
+                             self.params.where("train.batch_videos"))
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -311,13 +318,12 @@ class Trainer:
         loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
                             pin_memory=proc.device.type == "cuda")
         self.model.train()
-        bar = tqdm(zip(batches, loader), total=len(batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   unit="step", disable=None if proc.main else True)
         losses, lr, started = [], 0.0, time.perf_counter()
-        for batch, frames in bar:
+        steps = progress(zip(batches, loader), len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step",
+                         enabled=proc.main, status=lambda: f"loss {losses[-1]:.4f}, lr {lr:.2e}")
+        for batch, frames in steps:  # a bar on a terminal, a line every 30 s in a log (dvc repro)
             lr = self.optimizer.param_groups[0]["lr"]
             losses.append(self.train_step(batch, frames))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         steps_per_s = len(batches) / (time.perf_counter() - started)
         return float(np.mean(losses)), lr, steps_per_s
 

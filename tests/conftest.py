@@ -86,3 +86,37 @@ def repo_block(cls, name: str, **changes):
     """Dataclass ``cls`` built (and validated) from the repo's params.yaml block ``name`` with ``changes``."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     return build(cls, {**raw[name], **changes}, name)
+
+
+def write_openai_archive(state_dict: dict, path: Path, quick_gelu: bool = True) -> Path:
+    """A TorchScript archive laid out like OpenAI's published ``ViT-B-32.pt``: a scripted module whose
+    state dict has open_clip's key names plus OpenAI's three size entries, in float16, with the
+    QuickGELU (or GELU) activation in its code. Returns ``path``."""
+    import torch
+
+    class QuickGELU(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(1.702 * x)
+
+    class Archive(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = QuickGELU() if quick_gelu else torch.nn.GELU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(x)
+
+    archive = Archive()
+    sizes = {"input_resolution": 224, "context_length": 77, "vocab_size": 49408}
+    entries = {**{k: v.detach().half() for k, v in state_dict.items()},
+               **{k: torch.tensor(v) for k, v in sizes.items()}}
+    for key, tensor in entries.items():
+        *parents, leaf = key.split(".")
+        node = archive
+        for part in parents:
+            if part not in node._modules:
+                node.add_module(part, torch.nn.Module())
+            node = node._modules[part]
+        node.register_buffer(leaf, tensor.clone())
+    torch.jit.save(torch.jit.script(archive), str(path))
+    return path

@@ -48,3 +48,25 @@ def test_bench_search_times_every_size(tmp_path, capsys):
         assert 0 < row["query_ms_min"] <= row["query_ms_median"] <= row["query_ms_p95"]
         assert row["load_s"] > 0
     assert "search 200 videos x 5 events x 8" in capsys.readouterr().out
+
+
+def test_bench_output_defaults_outside_every_stage(tiny_bench, tmp_path, monkeypatch):
+    """`propy bench` without --out writes under logs/, which no stage reads: `dvc status` stays clean."""
+    import yaml
+
+    import propy.bench
+    from tests.conftest import REPO
+
+    params = write_tiny_params(tmp_path / "params.yaml")
+    figures = {key: 1.0 for key in POSITIVE}
+    figures.update(variant="tiny", device="cpu", threads=1, train_batch_videos=4, encode_batch_videos=4, num_frames=4)
+    monkeypatch.setattr(propy.bench, "bench", lambda *a: figures)  # the timing itself is tested above
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--params", str(params), "--variant", "tiny", *layout_args(tiny_bench)]) == 0
+    assert main(["bench", "--search", "10", "--events", "2", "--dim", "4", "--queries", "1"]) == 0
+    written = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "logs").iterdir())
+    assert written == ["logs/bench.json", "logs/bench_search.json"]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    paths = [str(p if isinstance(p, str) else next(iter(p))) for s in stages.values() for key in ("deps", "outs")
+             for p in s.get("do", s).get(key, [])]
+    assert not [p for p in paths for out in written if out.startswith(p.rstrip("/") + "/") or out == p]

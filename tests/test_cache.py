@@ -151,7 +151,7 @@ def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
     (tmp_path / "bench" / "videos" / "test0.mp4").write_text("broken")
     assert extract_cli(params, tmp_path, "--split", "all") == 2
     err = capsys.readouterr().err
-    assert "error: 2 video(s) missing or unreadable" in err and "train1" in err and "test0" in err
+    assert "error: 2 video(s) missing, unreadable or shorter than annotated" in err and "train1" in err and "test0" in err
     assert extract_cli(write_params(tmp_path, skip_bad=True), tmp_path) == 0
     assert FrameCache(tmp_path / "cache", "test").skipped == ["test0"]
 
@@ -217,3 +217,53 @@ def test_a_cache_of_another_frame_size_is_named_before_training(tiny_bench, tmp_
     assert main(["evaluate", "--params", str(params), "--variant", "zs_meanpool", "--split", "val", *args,
                  "--metrics", str(tmp_path / "m.json"), "--results", str(tmp_path / "r"), "--device", "cpu"]) == 2
     assert f"{cache / 'val' / MANIFEST}: frames are cached at 16 px" in capsys.readouterr().err
+
+
+def test_jpeg_cache_is_smaller_and_decodes_only_the_sampled_frames(videos, tmp_path, monkeypatch):
+    extract(videos, tmp_path / "raw" / "train", size=64)  # at 16 px a JPEG header outweighs the pixels
+    jpeg = extract(videos, tmp_path / "jpeg" / "train", size=64, jpeg_quality=90)
+    assert jpeg.manifest["jpeg_quality"] == 90 and jpeg.manifest["videos"]["c"]["file"] == "c.npz"
+    assert (tmp_path / "jpeg" / "train" / "c.npz").stat().st_size < (tmp_path / "raw" / "train" / "c.npy").stat().st_size
+    exact, lossy = FrameCache(tmp_path / "raw", "train"), FrameCache(tmp_path / "jpeg", "train")
+    index = np.array([5, 0, 5])
+    picked = lossy.frames_at("c", index)
+    assert picked.shape == (3, 64, 64, 3) and picked.dtype == np.uint8
+    assert np.abs(picked.astype(int) - exact.frames_at("c", index).astype(int)).mean() < 6  # JPEG, q 90
+    np.testing.assert_array_equal(lossy.frames("c")[index], picked)
+    import propy.data.frames as frames_module
+    calls = []
+    decode_one = frames_module._decode
+    monkeypatch.setattr(frames_module, "_decode", lambda *a: calls.append(a[2]) or decode_one(*a))
+    lossy.frames_at("c", np.array([1, 4]))
+    assert calls == [1, 4]  # a sample decodes its frames only
+    # a torn or foreign JPEG archive is found on resume (headers only) and decoded again
+    whole = (tmp_path / "jpeg" / "train" / "b.npz").read_bytes()
+    (tmp_path / "jpeg" / "train" / "b.npz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "jpeg" / "train" / "c.npz").write_bytes(b"not a zip")
+    repaired = extract(videos, tmp_path / "jpeg" / "train", size=64, jpeg_quality=90)
+    assert sorted(repaired.repaired) == ["b", "c"] and repaired.reused == ["a"]
+    assert all("not a readable JPEG frame archive" in problem for problem in repaired.repaired.values())
+    # another quality (or raw) re-decodes, and the other format's file goes
+    again = extract(videos, tmp_path / "jpeg" / "train", size=64)
+    assert again.decoded == ["a", "b", "c"] and sorted(p.name for p in (tmp_path / "jpeg" / "train").glob("*.np?")) == [
+        "a.npy", "b.npy", "c.npy"]
+
+
+def test_a_video_shorter_than_annotated_is_reported_with_both_durations(videos, tmp_path):
+    """c.mp4 lasts 3.0 s: annotations saying 4.5 s are beyond the 1 s tolerance, 3.8 s are not."""
+    out = tmp_path / "train"
+    with pytest.raises(BadVideos, match=r"c\.mp4: the video lasts 3\.00 s but its annotations give duration "
+                                        r"4\.50 s \(shorter by more than extract\.duration_tolerance = 1 s"):
+        extract(videos, out, durations={"a": 1.0, "c": 4.5})
+    assert extract(videos, out, durations={"c": 3.8}).reused == ["a", "b", "c"]  # cached before the error
+    listed = extract(videos, out, durations={"c": 4.5}, skip_bad=True)
+    assert listed.manifest["skipped"] == ["c"] and "c" not in listed.manifest["videos"]
+    assert "annotations give duration 4.50 s" in listed.skipped["c"]
+    assert not extract(videos, out, durations={"c": 4.5}, duration_tolerance=2.0).skipped
+
+
+def test_extraction_reports_progress_in_logs(videos, tmp_path, capsys):
+    """Off a terminal (a log file under `dvc repro`) a plain line says how far extraction got."""
+    extract_split(["a", "b"], videos, ".mp4", tmp_path / "train", desc="extract train", **SETTINGS)
+    err = capsys.readouterr().err
+    assert "extract train: 2/2 videos (100%)" in err

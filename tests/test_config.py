@@ -168,3 +168,69 @@ def test_check_params_error_is_one_line_with_exit_2(tmp_path, capsys):
     assert "variants.ia_none: model.interaction: 'nothing' is not one of" in err
     assert main(["check-params", "--params", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml: no such parameters file" in capsys.readouterr().err
+
+
+def test_sources_name_the_layer_of_each_value():
+    tvr = resolve(edited(dataset="tvr"), "depth1")
+    assert tvr.source("train.epochs") == "presets.paper"
+    assert tvr.source("train.lr") == "datasets.tvr.overrides"
+    assert tvr.source("model.pyramid") == "variants.depth1"
+    assert tvr.source("train.warmup") == "base"
+    where = tvr.where("train.batch_videos")
+    assert "presets.paper" in where and "-S ++datasets.tvr.overrides.train.batch_videos=" in where
+    assert load_params(REPO / "params.yaml").sources == {}  # synthetic: no preset, no overrides
+
+
+def test_a_base_edit_that_a_layer_replaces_is_reported(tmp_path, capsys):
+    """`dvc exp run -S train.epochs=5` edits the base block; on TVR the preset's 10 wins. check-params
+    warns, naming the layer and the key that would take effect."""
+    from propy.config import shadowed
+
+    raw = edited(dataset="tvr", train__epochs=5)
+    assert ("train.epochs", 5, 10, "presets.paper") in shadowed(raw, resolve(raw))
+    assert ("train.warmup", 0.1, 0.1, "base") not in shadowed(raw, resolve(raw))
+    assert run_check(tmp_path, raw) == 0
+    out, err = capsys.readouterr()
+    assert "train.epochs" in out and "from presets.paper" in out.split("train.epochs", 1)[1].splitlines()[0]
+    warning = next(line for line in err.splitlines() if line.startswith("warning: train.epochs"))
+    assert "base value 5 is not used; presets.paper sets 10" in warning
+    assert "datasets.tvr.overrides.train.epochs" in warning
+    assert not [line for line in err.splitlines() if "train.warmup" in line]  # untouched keys: no noise
+
+
+def test_resolved_variant_yaml_names_each_layer(tmp_path, capsys):
+    assert run_check(tmp_path, RAW, "--dataset", "tvr", "--variant", "depth2") == 0
+    out = capsys.readouterr().out
+    assert "  epochs: 10  # presets.paper" in out and "  lr: 0.0008  # datasets.tvr.overrides" in out
+    assert "  pyramid:  # variants.depth2" in out
+    assert yaml.safe_load(out)["train"]["epochs"] == 10  # still YAML
+
+
+def test_an_error_in_a_preset_value_names_the_preset():
+    raw = edited(dataset="tvr")
+    raw["presets"]["paper"]["model"]["num_frames"] = 24
+    with pytest.raises(ConfigError, match=r"model\.pyramid: .*set by presets\.paper.*"
+                                          r"datasets\.tvr\.overrides\.model\.pyramid"):
+        resolve(raw)
+
+
+def test_weights_outside_the_pipeline_deps_are_a_warning(tmp_path, capsys):
+    raw = edited(dataset="tvr")
+    raw["datasets"]["tvr"]["overrides"]["clip"] = {"pretrained": "/somewhere/ViT-B-32.pt"}
+    assert run_check(tmp_path, raw) == 0
+    err = capsys.readouterr().err
+    assert "warning: clip.pretrained: /somewhere/ViT-B-32.pt is not under weights/ or models/clip/" in err
+    assert "datasets.tvr.overrides" in err.split("clip.pretrained: /somewhere", 1)[1]
+    assert run_check(tmp_path, edited(dataset="tvr")) == 0
+    assert "clip.pretrained: weights" not in capsys.readouterr().err  # presets.paper's weights/ViT-B-32.pt
+
+
+def test_clip_loading_stages_depend_on_the_weights_folder():
+    """DVC sees params.yaml's raw values only, not the preset's clip.pretrained: the stages that load
+    CLIP depend on the whole weights/ folder (it exists in a fresh clone: its README is tracked)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "evaluate", "baselines"):
+        body = stages[name].get("do", stages[name])
+        assert {"weights", "models/clip"} <= set(body["deps"]), name
+    assert RAW["presets"]["paper"]["clip"]["pretrained"].startswith("weights/")
+    assert (REPO / "weights" / "README.md").is_file()

@@ -29,6 +29,8 @@ def test_epoch_batches_shuffle_per_epoch_and_drop_the_incomplete_batch():
     assert not np.array_equal(used, other)
     with pytest.raises(DataError, match="batch_videos is 11 but the training split has only 10 videos"):
         epoch_batches(10, 11, seed=0, epoch=0)
+    with pytest.raises(DataError, match=r"only 10 videos; the value is train\.batch_videos \(set by presets"):
+        epoch_batches(10, 11, seed=0, epoch=0, setting="train.batch_videos (set by presets.paper ...)")
 
 
 def test_epoch_batches_keep_rival_groups_together():

@@ -389,6 +389,17 @@ def test_render_failing_cell_is_one_line(report_repo, capsys):
     assert (report_repo / "reports/executed/broken.failed.ipynb").is_file()
 
 
+def test_a_report_run_is_quiet(report_repo, capfd):
+    """No noise on every report run: DVC warns about an empty output folder (e.g. ablations with nothing
+    to compare), ipykernel about a kernel "running over TCP without encryption" (on the fd: a subprocess)."""
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]),
+                   report_repo / "notebooks" / "quiet.ipynb")
+    render_here("quiet")
+    for kind in ("figures", "tables"):
+        assert [p.name for p in (report_repo / "reports" / kind / "quiet").iterdir()] == ["NONE.txt"]
+    assert "without encryption" not in capfd.readouterr().err
+
+
 def test_render_unknown_notebook_lists_the_available_ones(report_repo):
     with pytest.raises(DataError, match=r"notebooks/result\.ipynb: no such report notebook; available: .*results"):
         render_here("result")

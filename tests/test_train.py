@@ -1,5 +1,6 @@
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,11 @@ def test_an_unwritable_output_fails_before_the_first_epoch(straight, tiny_bench,
     monkeypatch.setattr(Trainer, "_train_epoch", lambda self: pytest.fail("an epoch ran before the write check"))
     assert train_cli(tiny_bench, params, tmp_path) == 2
     assert f"{tmp_path}: cannot write: read-only file system" in capsys.readouterr().err
+
+
+def test_training_progress_reaches_a_log_off_a_terminal(tiny_bench, tmp_path, capsys):
+    """Under `dvc repro` stderr is a pipe, not a terminal: each epoch still ends with a progress line."""
+    params = write_tiny_params(tmp_path / "params.yaml", {"train": {"epochs": 1}})
+    assert train_cli(tiny_bench, params, tmp_path) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"epoch 1/1: 2/2 steps \(100%\), [\d.]+ steps/s, ~0 s left, loss \d+\.\d{4}, lr ", err), err

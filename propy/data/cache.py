@@ -1,18 +1,23 @@
 """``propy extract``: decode every video once into a uint8 frame cache, so training never decodes video.
 
 Layout, per split (``<extract.root>/<split>/``): ``<vid_name>.npy`` (uint8
-``[T, S, S, 3]``, see :func:`propy.data.video.read_video`) and ``manifest.json``::
+``[T, S, S, 3]``, see :func:`propy.data.video.read_video`) or, with ``extract.jpeg_quality``
+set, ``<vid_name>.npz`` (the T frames as JPEG, see :mod:`propy.data.frames`), and ``manifest.json``::
 
-    {"size": S, "fps": f, "max_frames": m,
+    {"size": S, "fps": f, "max_frames": m, "jpeg_quality": q or null,
      "videos": {vid_name: {"file": "<vid_name>.npy", "num_frames": T, "duration": seconds}},
      "skipped": [vid_name, ...]}
+
+A video shorter than its annotations' duration by more than ``extract.duration_tolerance``
+seconds is a bad video like an unreadable one (its moments would lie past its end): an error
+naming both durations, or listed in ``skipped`` with ``extract.skip_bad``.
 
 Resuming. Each ``.npy`` is written atomically. Then a line describing it goes to
 the split's journal (``.journal.jsonl``). A re-run reuses a video when its journal
 line matches the current settings and source file (size, fps, max_frames, byte
-size and mtime of the video) and its ``.npy`` is whole: uint8 of the recorded shape
-``[num_frames, size, size, 3]`` and of exactly the byte size that shape takes (see
-:func:`npy_problem`); a damaged or foreign file is decoded again. An interrupted run thus
+size and mtime of the video) and its frame file is whole (see
+:func:`propy.data.frames.frames_problem`: a raw ``.npy`` of exactly the recorded uint8 shape, or a
+JPEG ``.npz`` whose offsets and bytes agree); a damaged or foreign file is decoded again. An interrupted run thus
 loses at most the video it was decoding. The manifest is removed when a run starts
 and written last, atomically, so its presence means the split is complete.
 """
@@ -23,26 +28,30 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from propy.config import SPLITS, Layout, Params, add_layout_args, load_params
 from propy.data.annotations import group_by_video, load_annotations
+from propy.data.frames import frames_problem, read_frames, suffix, write_frames
 from propy.data.video import read_video
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_save_npy, atomic_write_json, atomic_write_text, prepare_output
+from propy.io import atomic_write_json, atomic_write_text, prepare_output
+from propy.progress import progress as reporting
 
 MANIFEST = "manifest.json"
 JOURNAL = ".journal.jsonl"
 
 
 class BadVideos(DataError):
-    """Some videos of a split are missing or cannot be decoded; ``bad`` maps each to its problem."""
+    """Some videos of a split are missing, cannot be decoded or are too short; ``bad`` maps each to its problem."""
 
     def __init__(self, bad: dict[str, str]) -> None:
         self.bad = bad
         super().__init__(
-            f"{len(bad)} video(s) missing or unreadable (set extract.skip_bad: true to skip them):\n" + _listing(bad)
+            f"{len(bad)} video(s) missing, unreadable or shorter than annotated (set extract.skip_bad: true "
+            f"to skip them):\n" + _listing(bad)
         )
 
 
@@ -74,40 +83,26 @@ def _read_journal(path: Path) -> dict[str, dict]:
     return entries
 
 
-def npy_problem(path: Path, shape: tuple[int, ...]) -> str | None:
-    """What is wrong with the cached frames at ``path`` for uint8 ``shape``, or None when they are whole.
-
-    Reads only the header: the dtype, the shape, and the file size, which must be the header's
-    length plus the frames' bytes (a file cut short or with a tail is damaged)."""
-    try:
-        with open(path, "rb") as f:
-            fmt = np.lib.format
-            version = fmt.read_magic(f)
-            got_shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
-            offset = f.tell()
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, ValueError, SyntaxError) as exc:
-        return f"not a readable .npy file ({exc})"
-    if dtype != np.uint8 or tuple(got_shape) != shape or fortran:
-        return f"holds {dtype} {list(got_shape)}, expected uint8 {list(shape)}"
-    size = path.stat().st_size
-    if size != offset + int(np.prod(shape)):
-        return f"{size} bytes, expected {offset + int(np.prod(shape))} for uint8 {list(shape)}"
-    return None
-
-
 def _reusable(entry: dict | None, key: list | None, out_dir: Path) -> bool:
     """A journal entry still valid for this source and these settings (its frames are checked apart)."""
     return key is not None and entry is not None and entry.get("key") == key
 
 
-def _source_key(path: Path, size: int, fps: float, max_frames: int) -> list | None:
+def _source_key(path: Path, size: int, fps: float, max_frames: int, quality: Optional[int]) -> list | None:
     """What a cached video depends on; None when the source file is missing."""
     if not path.is_file():
         return None
     stat = path.stat()
-    return [size, fps, max_frames, stat.st_size, stat.st_mtime_ns]
+    return [size, fps, max_frames, quality, stat.st_size, stat.st_mtime_ns]
+
+
+def _too_short(source: Path, duration: float, annotated: Optional[float], tolerance: float) -> Optional[str]:
+    """The problem of a video shorter than its annotations say, beyond ``tolerance`` seconds."""
+    if annotated is None or duration >= annotated - tolerance:
+        return None
+    return (f"{source}: the video lasts {duration:.2f} s but its annotations give duration {annotated:.2f} s "
+            f"(shorter by more than extract.duration_tolerance = {tolerance:g} s: its moments would lie past "
+            f"its end); replace the video or fix the annotations")
 
 
 def extract_split(
@@ -119,18 +114,21 @@ def extract_split(
     size: int,
     fps: float,
     max_frames: int,
+    jpeg_quality: Optional[int] = None,
+    durations: Optional[dict[str, float]] = None,
+    duration_tolerance: float = 1.0,
     skip_bad: bool = False,
     desc: str = "extract",
     progress: bool = True,
 ) -> Extracted:
     """Cache every video in ``names`` under ``out_dir`` (resuming) and write the manifest.
 
-    Raises :class:`BadVideos` listing every missing or unreadable video unless ``skip_bad``;
-    the good videos are cached either way, so a re-run after a fix decodes only the rest.
+    ``durations`` (seconds, per video, from the annotations) are compared with each video's
+    own. Raises :class:`BadVideos` listing every missing, unreadable or too short video unless
+    ``skip_bad``; the good videos are cached either way, so a re-run after a fix decodes only the rest.
     """
-    from tqdm import tqdm
-
     prepare_output(out_dir, folder=True)
+    durations = durations or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     journal = out_dir / JOURNAL
@@ -138,28 +136,38 @@ def extract_split(
     result = Extracted(manifest={})
     entries: dict[str, dict] = {}
     with open(journal, "a", encoding="utf-8") as log:
-        for vid in tqdm(names, desc=desc, unit="video", disable=not progress):
+        for vid in reporting(names, len(names), desc, enabled=progress):
             source = video_dir / f"{vid}{video_ext}"
-            key = _source_key(source, size, fps, max_frames)
+            key = _source_key(source, size, fps, max_frames, jpeg_quality)
             entry = previous.get(vid)
             if _reusable(entry, key, out_dir):
-                problem = npy_problem(out_dir / str(entry.get("file", "")), (entry["num_frames"], size, size, 3))
-                if problem is None:
-                    entries[vid] = entry
-                    result.reused.append(vid)
+                problem = frames_problem(out_dir / str(entry.get("file", "")), (entry["num_frames"], size, size, 3))
+                if problem is not None:
+                    result.repaired[vid] = problem
+                    entry = None
+            else:
+                entry = None
+            if entry is not None:
+                result.reused.append(vid)
+            else:
+                try:
+                    video = read_video(source, fps, max_frames, size)
+                except DataError as exc:
+                    result.skipped[vid] = str(exc)
                     continue
-                result.repaired[vid] = problem
-            try:
-                video = read_video(source, fps, max_frames, size)
-            except DataError as exc:
-                result.skipped[vid] = str(exc)
-                continue
-            entry = {"file": f"{vid}.npy", "num_frames": len(video.frames), "duration": video.duration, "key": key}
-            atomic_save_npy(out_dir / entry["file"], video.frames)
-            log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
-            log.flush()
-            entries[vid] = entry
-            result.decoded.append(vid)
+                entry = {"file": f"{vid}{suffix(jpeg_quality)}", "num_frames": len(video.frames),
+                         "duration": video.duration, "key": key}
+                write_frames(out_dir / entry["file"], video.frames, jpeg_quality)
+                stale = previous.get(vid, {}).get("file")
+                if isinstance(stale, str) and stale != entry["file"]:  # the other format's file: no longer used
+                    (out_dir / stale).unlink(missing_ok=True)
+                log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
+                log.flush()
+                result.decoded.append(vid)
+            entries[vid] = entry  # kept in the journal even when too short: a fixed annotation needs no decode
+            problem = _too_short(source, float(entry["duration"]), durations.get(vid), duration_tolerance)
+            if problem:
+                result.skipped[vid] = problem
     atomic_write_text(journal, "".join(json.dumps({"vid_name": v, **e}) + "\n" for v, e in entries.items()))
     if result.skipped and not skip_bad:
         raise BadVideos(result.skipped)
@@ -167,7 +175,9 @@ def extract_split(
         "size": size,
         "fps": fps,
         "max_frames": max_frames,
-        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration")} for v, e in entries.items()},
+        "jpeg_quality": jpeg_quality,
+        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration")} for v, e in entries.items()
+                   if v not in result.skipped},
         "skipped": sorted(result.skipped),
     }
     atomic_write_json(out_dir / MANIFEST, result.manifest)
@@ -223,15 +233,14 @@ class FrameCache:
         return float(self._entry(vid)["duration"])
 
     def frames(self, vid: str) -> np.ndarray:
-        """uint8 ``[T, S, S, 3]`` (memory-mapped, read-only)."""
+        """uint8 ``[T, S, S, 3]``, every frame (raw caches: memory-mapped, read-only)."""
+        return self.frames_at(vid, None)
+
+    def frames_at(self, vid: str, index: Optional[np.ndarray]) -> np.ndarray:
+        """uint8 ``[len(index), S, S, 3]``: only the frames a sample needs are read (and decoded)."""
         path = self.dir / self._entry(vid)["file"]
-        try:
-            frames = np.load(path, mmap_mode="r")
-        except FileNotFoundError:
-            raise DataError(f"{path}: cached frames missing (re-run `python -m propy extract`)") from None
-        except ValueError as exc:
-            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-        expected = (self.num_frames(vid), self.size, self.size, 3)
+        frames = read_frames(path, index)
+        expected = (self.num_frames(vid) if index is None else len(index), self.size, self.size, 3)
         if frames.shape != expected or frames.dtype != np.uint8:
             raise DataError(
                 f"{path}: expected uint8 {list(expected)} as in {self.manifest_path}, "
@@ -270,13 +279,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size: expected a positive number of pixels, got {size}")
     bad: dict[str, str] = {}
     for split in SPLITS if args.split == "all" else (args.split,):
-        names = list(group_by_video(load_annotations(layout.annotations(split))))
+        names = group_by_video(load_annotations(layout.annotations(split)))
         out_dir = layout.cache_split(split)
         started = time.perf_counter()
         try:
             result = extract_split(
-                names, layout.videos, params.data.video_ext, out_dir,
-                size=size, fps=cfg.fps, max_frames=cfg.max_frames, skip_bad=cfg.skip_bad, desc=f"extract {split}",
+                list(names), layout.videos, params.data.video_ext, out_dir,
+                size=size, fps=cfg.fps, max_frames=cfg.max_frames, jpeg_quality=cfg.jpeg_quality,
+                durations={vid: records[0].duration for vid, records in names.items()},
+                duration_tolerance=cfg.duration_tolerance, skip_bad=cfg.skip_bad, desc=f"extract {split}",
             )
         except BadVideos as exc:
             bad.update(exc.bad)

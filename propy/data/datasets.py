@@ -56,10 +56,10 @@ class VideoClips(Dataset):
         return len(self.vid_names)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        frames = self.cache.frames(self.vid_names[i])
+        vid = self.vid_names[i]
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        index = sample_indices(len(frames), self.num_frames, self.train, rng)
-        return normalize(np.asarray(frames[index]), self.mean, self.std)
+        index = sample_indices(self.cache.num_frames(vid), self.num_frames, self.train, rng)
+        return normalize(self.cache.frames_at(vid, index), self.mean, self.std)
 
 
 def query_tokens(records: Sequence[Record], tokenizer, max_words: int) -> torch.Tensor:
@@ -99,7 +99,8 @@ def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str)
 
 
 def epoch_batches(
-    num_videos: int, batch_videos: int, seed: int, epoch: int, together: Sequence[Sequence[int]] | None = None
+    num_videos: int, batch_videos: int, seed: int, epoch: int, together: Sequence[Sequence[int]] | None = None,
+    setting: str = "",
 ) -> list[np.ndarray]:
     """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped.
 
@@ -107,11 +108,12 @@ def epoch_batches(
     shuffled as units and laid end to end before the cut into batches, so a group
     shares a batch unless it straddles a cut; videos in no group are units of one.
     A hard negative only teaches the contrastive loss when it is in the same batch.
+    ``setting`` names the batch size in an error, with where it is set (``Params.where``).
     """
     if num_videos < batch_videos:
-        raise DataError(
-            f"train.batch_videos is {batch_videos} but the training split has only {num_videos} videos"
-        )
+        where = f"; the value is {setting}" if setting else ""
+        raise DataError(f"train.batch_videos is {batch_videos} but the training split has only {num_videos} "
+                        f"videos{where}")
     units: list[list[int]] = [list(g) for g in together or []]
     grouped = {v for g in units for v in g}
     units += [[v] for v in range(num_videos) if v not in grouped]

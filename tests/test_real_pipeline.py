@@ -1,0 +1,53 @@
+"""`dvc repro` on a real-format dataset (marked ``pipeline``): the whole pipeline with ``dataset: tvr``
+on the TVR-shaped data of tests/real_format.py, quietly, and a replaced weights file re-runs the stages
+that load CLIP (DVC cannot see the preset's clip.pretrained; they depend on weights/)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+from conftest import write_openai_archive
+from propy.backbone import create_clip
+from propy.cli import main
+from real_format import params, write_dataset
+from test_pipeline import copy_repo, dvc
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+
+@pytest.mark.pipeline
+def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    paths = write_dataset(repo)
+    monkeypatch.chdir(repo)
+    ann = "data/tvr/annotations"
+    assert main(["convert", "tvr", str(paths["train_release"]), "data/tvr/tvr_train.jsonl"]) == 0
+    assert main(["convert", "tvr", str(paths["test_release"]), f"{ann}/test.jsonl", "--missing-ts", "whole"]) == 0
+    assert main(["split-val", "data/tvr/tvr_train.jsonl", "--videos", "1", "--out-train", f"{ann}/train.jsonl",
+                 "--out-val", f"{ann}/val.jsonl"]) == 0
+    raw = params(paths["config"].relative_to(repo))
+    raw["synth"]["videos"] = {"train": 4, "val": 2, "test": 2}  # the synth stage still runs once
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    if not (repo / ".dvc").is_dir():
+        dvc(repo, "init", "-q")
+
+    first = dvc(repo, "repro", timeout=900)
+    assert (repo / "metrics" / "tvr" / "pooled" / "full.json").is_file()
+    assert (repo / "reports" / "index.html").is_file()
+    for noise in ("without encryption", "is empty"):
+        assert noise not in first, noise
+    assert "Running stage 'train@full-42'" in first
+
+    torch.manual_seed(1)  # other weights, same path
+    write_openai_archive(create_clip(str(paths["config"])).state_dict(), repo / "weights" / "ViT-B-32.pt")
+    status = dvc(repo, "status")
+    assert "train@full-42" in status and "baselines@zs_meanpool" in status and "extract" not in status.split(":")[0]
+    again = dvc(repo, "repro", timeout=900)
+    assert "Running stage 'train@full-42'" in again and "Running stage 'evaluate@full-42'" in again
+    assert "Running stage 'extract'" not in again
