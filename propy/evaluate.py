@@ -192,8 +192,10 @@ def write_outputs(
         json.dumps({
             "desc_id": r.desc_id, "vid_name": r.vid_name, "rank": int(rank),
             "top10": [data.vid_names[v] for v in top], "score": float(s),
+            **({"kind": kinds[i], "rival_win": None if np.isnan(scored.rival_wins[i]) else float(scored.rival_wins[i])}
+               if kinds is not None else {}),
         })
-        for r, rank, top, s in zip(data.records, reported, scored.top, scored.own_score)
+        for i, (r, rank, top, s) in enumerate(zip(data.records, reported, scored.top, scored.own_score))
     ]
     atomic_write_text(results / "rankings.jsonl", "\n".join(lines) + "\n")
     arrays = {

@@ -181,6 +181,45 @@ class VcmrRecall:
         }
 
 
+def bootstrap_mean(
+    values: np.ndarray,
+    reference: np.ndarray | None = None,
+    samples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of a per-query mean, resampling queries and training runs with replacement.
+
+    ``values`` is ``[Nq]`` (one run) or ``[S, Nq]`` (one run per training seed, same queries in the
+    same order); the statistic is the mean over runs of the mean over queries. With ``reference``
+    (``[Nq]`` or ``[S', Nq]``, the same queries) it is the interval of the difference: each replicate
+    draws one set of queries for both sides (paired) and the runs of each side independently, so it
+    covers both what the finite test set and what the choice of seeds can move.
+    """
+    values = _runs(values, "values")
+    if reference is not None:
+        reference = _runs(reference, "reference values")
+        if reference.shape[1] != values.shape[1]:
+            raise ValueError(f"reference {reference.shape} does not pair with values {values.shape}")
+    rng = np.random.default_rng(seed)
+    queries = rng.integers(0, values.shape[1], size=(samples, values.shape[1]))
+
+    def replicate(v: np.ndarray) -> np.ndarray:
+        runs = rng.integers(0, v.shape[0], size=(samples, v.shape[0]))
+        per_run = v[:, queries].mean(axis=2)  # [S, samples]
+        return np.take_along_axis(per_run.T, runs, axis=1).mean(axis=1)
+
+    stat = replicate(values) - (replicate(reference) if reference is not None else 0.0)
+    low, high = np.quantile(stat, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def sumr_per_query(ranks: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """Each query's share of SumR: 100 x the number of K with rank <= K (its mean over queries is SumR)."""
+    ranks = np.asarray(ranks)
+    return 100.0 * sum((ranks <= k).astype(np.float64) for k in ks)
+
+
 def bootstrap_sumr(
     ranks: np.ndarray,
     ks: Sequence[int],
@@ -189,37 +228,15 @@ def bootstrap_sumr(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile interval of SumR, resampling queries and training seeds with replacement.
-
-    ``ranks`` is ``[Nq]`` (one run) or ``[S, Nq]`` (one run per training seed, same queries
-    in the same order); SumR is the mean over the runs. With ``reference`` (another model's
-    ranks of the same queries, ``[Nq]`` or ``[S', Nq]``) it is the interval of
-    SumR(ranks) - SumR(reference): each replicate draws one set of queries for both sides
-    (paired) and the seeds of each side independently, so the interval covers both what the
-    finite test set and what the choice of seeds can move.
-    """
-    ranks = _runs(ranks, "ranks")
-    if reference is not None:
-        reference = _runs(reference, "reference ranks")
-        if reference.shape[1] != ranks.shape[1]:
-            raise ValueError(f"reference ranks {reference.shape} do not pair with ranks {ranks.shape}")
-    rng = np.random.default_rng(seed)
-    queries = rng.integers(0, ranks.shape[1], size=(samples, ranks.shape[1]))
-
-    def sumr(r: np.ndarray) -> np.ndarray:
-        runs = rng.integers(0, r.shape[0], size=(samples, r.shape[0]))
-        hits = sum((r[:, queries] <= k).mean(axis=2) for k in ks)  # [S, samples]: per run, per replicate
-        return 100.0 * np.take_along_axis(hits.T, runs, axis=1).mean(axis=1)
-
-    values = sumr(ranks) - (sumr(reference) if reference is not None else 0.0)
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    """:func:`bootstrap_mean` of SumR: ``ranks`` ``[Nq]`` or ``[S, Nq]``, optionally against ``reference``."""
+    return bootstrap_mean(sumr_per_query(ranks, ks),
+                          None if reference is None else sumr_per_query(reference, ks), samples, level, seed)
 
 
-def _runs(ranks: np.ndarray, what: str) -> np.ndarray:
-    ranks = np.asarray(ranks)
-    if ranks.ndim == 1:
-        ranks = ranks[None]
-    if ranks.ndim != 2 or ranks.size == 0:
-        raise ValueError(f"expected non-empty {what} of shape [Nq] or [runs, Nq], got shape {ranks.shape}")
-    return ranks
+def _runs(values: np.ndarray, what: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim == 1:
+        values = values[None]
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"expected non-empty {what} of shape [Nq] or [runs, Nq], got shape {values.shape}")
+    return values

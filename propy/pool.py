@@ -16,6 +16,7 @@ plus ``sd``, ``SumR_ci``, ``runs``), ``<out-metrics>/comparisons.json`` and
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +25,8 @@ import numpy as np
 from propy.config import Params, load_params
 from propy.errors import DataError
 from propy.io import atomic_write_json, iter_jsonl, prepare_output, read_json
-from propy.metrics import bootstrap_sumr
+from propy.metrics import bootstrap_mean, sumr_per_query
+from propy.probes import localisation_hits
 
 SAMPLES = 2000
 LEVEL = 0.95
@@ -76,54 +78,123 @@ def pool_breakdown(breakdowns: list[dict]) -> dict:
     return out
 
 
-def load_ranks(results: Path, run: str, order: Optional[list[str]] = None) -> tuple[list[str], np.ndarray]:
-    """(desc_ids, ranks) of one run's ``rankings.jsonl``, in ``order`` when given."""
+@dataclass
+class Runs:
+    """Per-query outcomes of a variant's runs, rows = runs, columns = the test queries in one order."""
+
+    ranks: np.ndarray  # [S, Nq] rank of the own video
+    kinds: Optional[list[str]]  # [Nq] query kind (datasets with rival probes)
+    wins: Optional[np.ndarray]  # [S, Nq] own-vs-rival pairwise accuracy of each query (NaN: no rival)
+    located: Optional[np.ndarray]  # [S, Nq] the best own-video event overlaps the moment (eval.probe_iou)
+
+
+def load_run(results: Path, run: str, order: Optional[list[str]], iou: float) -> tuple[list[str], dict]:
+    """(desc_ids, per-query outcomes) of one run from its ``rankings.jsonl`` and ``events.npz``."""
     path = results / run / "rankings.jsonl"
-    rows = {obj["desc_id"]: int(obj["rank"]) for _, obj in iter_jsonl(path, f"missing (written by evaluate of {run})")}
+    rows = {obj["desc_id"]: obj for _, obj in iter_jsonl(path, f"missing (written by evaluate of {run})")}
     if order is None:
-        return list(rows), np.array(list(rows.values()))
-    if set(rows) != set(order):
+        order = list(rows)
+    elif set(rows) != set(order):
         raise DataError(f"{path}: not the same test queries as the other runs ({len(rows)} vs {len(order)})")
-    return order, np.array([rows[d] for d in order])
+    picked = [rows[d] for d in order]
+    out = {"ranks": np.array([r["rank"] for r in picked])}
+    if "kind" in picked[0]:
+        out["kinds"] = [r["kind"] for r in picked]
+        out["wins"] = np.array([np.nan if r["rival_win"] is None else r["rival_win"] for r in picked])
+        with np.load(results / run / "events.npz") as events:
+            at = {str(d): i for i, d in enumerate(events["desc_ids"])}
+            index = [at[d] for d in order]
+            out["located"] = localisation_hits(events["gt_event_scores"][index], events["proposals"],
+                                               events["ts"][index], events["duration"][index], iou)
+    return order, out
+
+
+def load_runs(results: Path, runs: list[str], order: Optional[list[str]], iou: float) -> tuple[list[str], Runs]:
+    loaded = []
+    for run in runs:
+        order, one = load_run(results, run, order, iou)
+        loaded.append(one)
+    stack = lambda key: np.stack([r[key] for r in loaded]) if key in loaded[0] else None  # noqa: E731
+    return order, Runs(stack("ranks"), loaded[0].get("kinds"), stack("wins"), stack("located"))
 
 
 def verdict(low: float, high: float) -> str:
     return "gain" if low > 0 else "loss" if high < 0 else "no difference"
 
 
-def compare(ranks: dict[str, np.ndarray], params: Params, variant: str, reference: str) -> dict:
-    """Change in mean SumR of ``variant`` from ``reference`` with its paired bootstrap interval."""
+def _interval(values: np.ndarray, reference: Optional[np.ndarray] = None) -> list[float]:
+    return list(bootstrap_mean(values, reference, samples=SAMPLES, level=LEVEL))
+
+
+def probe_columns(runs: Runs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind: (columns of the queries with a rival, columns of all its queries)."""
+    kinds = np.array(runs.kinds)
+    has_rival = ~np.isnan(runs.wins[0])
+    return {k: (np.flatnonzero((kinds == k) & has_rival), np.flatnonzero(kinds == k)) for k in sorted(set(kinds))}
+
+
+def pool_probes(runs: Runs, iou: float) -> dict:
+    """Per kind: pairwise accuracy and own-video localisation (percent) over queries and runs, with
+    their 95% intervals over both (replacing the per-run intervals that the runs' metrics carry)."""
+    out = {}
+    for kind, (rival, every) in probe_columns(runs).items():
+        entry = {"n": int(every.size), "n_rival": int(rival.size)}
+        if rival.size:
+            wins = runs.wins[:, rival]
+            entry.update(pairwise=100.0 * float(wins.mean()), ci=[100.0 * x for x in _interval(wins)])
+        located = runs.located[:, every].astype(np.float64)
+        entry.update({f"loc_IoU{iou:g}": 100.0 * float(located.mean()),
+                      "loc_ci": [100.0 * x for x in _interval(located)]})
+        out[kind] = entry
+    return out
+
+
+def compare(runs: dict[str, Runs], params: Params, variant: str, reference: str) -> dict:
+    """Change of ``variant`` from ``reference`` in mean SumR and, per query kind, in pairwise accuracy
+    and localisation, each with its paired bootstrap interval over queries and seeds."""
     ks = params.eval.ks
-    sumr = lambda r: float(np.mean([100.0 * sum((run <= k).mean() for k in ks) for run in r]))  # noqa: E731
-    low, high = bootstrap_sumr(ranks[variant], ks, reference=ranks[reference], samples=SAMPLES, level=LEVEL)
-    return {"variant": variant, "reference": reference, "delta_SumR": sumr(ranks[variant]) - sumr(ranks[reference]),
-            "ci": [low, high], "verdict": verdict(low, high)}
+    mine, theirs = sumr_per_query(runs[variant].ranks, ks), sumr_per_query(runs[reference].ranks, ks)
+    low, high = _interval(mine, theirs)
+    row = {"variant": variant, "reference": reference, "delta_SumR": float(mine.mean() - theirs.mean()),
+           "ci": [low, high], "verdict": verdict(low, high)}
+    if runs[variant].wins is not None and runs[reference].wins is not None:
+        row["probes"] = {}
+        for kind, (rival, every) in probe_columns(runs[variant]).items():
+            entry = {}
+            for name, values, cols in (("pairwise", "wins", rival), ("loc", "located", every)):
+                if cols.size:
+                    a = 100.0 * getattr(runs[variant], values)[:, cols].astype(np.float64)
+                    b = 100.0 * getattr(runs[reference], values)[:, cols].astype(np.float64)
+                    lo, hi = _interval(a, b)
+                    entry[name] = {"delta": float(a.mean() - b.mean()), "ci": [lo, hi], "verdict": verdict(lo, hi)}
+            row["probes"][kind] = entry
+    return row
 
 
 def pool(params: Params, run_metrics: Path, run_results: Path, out_metrics: Path, out_results: Path) -> dict:
     """Pool every variant of the study; returns comparisons.json's content."""
     variants = [*params.study.trained, *params.study.zero_shot]
-    ranks: dict[str, np.ndarray] = {}
+    iou = params.eval.probe_iou
+    runs: dict[str, Runs] = {}
     order: Optional[list[str]] = None
     for variant in variants:
-        runs = runs_of(params, variant)
+        names = runs_of(params, variant)
         metrics = {run: read_json(run_metrics / f"{run}.json", f"missing (written by evaluate of {run})")
-                   for run in runs}
-        per_run = []
-        for run in runs:
-            order, r = load_ranks(run_results, run, order)
-            per_run.append(r)
-        ranks[variant] = np.stack(per_run)
+                   for run in names}
+        order, runs[variant] = load_runs(run_results, names, order, iou)
         pooled = pool_metrics(metrics)
-        pooled["SumR_ci"] = list(bootstrap_sumr(ranks[variant], params.eval.ks, samples=SAMPLES, level=LEVEL))
+        pooled["SumR_ci"] = _interval(sumr_per_query(runs[variant].ranks, params.eval.ks))
+        if runs[variant].wins is not None:
+            pooled["probes"] = {k: {**pooled.get("probes", {}).get(k, {}), **v}
+                                for k, v in pool_probes(runs[variant], iou).items()}
         breakdowns = [read_json(run_results / run / "breakdown.json", f"missing (written by evaluate of {run})")
-                      for run in runs]
+                      for run in names]
         atomic_write_json(out_results / variant / "breakdown.json", pool_breakdown(breakdowns))
         atomic_write_json(out_metrics / f"{variant}.json", pooled)
     headline = params.report.headline
-    tables = {name: [compare(ranks, params, v, headline) for v in rows if v != headline]
+    tables = {name: [compare(runs, params, v, headline) for v in rows if v != headline]
               for name, rows in params.study.ablations.items()}
-    tables["zero_shot"] = [compare(ranks, params, v, headline) for v in params.study.zero_shot]
+    tables["zero_shot"] = [compare(runs, params, v, headline) for v in params.study.zero_shot]
     comparisons = {"reference": headline, "seeds": params.study.seeds, "level": LEVEL, "samples": SAMPLES,
                    "num_queries": len(order or []), "tables": tables}
     atomic_write_json(out_metrics / "comparisons.json", comparisons)

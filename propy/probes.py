@@ -27,7 +27,7 @@ import numpy as np
 from propy.data.annotations import Record
 from propy.errors import DataError
 from propy.io import read_json
-from propy.metrics import recall_at_k, temporal_iou
+from propy.metrics import bootstrap_mean, recall_at_k, temporal_iou
 
 # kinds whose rival video carries a query that differs only in the tested words (colour; end state)
 TEXT_PAIRED_KINDS = ("appearance", "order")
@@ -74,18 +74,6 @@ def pairwise_wins(scores: np.ndarray, positives: np.ndarray, rivals: Sequence[Se
             theirs = scores[i, list(rows)]
             out[i] = float(np.mean((own[i] > theirs) + 0.5 * (own[i] == theirs)))
     return out
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, samples: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` with the values resampled with replacement."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"expected a non-empty 1-d array, got shape {values.shape}")
-    picks = np.random.default_rng(seed).integers(0, values.size, size=(samples, values.size))
-    low, high = np.quantile(values[picks].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
 
 
 def localisation_hits(
@@ -155,7 +143,7 @@ def probe_table(
         recalls = recall_at_k(ranks[rows], ks)
         entry = {"n": int(rows.sum()), "n_rival": int(kind_wins.size)}
         if kind_wins.size:
-            low, high = bootstrap_mean_ci(kind_wins, seed=seed)
+            low, high = bootstrap_mean(kind_wins, seed=seed)
             entry.update(pairwise=100.0 * float(kind_wins.mean()), ci=[100.0 * low, 100.0 * high])
         entry.update(recalls)
         entry["SumR"] = float(sum(recalls.values()))

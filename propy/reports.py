@@ -360,6 +360,24 @@ def effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.Da
     return pd.DataFrame(rows, columns=["claim", "variant", "delta", "low", "high", "verdict"])
 
 
+def probe_effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """Per compared variant and query kind: the change from the reference in own-vs-rival pairwise
+    accuracy and in own-video localisation (points), "Δ [lo, hi] verdict" (``comparisons.json``);
+    empty when the benchmark has no rival probes. Each kind isolates one claim (order: adapters,
+    composition: depth, context: interaction), so this is where a claim shows or does not."""
+    comparisons = read_json(Path(metrics_root) / "comparisons.json", "pool")
+    rows = []
+    for claim, variants in claims.items():
+        by_variant = {r["variant"]: r for r in comparisons["tables"].get(claim, [])}
+        for v in variants:
+            for kind, entry in by_variant.get(v, {}).get("probes", {}).items():
+                cells = {name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}] {e['verdict']}"
+                         for name, e in entry.items()}
+                rows.append({"claim": claim, "variant": v, "kind": kind,
+                             "Δ pairwise": cells.get("pairwise", ""), "Δ localisation": cells.get("loc", "")})
+    return pd.DataFrame(rows, columns=["claim", "variant", "kind", "Δ pairwise", "Δ localisation"])
+
+
 def vcmr_reach(records: Sequence, num_frames: int, thresholds: Sequence[float]) -> pd.DataFrame:
     """Share (%) of test queries a proposal *can* match at each IoU threshold when the proposal is
     the whole video (mean-pool's one event: IoU = moment/video) or one sampled frame (max-frame's

@@ -184,5 +184,5 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_queries(
 
 
 def test_bootstrap_rejects_unpaired_reference():
-    with pytest.raises(ValueError, match="do not pair"):
+    with pytest.raises(ValueError, match="does not pair"):
         bootstrap_sumr(np.array([1, 2]), [1], reference=np.array([1, 2, 3]))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +140,27 @@ def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
     assert replace_block(readme, table, "README.md") == f"intro\n{START}\n{table}\n{END}\nrest\n"
     with pytest.raises(DataError, match="README.md: no <!-- headline:start -->"):
         replace_block("no block", table, "README.md")
+
+
+def test_probes_pool_over_runs_and_compare_per_kind():
+    from propy.pool import Runs, compare, pool_probes
+
+    kinds = ["order", "order", "order", "context"]
+    # the order queries: run 1 wins 2 of 3, run 2 wins all; the context query has no rival
+    wins = np.array([[1.0, 1.0, 0.0, np.nan], [1.0, 1.0, 1.0, np.nan]])
+    located = np.array([[True, False, False, True], [True, True, False, True]])
+    mine = Runs(np.ones((2, 4), int), kinds, wins, located)
+    probes = pool_probes(mine, 0.5)
+    assert probes["order"]["n"] == 3 and probes["order"]["pairwise"] == pytest.approx(100 * 5 / 6)
+    assert probes["order"]["ci"][0] <= probes["order"]["pairwise"] <= probes["order"]["ci"][1]
+    assert probes["order"]["loc_IoU0.5"] == pytest.approx(50.0)
+    assert probes["context"] == {"n": 1, "n_rival": 0, "loc_IoU0.5": 100.0, "loc_ci": [100.0, 100.0]}
+    chance = Runs(np.ones((2, 4), int), kinds, np.where(np.isnan(wins), np.nan, 0.5), located)
+    params = load_params(write_tiny_params(Path(tempfile.mkdtemp()) / "params.yaml"))
+    row = compare({"a": mine, "ref": chance}, params, "a", "ref")
+    order = row["probes"]["order"]
+    assert order["pairwise"]["delta"] == pytest.approx(100 * 5 / 6 - 50)
+    # the same localisation: no change, and an interval that holds 0 (each side's seeds are drawn apart)
+    assert order["loc"]["delta"] == 0.0 and order["loc"]["verdict"] == "no difference"
+    assert order["loc"]["ci"][0] <= 0.0 <= order["loc"]["ci"][1]
+    assert "pairwise" not in row["probes"]["context"]

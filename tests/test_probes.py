@@ -9,8 +9,8 @@ import pytest
 
 from propy.data.annotations import Record
 from propy.errors import DataError
+from propy.metrics import bootstrap_mean
 from propy.probes import (
-    bootstrap_mean_ci,
     load_rivals,
     localisation_hits,
     mean_pair_cosine,
@@ -34,11 +34,11 @@ def test_pairwise_wins_count_ties_half_and_average_over_rivals():
 
 
 def test_bootstrap_interval_of_a_mean():
-    assert bootstrap_mean_ci(np.full(20, 0.5)) == (0.5, 0.5)
-    low, high = bootstrap_mean_ci(np.array([0.0, 1.0] * 50))
+    assert bootstrap_mean(np.full(20, 0.5)) == (0.5, 0.5)
+    low, high = bootstrap_mean(np.array([0.0, 1.0] * 50))
     assert 0.35 < low < 0.5 < high < 0.65  # sd of the mean 0.05: about +-0.1
     with pytest.raises(ValueError):
-        bootstrap_mean_ci(np.array([]))
+        bootstrap_mean(np.array([]))
 
 
 def test_localisation_takes_the_best_event_and_the_worse_iou_on_ties():

@@ -543,3 +543,17 @@ def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
     for table in ("main", "by_ratio", "by_kind", "vcmr"):
         assert (study_repo / f"reports/tables/results/{table}.md").read_text().count("zs_maxframe") == 1, table
     assert not list((study_repo / "reports/executed").glob(".*"))  # no partial notebook left
+
+
+def test_probe_effects_lists_each_kind_of_each_compared_variant(tmp_path):
+    entry = {"pairwise": {"delta": 31.5, "ci": [20.0, 40.0], "verdict": "gain"},
+             "loc": {"delta": -2.0, "ci": [-9.0, 4.0], "verdict": "no difference"}}
+    rows = [{"variant": "seqconv", "delta_SumR": 1.0, "ci": [-1.0, 2.0], "verdict": "no difference",
+             "probes": {"order": entry, "context": {"loc": entry["loc"]}}}]
+    (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {"beyond": rows}}))
+    table = reports.probe_effects(tmp_path, {"beyond": ["full", "seqconv"]})
+    assert table[["variant", "kind"]].values.tolist() == [["seqconv", "order"], ["seqconv", "context"]]
+    assert table.iloc[0]["Δ pairwise"] == "+31.5 [+20.0, +40.0] gain"
+    assert table.iloc[1]["Δ pairwise"] == "" and table.iloc[1]["Δ localisation"] == "-2.0 [-9.0, +4.0] no difference"
+    (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {}}))
+    assert reports.probe_effects(tmp_path, {"beyond": ["seqconv"]}).empty
