@@ -42,6 +42,7 @@ def headline_markdown(params: Params, metrics: Path) -> str:
         "|---|---|" + "---|" * len(recalls) + "---|---|",
         *(_row(n, pooled[n], deltas.get(n), recalls) for n in names),
     ]
+    lines += probe_markdown(params, pooled) + claim_lines(comparisons)
     env = pooled[names[0]].get("environment")
     if env is None:
         raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")
@@ -52,6 +53,54 @@ def headline_markdown(params: Params, metrics: Path) -> str:
               f"over queries and seeds. Produced on {env['cpu']} ({env['cores']} cores), Python {env['python']}, "
               f"{versions}."]
     return "\n".join(lines)
+
+
+# Which query kind tests which claim, and by which measure (pairwise: retrieval against the designed
+# rival; loc: the own video's best event on the moment). Tables of study.ablations not named here get
+# the SumR line only.
+CLAIMS = {
+    "depth": ("composition", "loc", "pyramid depth"),
+    "interaction": ("context", "loc", "ancestor-descendant interaction"),
+    "components": ("order", "pairwise", "temporal adapters and the other components"),
+    "beyond_paper": ("order", "pairwise", "positive controls beyond the paper"),
+}
+
+
+def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
+    """Per variant and query kind: pairwise accuracy against the rival [95% CI] and localisation."""
+    names = [n for n in pooled if pooled[n].get("probes")]
+    if not names:
+        return []
+    kinds = list(pooled[names[0]]["probes"])
+    loc = f"loc_IoU{params.eval.probe_iou:g}"
+
+    def cell(p: dict) -> str:
+        pair = f"{p['pairwise']:.1f} [{p['ci'][0]:.1f}, {p['ci'][1]:.1f}]" if "pairwise" in p else "-"
+        return f"{pair} / {p[loc]:.0f}"
+
+    counts = ", ".join(f"{k} {pooled[names[0]]['probes'][k]['n']}" for k in kinds)
+    return ["", f"Rival probes (test queries per kind: {counts}): pairwise accuracy against the designed rival, %, "
+            f"chance 50 [95% CI] / share whose best own-video event has IoU >= {params.eval.probe_iou:g} with the moment, %.",
+            "", f"| variant | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds),
+            *(f"| {n} | " + " | ".join(cell(pooled[n]["probes"][k]) for k in kinds) + " |" for n in names)]
+
+
+def claim_lines(comparisons: dict) -> list[str]:
+    """One line per compared variant: its change on the kind that isolates its claim, with the verdict."""
+    lines = []
+    for table, rows in comparisons["tables"].items():
+        if table not in CLAIMS:
+            continue
+        kind, measure, claim = CLAIMS[table]
+        for row in rows:
+            e = row.get("probes", {}).get(kind, {}).get(measure)
+            if e is None:
+                continue
+            what = "pairwise accuracy" if measure == "pairwise" else "localisation"
+            lines.append(f"- {claim}: `{row['variant']}` vs `{row['reference']}` on {kind} {what}: "
+                         f"{e['delta']:+.1f} points [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}], {e['verdict']}.")
+    return ["", "Each claim on the query kind that isolates it (change from the reference, 95% CI over queries "
+            "and seeds; \"no difference\" when the interval holds 0):", "", *lines] if lines else []
 
 
 def replace_block(text: str, block: str, where: str) -> str:

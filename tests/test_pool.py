@@ -164,3 +164,22 @@ def test_probes_pool_over_runs_and_compare_per_kind():
     assert order["loc"]["delta"] == 0.0 and order["loc"]["verdict"] == "no difference"
     assert order["loc"]["ci"][0] <= 0.0 <= order["loc"]["ci"][1]
     assert "pairwise" not in row["probes"]["context"]
+
+
+def test_headline_states_each_claim_on_its_kind(tmp_path):
+    from propy.headline import claim_lines, probe_markdown
+
+    e = {"delta": -26.0, "ci": [-35.0, -18.0], "verdict": "loss"}
+    comparisons = {"tables": {"depth": [{"variant": "depth1", "reference": "full", "probes": {"composition": {"loc": e}}}],
+                              "zero_shot": [{"variant": "zs", "reference": "full"}]}}
+    lines = claim_lines(comparisons)
+    assert lines[-1] == ("- pyramid depth: `depth1` vs `full` on composition localisation: -26.0 points "
+                         "[-35.0, -18.0], loss.")
+    assert claim_lines({"tables": {"zero_shot": []}}) == []
+    params = load_params(write_tiny_params(tmp_path / "params.yaml"))
+    pooled = {"full": {"probes": {"order": {"n": 4, "pairwise": 75.0, "ci": [50.0, 100.0], "loc_IoU0.5": 25.0},
+                                  "context": {"n": 2, "loc_IoU0.5": 50.0}}}, "zs": {}}
+    table = probe_markdown(params, pooled)
+    assert "test queries per kind: order 4, context 2" in table[1]
+    assert table[-1] == "| full | 75.0 [50.0, 100.0] / 25 | - / 50 |"
+    assert probe_markdown(params, {"zs": {}}) == []
