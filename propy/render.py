@@ -38,6 +38,8 @@ def configure_parser(parser) -> None:
                           ("results", "results/synthetic/pooled"), ("runs", "results/synthetic/runs"),
                           ("out", "reports")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"{name} folder, e.g. {example}")
+    parser.add_argument("--sweep", type=Path, help="`propy sweep`'s JSON, shown by the training report when it exists "
+                                                   "(e.g. metrics/synthetic/sweep.json)")
 
 
 def available() -> list[str]:
@@ -68,6 +70,7 @@ def notebook_values(params: Params, params_path: str, name: str, layout: Layout,
         "results_dir": str(folders["results"]),
         "runs_dir": str(folders["runs"]),
         "seeds": study.seeds,
+        "sweep_path": str(folders.get("sweep") or ""),
         "figures_dir": str(out / "figures" / name),
         "tables_dir": str(out / "tables" / name),
         "report_names": [n for n in available() if n != "index"],
@@ -176,7 +179,7 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
 
 
 def run(args) -> int:
-    folders = {name: getattr(args, name) for name in ("metrics", "logs", "results", "runs", "out")}
+    folders = {name: getattr(args, name) for name in ("metrics", "logs", "results", "runs", "out", "sweep")}
     html = render(args.notebook, args.params, layout_from(args), folders)
     print(f"report {args.notebook}: {html}")
     return 0

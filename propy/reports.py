@@ -150,6 +150,16 @@ def separability_table(variants: Sequence[str], root: str | Path) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def sweep_table(path: str | Path) -> pd.DataFrame | None:
+    """``propy sweep``'s combinations with their best validation SumR, best first; None when the sweep
+    has not been run (its file is absent)."""
+    if not path or not Path(path).is_file():
+        return None
+    sweep = read_json(path, "propy sweep")
+    table = pd.DataFrame(sweep["rows"]).sort_values("val_SumR", ascending=False, kind="stable")
+    return table.set_index(list(sweep["grid"]))
+
+
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     """A GitHub Markdown table (index as first column); floats rounded to ``digits``."""
     def cell(value: Any) -> str:

@@ -557,3 +557,11 @@ def test_probe_effects_lists_each_kind_of_each_compared_variant(tmp_path):
     assert table.iloc[1]["Δ pairwise"] == "" and table.iloc[1]["Δ localisation"] == "-2.0 [-9.0, +4.0] no difference"
     (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {}}))
     assert reports.probe_effects(tmp_path, {"beyond": ["seqconv"]}).empty
+
+
+def test_sweep_table_orders_combinations_by_validation_sumr(tmp_path):
+    assert reports.sweep_table(tmp_path / "absent.json") is None and reports.sweep_table("") is None
+    rows = [{"train.lr": 0.003, "val_SumR": 250.0, "best_epoch": 6}, {"train.lr": 0.01, "val_SumR": 261.0, "best_epoch": 8}]
+    (tmp_path / "sweep.json").write_text(json.dumps({"grid": {"train.lr": [0.003, 0.01]}, "rows": rows}))
+    table = reports.sweep_table(tmp_path / "sweep.json")
+    assert table.index.tolist() == [0.01, 0.003] and table["best_epoch"].tolist() == [8, 6]
