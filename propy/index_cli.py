@@ -18,8 +18,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder (created or updated)")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", default="full", help="variant of params.yaml whose model encodes (default: full)")
-    parser.add_argument("--checkpoint", help="trained weights (default: models/<variant>/best.pt; "
-                                             "not needed for the zero-shot baselines)")
+    parser.add_argument("--checkpoint", help="trained weights, e.g. models/synthetic/full-s42/best.pt "
+                                             "(not for the zero-shot baselines)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 

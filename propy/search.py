@@ -36,18 +36,16 @@ from propy.progress import progress
 
 # --------------------------------------------------------------------------- the model side
 
-def default_checkpoint(variant: str) -> Path:
-    """Where ``propy train`` leaves a variant's weights (as ``propy evaluate`` assumes)."""
-    return Path("models") / variant / "best.pt"
-
-
-def index_fingerprint(params, checkpoint: Path) -> dict:
+def index_fingerprint(params, checkpoint: Optional[Path]) -> dict:
     """What the stored events depend on: model + CLIP (``propy.checkpoint.fingerprint``), the trained
     weights' SHA-256 (None for a zero-shot baseline), frame sampling and event normalisation."""
     from propy.data.cache import model_input_size
 
     trained = None
     if params.model.kind in TRAINED_KINDS:
+        if checkpoint is None:
+            raise DataError(f"variant {params.variant!r} is trained: pass its weights with --checkpoint "
+                            f"(the study writes models/<dataset>/{params.variant}-s<seed>/best.pt)")
         if not checkpoint.is_file():
             raise DataError(f"{checkpoint}: no trained weights for variant {params.variant!r} (train it with "
                             f"`python -m propy train --variant {params.variant}`, or pass --checkpoint)")
@@ -148,7 +146,7 @@ def add_videos(
     if not video_dir.is_dir():
         raise DataError(f"{video_dir}: no such folder of videos")
     params = load_params(params_path, variant)
-    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(variant)
+    checkpoint = Path(checkpoint) if checkpoint else None
     wanted = index_fingerprint(params, checkpoint)
     model_id = json_digest(wanted)
     store = IndexStore(index_dir)
@@ -363,7 +361,8 @@ def open_index(
     if with_model:
         variant = variant or build["variant"]
         params = load_params(params_path or build["params"], variant)
-        checkpoint = Path(checkpoint or build["checkpoint"] or default_checkpoint(variant))
+        recorded = checkpoint or build["checkpoint"]
+        checkpoint = Path(recorded) if recorded else None
         _check_same(manifest, index_fingerprint(params, checkpoint), folder,
                     "search it with the model it was built with (--params/--variant/--checkpoint), "
                     "or re-index the videos into a new folder")
