@@ -14,6 +14,7 @@ from pathlib import Path
 from propy.config import Params, load_params
 from propy.errors import DataError
 from propy.io import atomic_write_text, read_json
+from propy.report_text import claim_sentences
 
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 
@@ -55,17 +56,6 @@ def headline_markdown(params: Params, metrics: Path) -> str:
     return "\n".join(lines)
 
 
-# Which query kind tests which claim, and by which measure (pairwise: retrieval against the designed
-# rival; loc: the own video's best event on the moment). Tables of study.ablations not named here get
-# the SumR line only.
-CLAIMS = {
-    "depth": ("composition", "loc", "pyramid depth"),
-    "interaction": ("context", "loc", "ancestor-descendant interaction"),
-    "components": ("order", "pairwise", "temporal adapters and the other components"),
-    "beyond_paper": ("order", "pairwise", "positive controls beyond the paper"),
-}
-
-
 def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
     """Per variant and query kind: pairwise accuracy against the rival [95% CI] and localisation."""
     names = [n for n in pooled if pooled[n].get("probes")]
@@ -86,19 +76,8 @@ def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
 
 
 def claim_lines(comparisons: dict) -> list[str]:
-    """One line per compared variant: its change on the kind that isolates its claim, with the verdict."""
-    lines = []
-    for table, rows in comparisons["tables"].items():
-        if table not in CLAIMS:
-            continue
-        kind, measure, claim = CLAIMS[table]
-        for row in rows:
-            e = row.get("probes", {}).get(kind, {}).get(measure)
-            if e is None:
-                continue
-            what = "pairwise accuracy" if measure == "pairwise" else "localisation"
-            lines.append(f"- {claim}: `{row['variant']}` vs `{row['reference']}` on {kind} {what}: "
-                         f"{e['delta']:+.1f} points [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}], {e['verdict']}.")
+    """One bullet per compared variant: its change on the kind that isolates its claim, with the verdict."""
+    lines = [f"- {sentence}" for sentence in claim_sentences(comparisons)]
     return ["", "Each claim on the query kind that isolates it (change from the reference, 95% CI over queries "
             "and seeds; \"no difference\" when the interval holds 0):", "", *lines] if lines else []
 

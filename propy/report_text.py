@@ -202,6 +202,35 @@ def claim_verdict(claim: str, rows: pd.DataFrame, reference: str) -> str:
     return f"{claim.capitalize()}: {verdict}."
 
 
+# Which query kind tests which claim, and by which measure (pairwise: retrieval against the designed
+# rival; loc: the own video's best event on the moment). Tables of study.ablations not named here are
+# judged on SumR only.
+CLAIMS = {
+    "depth": ("composition", "loc", "pyramid depth"),
+    "interaction": ("context", "loc", "ancestor-descendant interaction"),
+    "components": ("order", "pairwise", "temporal adapters and the other components"),
+    "beyond_paper": ("order", "pairwise", "positive controls beyond the paper"),
+}
+
+
+def claim_sentences(comparisons: dict) -> list[str]:
+    """One sentence per compared variant (``comparisons.json``): its change on the query kind that
+    isolates its claim, with the interval and the verdict."""
+    out = []
+    for table, rows in comparisons["tables"].items():
+        if table not in CLAIMS:
+            continue
+        kind, measure, claim = CLAIMS[table]
+        for row in rows:
+            e = row.get("probes", {}).get(kind, {}).get(measure)
+            if e is None:
+                continue
+            what = "pairwise accuracy" if measure == "pairwise" else "localisation"
+            out.append(f"{claim[0].upper()}{claim[1:]}: {row['variant']} vs {row['reference']} on {kind} {what}: "
+                       f"{e['delta']:+.1f} points [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}], {e['verdict']}.")
+    return out
+
+
 def ablation_findings(effects: pd.DataFrame, reference: str) -> list[str]:
     ablated = effects[effects["claim"] != "zero_shot"]
     out = [claim_verdict(claim, rows, reference) for claim, rows in ablated.groupby("claim", sort=False)]

@@ -173,7 +173,7 @@ def test_headline_states_each_claim_on_its_kind(tmp_path):
     comparisons = {"tables": {"depth": [{"variant": "depth1", "reference": "full", "probes": {"composition": {"loc": e}}}],
                               "zero_shot": [{"variant": "zs", "reference": "full"}]}}
     lines = claim_lines(comparisons)
-    assert lines[-1] == ("- pyramid depth: `depth1` vs `full` on composition localisation: -26.0 points "
+    assert lines[-1] == ("- Pyramid depth: depth1 vs full on composition localisation: -26.0 points "
                          "[-35.0, -18.0], loss.")
     assert claim_lines({"tables": {"zero_shot": []}}) == []
     params = load_params(write_tiny_params(tmp_path / "params.yaml"))
