@@ -300,7 +300,7 @@ class Layout:
     line (``--data data/<dataset> --cache data/cache``), so no path is stated twice."""
 
     data: Path  # annotations/{train,val,test}.jsonl, videos/, and for the synthetic set its extras
-    cache: Path  # the frame cache: <cache>/<split>/
+    cache: Optional[Path]  # the frame cache: <cache>/<split>/ (None for a reader of the dataset folder only)
 
     def annotations(self, split: str) -> Path:
         return self.data / "annotations" / f"{split}.jsonl"

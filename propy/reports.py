@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from propy import io
+from propy.config import Layout
 from propy.errors import DataError
 from propy.io import atomic_write_text
 from propy.metrics import bin_ratios, bootstrap_sumr
@@ -222,7 +223,7 @@ def ratio_histogram_by_kind(stats: dict) -> pd.DataFrame:
 def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> list[tuple[float, float, str]]:
     """The video's events (start s, end s, text): the synthetic ``captions.jsonl`` if present (the
     spans the video was built from), else its query moments and descriptions."""
-    captions = Path(data_root) / "captions.jsonl"
+    captions = Layout(Path(data_root), None).captions
     if captions.is_file():
         events = {(c["start"], c["end"], c["caption"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name}
     else:
@@ -333,8 +334,8 @@ def ratio_groups(records: Sequence, edges: Sequence[float]) -> dict[str, str]:
 
 def query_kinds(data_root: str | Path) -> dict[str, str] | None:
     """desc_id -> query kind from the dataset's ``query_kinds.json``; None when it has none."""
-    path = Path(data_root) / "query_kinds.json"
-    return read_json(path, "synth") if path.is_file() else None
+    path = Layout(Path(data_root), None).query_kinds
+    return read_json(path, "synth") if path is not None else None
 
 
 def probe_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame | None:
