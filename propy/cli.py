@@ -12,27 +12,27 @@ import sys
 
 from propy import __version__
 from propy.errors import PropyError
-from propy.guard import stop_with_parent
+from propy.runtime.locks import stop_with_parent
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("propy.data.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
-    "convert": ("propy.data.convert", "convert a public dataset's annotations to the canonical jsonl"),
-    "convert-weights": ("propy.weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
-    "split-val": ("propy.data.split", "split a canonical train.jsonl into train and val by video (seeded)"),
-    "extract": ("propy.data.cache", "decode every video once into the uint8 frame cache"),
-    "pretrain-clip": ("propy.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
-    "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
-    "train": ("propy.train", "train ProPy (one variant)"),
-    "evaluate": ("propy.evaluate", "evaluate a trained variant or a zero-shot baseline"),
-    "headline": ("propy.headline", "rewrite README.md's headline table from the pooled metrics"),
-    "sweep": ("propy.sweep", "train a grid of settings once each and score them on the validation split"),
-    "pool": ("propy.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
-    "import-reference": ("propy.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),
-    "index": ("propy.index_cli", "encode a folder of videos (recursively, incrementally) for `propy search`"),
-    "search": ("propy.search_cli", "search an index by text: ranked videos and their best moments"),
-    "bench": ("propy.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
-    "report": ("propy.render", "execute a report notebook with papermill and render it to HTML"),
-    "check-params": ("propy.config_cli", "validate params.yaml (and every variant) and print the resolved values"),
+    "synth": ("propy.commands.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
+    "convert": ("propy.commands.convert", "convert a public dataset's annotations to the canonical jsonl"),
+    "convert-weights": ("propy.commands.convert_weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
+    "split-val": ("propy.commands.split_val", "split a canonical train.jsonl into train and val by video (seeded)"),
+    "extract": ("propy.commands.extract", "decode every video once into the uint8 frame cache"),
+    "pretrain-clip": ("propy.commands.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
+    "model-info": ("propy.commands.model_info", "print the pyramid, parameter counts and forward times"),
+    "train": ("propy.commands.train", "train ProPy (one variant)"),
+    "evaluate": ("propy.commands.evaluate", "evaluate a trained variant or a zero-shot baseline"),
+    "headline": ("propy.commands.headline", "rewrite README.md's headline table from the pooled metrics"),
+    "sweep": ("propy.commands.sweep", "train a grid of settings once each and score them on the validation split"),
+    "pool": ("propy.commands.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
+    "import-reference": ("propy.commands.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),
+    "index": ("propy.commands.index", "encode a folder of videos (recursively, incrementally) for `propy search`"),
+    "search": ("propy.commands.search", "search an index by text: ranked videos and their best moments"),
+    "bench": ("propy.commands.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
+    "report": ("propy.commands.report", "execute a report notebook with papermill and render it to HTML"),
+    "check-params": ("propy.commands.check_params", "validate params.yaml (and every variant) and print the resolved values"),
 }
 
 

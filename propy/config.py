@@ -32,8 +32,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from propy.errors import ConfigError
-from propy.masks import INTERACTIONS
-from propy.pyramid import Pyramid, build_pyramid
+from propy.model.masks import INTERACTIONS
+from propy.model.pyramid import Pyramid, build_pyramid
 
 ModelKind = Literal["propy", "seqconv", "meanpool", "maxframe"]
 TRAINED_KINDS = ("propy", "seqconv")  # the others are zero-shot baselines

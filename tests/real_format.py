@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from conftest import REPO, write_openai_archive
-from propy.backbone import create_clip
+
 from propy.data.synth import write_mp4
+from propy.model.backbone import create_clip
 
 # name: (width, height, fps, seconds); train videos first, then the test ones
 VIDEOS = {

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from propy.adapters import TemporalAdapter
+from propy.model.adapters import TemporalAdapter
 
 
 def _randomised(width=6, hidden=4, kernel=3) -> TemporalAdapter:

@@ -7,9 +7,9 @@ import open_clip
 import pytest
 import torch
 
-from propy.backbone import create_clip, load_clip, model_config, tokenize
 from propy.config import ClipConfig
 from propy.errors import ConfigError
+from propy.model.backbone import create_clip, load_clip, model_config, tokenize
 
 TINY = "configs/propy-tiny.json"
 SOS, EOS = 49406, 49407

@@ -54,13 +54,13 @@ def test_bench_output_defaults_outside_every_stage(tiny_bench, tmp_path, monkeyp
     """`propy bench` without --out writes under logs/, which no stage reads: `dvc status` stays clean."""
     import yaml
 
-    import propy.bench
+    import propy.evaluation.bench
     from tests.conftest import REPO
 
     params = write_tiny_params(tmp_path / "params.yaml")
     figures = {key: 1.0 for key in POSITIVE}
     figures.update(variant="tiny", device="cpu", threads=1, train_batch_videos=4, encode_batch_videos=4, num_frames=4)
-    monkeypatch.setattr(propy.bench, "bench", lambda *a: figures)  # the timing itself is tested above
+    monkeypatch.setattr(propy.evaluation.bench, "bench", lambda *a: figures)  # the timing itself is tested above
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "--params", str(params), "--variant", "tiny", *layout_args(tiny_bench)]) == 0
     assert main(["bench", "--search", "10", "--events", "2", "--dim", "4", "--queries", "1"]) == 0

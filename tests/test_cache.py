@@ -5,15 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import write_tiny_params
 
 from propy.cli import main
 from propy.config import load_params
-from propy.data.cache import JOURNAL, MANIFEST, BadVideos, FrameCache, extract_split, model_input_size
+from propy.data.cache import JOURNAL, MANIFEST, BadVideos, FrameCache, extract_split
 from propy.data.synth import Event, Video, render, write_mp4
 from propy.data.video import decode, normalize
 from propy.errors import DataError
-
-from conftest import write_tiny_params
+from propy.model.backbone import model_input_size
 
 SETTINGS = dict(size=16, fps=4.0, max_frames=6)
 

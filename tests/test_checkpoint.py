@@ -1,13 +1,18 @@
 """Self-describing checkpoints: a checkpoint from another config is refused, naming the keys."""
 import pytest
 import torch
+from conftest import layout_args, write_tiny_params
 
-from propy.checkpoint import differences, load_resume, load_trained, save_resume, save_trained
 from propy.cli import main
 from propy.config import load_params
 from propy.errors import ConfigError, DataError
-
-from conftest import layout_args, write_tiny_params
+from propy.model.checkpoint import (
+    differences,
+    load_resume,
+    load_trained,
+    save_resume,
+    save_trained,
+)
 
 
 def test_differences_name_every_changed_dotted_key():

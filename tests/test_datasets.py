@@ -1,15 +1,20 @@
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
-from propy.backbone import load_clip
 from propy.config import ClipConfig
 from propy.data.annotations import Record, load_annotations
 from propy.data.cache import FrameCache
-from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
+from propy.data.datasets import (
+    VideoClips,
+    cached_queries,
+    epoch_batches,
+    query_tokens,
+    rival_groups,
+)
 from propy.errors import DataError
-
-from conftest import REPO
+from propy.model.backbone import load_clip
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 

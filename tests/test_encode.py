@@ -2,14 +2,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from propy.backbone import load_clip
-from propy.config import load_params
-from propy.encode import encode_queries, encode_split, encode_videos, load_split, retrieval
-from propy.metrics import positive_ranks, prvr_metrics
-from propy.model import build_model
-
 from conftest import tiny_layout, write_tiny_params
+
+from propy.config import load_params
+from propy.evaluation.encode import (
+    encode_queries,
+    encode_split,
+    encode_videos,
+    load_split,
+    retrieval,
+)
+from propy.evaluation.metrics import positive_ranks, prvr_metrics
+from propy.model.backbone import load_clip
+from propy.model.network import build_model
 
 CPU = torch.device("cpu")
 

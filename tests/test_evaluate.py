@@ -10,16 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from propy import __version__
-from propy.backbone import create_clip, load_clip
-from propy.checkpoint import save_trained
 from propy.cli import main
 from propy.config import load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.datasets import VideoClips, query_tokens
-from propy.io import atomic_torch_save
-from propy.metrics import temporal_iou
-from propy.model import build_model
+from propy.evaluation.metrics import temporal_iou
+from propy.model.backbone import create_clip, load_clip
+from propy.model.checkpoint import save_trained
+from propy.model.network import build_model
+from propy.runtime.files import atomic_torch_save
 from tests.conftest import REPO, layout_args, tiny_layout, write_tiny_params
 
 KS = [1, 2, 3, 4]

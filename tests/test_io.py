@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with
+from propy.runtime.files import atomic_write_json, atomic_write_text, atomic_write_with
 
 
 def test_written_file_follows_the_umask(tmp_path):
@@ -37,7 +37,7 @@ def test_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):
 
 def test_read_json_names_the_file_and_line(tmp_path):
     from propy.errors import ConfigError, DataError
-    from propy.io import read_json
+    from propy.runtime.files import read_json
 
     with pytest.raises(DataError, match=r"nothere\.json: written by synth"):
         read_json(tmp_path / "nothere.json", "written by synth")
@@ -51,7 +51,7 @@ def test_read_json_names_the_file_and_line(tmp_path):
 
 def test_iter_jsonl_skips_blank_lines_and_names_the_bad_line(tmp_path):
     from propy.errors import DataError
-    from propy.io import iter_jsonl
+    from propy.runtime.files import iter_jsonl
 
     with pytest.raises(DataError, match=r"none\.jsonl: written by evaluate"):
         list(iter_jsonl(tmp_path / "none.jsonl", "written by evaluate"))
@@ -66,7 +66,7 @@ def test_iter_jsonl_skips_blank_lines_and_names_the_bad_line(tmp_path):
 
 def test_a_write_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     """Power loss safety: the temporary file reaches the disk before it takes the final name."""
-    import propy.io as io
+    import propy.runtime.files as io
 
     events = []
     real_fsync, real_replace = io._fsync, os.replace
@@ -79,7 +79,7 @@ def test_a_write_is_synced_before_the_rename_and_the_folder_after(tmp_path, monk
 
 
 def test_stale_temps_are_removed_by_prepare_output_and_nothing_else(tmp_path):
-    from propy.io import prepare_output
+    from propy.runtime.files import prepare_output
 
     folder = tmp_path / "models" / "full"
     (folder / "sub").mkdir(parents=True)
@@ -103,9 +103,9 @@ def test_stale_temps_are_removed_by_prepare_output_and_nothing_else(tmp_path):
     (errno.EROFS, "read-only file system"),
 ])
 def test_a_failed_write_names_the_file_and_the_cause(tmp_path, monkeypatch, code, cause):
-    import propy.io as io
+    import propy.runtime.files as io
     from propy.errors import DataError
-    from propy.io import prepare_output
+    from propy.runtime.files import prepare_output
 
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
@@ -133,7 +133,7 @@ def test_a_writer_hitting_a_full_disk_is_a_data_error(tmp_path):
 
 def test_prepare_output_refuses_a_folder_for_a_file_and_the_reverse(tmp_path):
     from propy.errors import DataError
-    from propy.io import prepare_output
+    from propy.runtime.files import prepare_output
 
     (tmp_path / "dir").mkdir()
     (tmp_path / "file").write_text("x")

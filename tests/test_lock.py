@@ -1,9 +1,8 @@
 """requirements.lock pins every dependency that pyproject.toml names, so a fresh install gets the study's versions."""
 import re
-import tomllib
 
 import pytest
-
+import tomllib
 from conftest import REPO
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from propy.losses import symmetric_infonce
+from propy.train.losses import symmetric_infonce
 
 
 def lse(values):

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from propy.errors import ConfigError
-from propy.masks import INTERACTIONS, event_attention_mask, event_node_mask, frame_prompt_mask
-from propy.pyramid import Pyramid
+from propy.model.masks import (
+    INTERACTIONS,
+    event_attention_mask,
+    event_node_mask,
+    frame_prompt_mask,
+)
+from propy.model.pyramid import Pyramid
 
 
 def _bool(rows: list[list[int]]) -> np.ndarray:

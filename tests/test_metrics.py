@@ -4,16 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from propy.metrics import (
+from propy.evaluation.metrics import (
+    VcmrRecall,
     bin_labels,
     bin_ratios,
+    bootstrap_sumr,
     breakdown,
     positive_ranks,
     prvr_metrics,
     recall_at_k,
     temporal_iou,
-    VcmrRecall,
-    bootstrap_sumr,
 )
 
 SCORES = np.array(

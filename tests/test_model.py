@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import repo_block
 
-from propy.backbone import create_clip
 from propy.config import ModelConfig
 from propy.errors import ConfigError
-from propy.masks import event_attention_mask
-from propy.model import MaxFrameCLIP, MeanPoolCLIP, ProPy, build_model, scores
-
-from conftest import repo_block
+from propy.model.backbone import create_clip
+from propy.model.masks import event_attention_mask
+from propy.model.network import MaxFrameCLIP, MeanPoolCLIP, ProPy, build_model, scores
 
 TINY = "configs/propy-tiny.json"
 NF = 8  # overlaps [0, 1, 1]: 4 + 3 + 1 = 8 events

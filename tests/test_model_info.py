@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from propy.cli import main
-
 from conftest import write_tiny_params
+
+from propy.cli import main
 
 TINY = str(Path("configs/propy-tiny.json").resolve())
 

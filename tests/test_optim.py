@@ -2,12 +2,11 @@ import math
 
 import pytest
 import torch
+from conftest import repo_block
 from torch import nn
 
 from propy.config import TrainConfig
-from propy.optim import make_optimizer, make_scheduler
-
-from conftest import repo_block
+from propy.train.optim import make_optimizer, make_scheduler
 
 
 class Tiny(nn.Module):

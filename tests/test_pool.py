@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import write_tiny_params
 
 from propy.config import load_params
 from propy.errors import DataError
-from propy.metrics import bootstrap_sumr
-from propy.pool import pool, pool_metrics, verdict
-
-from conftest import write_tiny_params
+from propy.evaluation.metrics import bootstrap_sumr
+from propy.evaluation.seed_pooling import pool, pool_metrics, verdict
 
 
 def write_run(root, run, ranks: dict[str, int], sumr: float, kind="propy"):
@@ -123,7 +122,7 @@ def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path)
 
 
 def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
-    from propy.headline import END, START, headline_markdown, replace_block
+    from propy.reports.headline import END, START, headline_markdown, replace_block
 
     params, root = study
     for run in ("tiny-s3", "tiny-s4", "worse-s3", "worse-s4", "zs_maxframe"):  # as evaluate records it
@@ -143,7 +142,7 @@ def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
 
 
 def test_probes_pool_over_runs_and_compare_per_kind():
-    from propy.pool import Runs, compare, pool_probes
+    from propy.evaluation.seed_pooling import Runs, compare, pool_probes
 
     kinds = ["order", "order", "order", "context"]
     # the order queries: run 1 wins 2 of 3, run 2 wins all; the context query has no rival
@@ -167,7 +166,7 @@ def test_probes_pool_over_runs_and_compare_per_kind():
 
 
 def test_headline_states_each_claim_on_its_kind(tmp_path):
-    from propy.headline import claim_lines, probe_markdown
+    from propy.reports.headline import claim_lines, probe_markdown
 
     e = {"delta": -26.0, "ci": [-35.0, -18.0], "verdict": "loss"}
     comparisons = {"tables": {"depth": [{"variant": "depth1", "reference": "full", "probes": {"composition": {"loc": e}}}],

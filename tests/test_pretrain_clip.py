@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from propy import __version__
-from propy import pretrain_clip as pc
-from propy.backbone import create_clip, load_clip, tokenize
 from propy.cli import main
 from propy.config import load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.video import normalize
 from propy.errors import DataError
+from propy.model.backbone import create_clip, load_clip, tokenize
+from propy.train import pretrain_clip as pc
 from tests.conftest import layout_args, tiny_layout, write_tiny_params
 
 PRETRAIN = {"enabled": True, "epochs": 3, "batch_size": 16, "lr": 2.0e-3, "frames_per_event": 2, "seed": 0}

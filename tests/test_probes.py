@@ -1,4 +1,4 @@
-"""Rival probes (propy.probes) on small hand-worked examples."""
+"""Rival probes (propy.evaluation.probes) on small hand-worked examples."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import pytest
 
 from propy.data.annotations import Record
 from propy.errors import DataError
-from propy.metrics import bootstrap_mean
-from propy.probes import (
+from propy.evaluation.metrics import bootstrap_mean
+from propy.evaluation.probes import (
     load_rivals,
     localisation_hits,
     mean_pair_cosine,

@@ -6,7 +6,13 @@ import math
 import pytest
 import torch
 
-from propy.prompts import EventPrompts, FramePrompts, TextPrompts, per_level1_event, prompt_init_bound
+from propy.model.prompts import (
+    EventPrompts,
+    FramePrompts,
+    TextPrompts,
+    per_level1_event,
+    prompt_init_bound,
+)
 
 
 def test_init_bound_matches_the_paper_value():

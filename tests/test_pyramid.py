@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from propy.errors import ConfigError
-from propy.pyramid import Pyramid, build_pyramid
+from propy.model.pyramid import Pyramid, build_pyramid
 
 PAPER_WINDOWS = [[2, 2], [2, 1], [3, 2], [3, 2], [3, 1]]
 PAPER_OVERLAPS = [0, 1, 1, 1, 1]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from real_format import TEST, TRAIN, params, write_dataset
 
 from propy.cli import main
-from real_format import TEST, TRAIN, params, write_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit, writing the test archive
 

@@ -1,4 +1,4 @@
-"""`dvc repro` on a real-format dataset (marked ``pipeline``): the whole pipeline with ``dataset: tvr``
+"""`dvc repro` on a real-format dataset (marked ``pipeline``): the pipeline up to pooling with ``dataset: tvr``
 on the TVR-shaped data of tests/real_format.py, quietly, and a replaced weights file re-runs the stages
 that load CLIP (DVC cannot see the preset's clip.pretrained; they depend on weights/)."""
 from __future__ import annotations
@@ -8,12 +8,12 @@ import subprocess
 import pytest
 import torch
 import yaml
-
 from conftest import write_openai_archive
-from propy.backbone import create_clip
-from propy.cli import main
 from real_format import params, write_dataset
 from test_pipeline import copy_repo, dvc
+
+from propy.cli import main
+from propy.model.backbone import create_clip
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -37,18 +37,17 @@ def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
     if not (repo / ".dvc").is_dir():
         dvc(repo, "init", "-q")
 
-    first = dvc(repo, "repro", timeout=900)
+    # up to the pooled metrics: the reports' stages are the same code as in the synthetic micro study
+    first = dvc(repo, "repro", "pool")
     assert (repo / "metrics" / "tvr" / "pooled" / "full.json").is_file()
-    assert (repo / "reports" / "index.html").is_file()
-    for noise in ("without encryption", "is empty"):
-        assert noise not in first, noise
+    assert "is empty" not in first
     assert "Running stage 'train@full-42'" in first
 
     torch.manual_seed(1)  # other weights, same path
     write_openai_archive(create_clip(str(paths["config"])).state_dict(), repo / "weights" / "ViT-B-32.pt")
     status = dvc(repo, "status")
     assert "train@full-42" in status and "baselines@zs_meanpool" in status and "extract" not in status.split(":")[0]
-    again = dvc(repo, "repro", "evaluate@full-42", "baselines@zs_meanpool", timeout=900)  # the reports need no re-run here
+    again = dvc(repo, "repro", "evaluate@full-42", "baselines@zs_meanpool")
     assert "Running stage 'train@full-42'" in again and "Running stage 'evaluate@full-42'" in again
     assert "Running stage 'baselines@zs_meanpool'" in again
     assert "Running stage 'extract'" not in again

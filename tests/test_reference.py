@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_tiny_params
 
-from propy import reference
-from propy.backbone import load_clip
-from propy.checkpoint import file_digest, load_trained, read_checkpoint
 from propy.cli import main
 from propy.config import load_params
 from propy.errors import ConfigError, DataError
-from propy.losses import symmetric_infonce
-from propy.model import build_model, scores
-
-from conftest import write_tiny_params
+from propy.model import reference
+from propy.model.backbone import load_clip
+from propy.model.checkpoint import file_digest, load_trained, read_checkpoint
+from propy.model.network import build_model, scores
+from propy.train.losses import symmetric_infonce
 
 FIXTURE = Path(__file__).parent / "data" / "reference" / "ref_propy_tiny.pt"
 TOLERANCE = 1e-4  # of the reference's scale (max |value|); float32 rounding gives about 1e-6

@@ -1,4 +1,4 @@
-"""propy.reports on small hand-made stage outputs, and propy.render executing real notebooks."""
+"""propy.reports.tables on small hand-made stage outputs, and propy.reports.render executing real notebooks."""
 from __future__ import annotations
 
 import json
@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from propy import figures, report_text, reports
 from propy.cli import main
 from propy.config import Layout
 from propy.data.annotations import Record
 from propy.errors import DataError
-from propy.masks import INTERACTIONS, event_node_mask
-from propy.pyramid import build_pyramid
-from propy.render import render
+from propy.model.masks import INTERACTIONS, event_node_mask
+from propy.model.pyramid import build_pyramid
+from propy.reports import figures, tables, text
+from propy.reports.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def write_breakdown(root: Path, name: str, offset: float) -> None:
 def test_load_metrics_keeps_order_and_values(tmp_path):
     write_metrics(tmp_path, "full", 200.0)
     write_metrics(tmp_path, "zs_maxframe", 100.0, kind="maxframe")
-    table = reports.load_metrics(["zs_maxframe", "full"], tmp_path)
+    table = tables.load_metrics(["zs_maxframe", "full"], tmp_path)
     assert list(table.index) == ["zs_maxframe", "full"]
     assert table.loc["full", "R10"] == pytest.approx(60.0)
     assert table.loc["zs_maxframe", "kind"] == "maxframe"
@@ -65,12 +65,12 @@ def test_load_metrics_keeps_order_and_values(tmp_path):
 def test_probe_and_separability_tables(tmp_path):
     write_metrics(tmp_path, "full", 200.0)
     write_metrics(tmp_path, "zs_maxframe", 100.0, kind="maxframe")
-    probes = reports.probe_table(["zs_maxframe", "full"], tmp_path)
+    probes = tables.probe_table(["zs_maxframe", "full"], tmp_path)
     order = probes.loc["order"].set_index("variant")
     assert order.loc["zs_maxframe", ["pairwise", "low", "high"]].tolist() == [25.0, 15.0, 30.0]
     assert order.loc["full", ["pairwise", "low", "high"]].tolist() == [50.0, 40.0, 55.0]
     assert np.isnan(probes.loc["context"].set_index("variant").loc["full", "pairwise"])  # no rivals: no pairs
-    sep = reports.separability_table(["zs_maxframe", "full"], tmp_path)
+    sep = tables.separability_table(["zs_maxframe", "full"], tmp_path)
     assert list(sep.index) == ["frozen CLIP", "zs_maxframe", "full"]
     assert sep.loc["frozen CLIP", "order"] == 0.6 and sep.loc["full", "order"] == 0.2
     assert sep.loc["zs_maxframe", "all_queries"] == 0.4
@@ -80,36 +80,36 @@ def test_ratio_histogram_by_kind_sums_the_splits():
     hist = {"edges": [0.0, 0.1, 0.2], "counts": {"order": [1, 2], "composition": [0, 3]}}
     stats = {"splits": {"train": {"ratio_histogram": hist},
                         "test": {"ratio_histogram": {"edges": [0.0, 0.1, 0.2], "counts": {"order": [4, 0]}}}}}
-    table = reports.ratio_histogram_by_kind(stats)
+    table = tables.ratio_histogram_by_kind(stats)
     assert list(table.index) == ["0-0.1", "0.1-0.2"]
     assert table["order"].tolist() == [5, 2] and table["composition"].tolist() == [0, 3]
-    assert reports.ratio_histogram_by_kind({}).empty
+    assert tables.ratio_histogram_by_kind({}).empty
 
 
 def test_missing_metrics_name_the_file_and_the_stage(tmp_path):
     write_metrics(tmp_path, "full", 200.0)
     with pytest.raises(DataError, match=r"depth1\.json: missing input \(written by pool"):
-        reports.load_metrics(["full", "depth1"], tmp_path)
+        tables.load_metrics(["full", "depth1"], tmp_path)
 
 
 def test_invalid_json_names_file_and_line(tmp_path):
     path = tmp_path / "full.json"
     path.write_text('{"R1": 1.0,\n "R5": }\n')
     with pytest.raises(DataError, match=r"full\.json: line 2: not valid JSON"):
-        reports.read_json(path)
+        tables.read_json(path)
 
 
 def test_metric_table_rejects_unknown_variant(tmp_path):
     write_metrics(tmp_path, "full", 200.0)
-    table = reports.load_metrics(["full"], tmp_path)
+    table = tables.load_metrics(["full"], tmp_path)
     with pytest.raises(DataError, match="no metrics for variant.*ia_none"):
-        reports.metric_table(table, ["full", "ia_none"])
+        tables.metric_table(table, ["full", "ia_none"])
 
 
 def test_markdown_table_hand_worked():
     table = pd.DataFrame({"R1": [12.345, float("nan")], "kind": ["propy", "a|b"]},
                          index=pd.Index(["full", "zs"], name="variant"))
-    assert reports.to_markdown(table) == (
+    assert tables.to_markdown(table) == (
         "| variant | R1 | kind |\n"
         "|---|---|---|\n"
         "| full | 12.3 | propy |\n"
@@ -119,7 +119,7 @@ def test_markdown_table_hand_worked():
 
 def test_save_table_writes_md_and_csv_atomically(tmp_path):
     table = pd.DataFrame({"SumR": [150.25, 90.5]}, index=pd.Index(["full", "ia_none"], name="variant"))
-    md, csv = reports.save_table(table, "depth", tmp_path / "tables")
+    md, csv = tables.save_table(table, "depth", tmp_path / "tables")
     assert md.read_text().splitlines()[2] == "| full | 150.2 |"  # rounded half to even by format
     back = pd.read_csv(csv, index_col="variant")
     assert back.loc["ia_none", "SumR"] == 90.5
@@ -129,13 +129,13 @@ def test_save_table_writes_md_and_csv_atomically(tmp_path):
 def test_breakdown_table_pivots_in_first_seen_order(tmp_path):
     write_breakdown(tmp_path, "zs_maxframe", 0.0)
     write_breakdown(tmp_path, "full", 5.0)
-    long = reports.load_breakdown(["zs_maxframe", "full"], "by_ratio", tmp_path)
-    table = reports.breakdown_table(long, "bin")
+    long = tables.load_breakdown(["zs_maxframe", "full"], "by_ratio", tmp_path)
+    table = tables.breakdown_table(long, "bin")
     assert list(table.index) == ["<0.1", ">=0.4"]
     assert list(table.columns) == ["zs_maxframe", "full"]
     assert table.loc[">=0.4", "full"] == 25.0
     with pytest.raises(DataError, match="field 'by_span' missing"):
-        reports.load_breakdown(["full"], "by_span", tmp_path)
+        tables.load_breakdown(["full"], "by_span", tmp_path)
 
 
 def test_training_summary_finds_the_best_epoch(tmp_path):
@@ -146,21 +146,21 @@ def test_training_summary_finds_the_best_epoch(tmp_path):
     (logs_dir / "full-s1.json").write_text(json.dumps(entries))
     shifted = [{**e, "loss": e["loss"] + 1.0, "val_SumR": e["val_SumR"] + 10.0} for e in entries]
     (logs_dir / "full-s2.json").write_text(json.dumps(shifted))
-    summary = reports.training_summary(reports.load_logs(["full"], [1, 2], logs_dir))  # the mean of two seeds
+    summary = tables.training_summary(tables.load_logs(["full"], [1, 2], logs_dir))  # the mean of two seeds
     row = summary.loc["full"]
     assert (row["epochs"], row["best epoch"], row["best val SumR"]) == (3, 2, 85.0)
     assert row["final loss"] == pytest.approx(1.5)
     assert row["time (s)"] == pytest.approx(6.0)
     (logs_dir / "empty-s1.json").write_text("[]")
     with pytest.raises(DataError, match="empty-s1.json: expected a non-empty list"):
-        reports.load_logs(["empty"], [1], logs_dir)
+        tables.load_logs(["empty"], [1], logs_dir)
 
 
 def test_annotation_stats_hand_worked():
     recs = {"train": [Record("a", "1", "q", 10.0, (0.0, 1.0)), Record("a", "2", "q", 10.0, (2.0, 7.0)),
                       Record("b", "3", "q", 20.0, (0.0, 20.0))],
             "test": [Record("c", "4", "q", 4.0, (1.0, 2.0))]}
-    summary, queries = reports.annotation_stats(recs)
+    summary, queries = tables.annotation_stats(recs)
     assert summary.loc["train", "videos"] == 2 and summary.loc["train", "queries"] == 3
     assert summary.loc["train", "mean duration (s)"] == pytest.approx(15.0)  # per video, not per query
     assert summary.loc["train", "mean moment/video"] == pytest.approx((0.1 + 0.5 + 1.0) / 3)
@@ -170,18 +170,18 @@ def test_annotation_stats_hand_worked():
 
 def test_video_events_prefers_captions(tmp_path):
     records = [Record("v", "1", "q", 10.0, (2.0, 4.0))]
-    assert reports.video_events(tmp_path, "v", records) == [(2.0, 4.0, "q")]
+    assert tables.video_events(tmp_path, "v", records) == [(2.0, 4.0, "q")]
     (tmp_path / "captions.jsonl").write_text(
         '{"vid_name": "v", "start": 5.0, "end": 6.0, "caption": "x"}\n'
         '{"vid_name": "w", "start": 0.0, "end": 1.0, "caption": "y"}\n'
         '{"vid_name": "v", "start": 0.0, "end": 2.5, "caption": "z"}\n')
-    assert reports.video_events(tmp_path, "v", records) == [(0.0, 2.5, "z"), (5.0, 6.0, "x")]
+    assert tables.video_events(tmp_path, "v", records) == [(0.0, 2.5, "z"), (5.0, 6.0, "x")]
 
 
 def test_top_videos_name_each_ones_best_matching_event():
     example = {"desc_id": "q1", "vid_name": "v2", "rank": 2, "top10": ["v9", "v2", "v3"]}
     events = {"v9": ["a red circle moves right", "a blue square grows"], "v2": ["a red circle moves left"]}
-    table = reports.top_videos(example, events, "a red circle moves left", k=2)
+    table = tables.top_videos(example, events, "a red circle moves left", k=2)
     assert table["video"].tolist() == ["v9", "v2 (true)"]
     assert table["its best-matching event"].tolist() == ["a red circle moves right", "a red circle moves left"]
 
@@ -191,19 +191,19 @@ def test_examples_by_rule_best_and_worst_per_kind_and_the_rank1_rival():
                 for d, v, r, top in (("a1", "v1", 3, ["v9", "v8", "v1"]), ("a2", "v2", 1, ["v2"]),
                                      ("a3", "v3", 1, ["v3"]), ("b1", "v4", 7, ["v5"]))]
     kinds = {"a1": "order", "a2": "order", "a3": "order", "b1": "multi"}
-    picked = reports.pick_examples(rankings, kinds)
+    picked = tables.pick_examples(rankings, kinds)
     assert [(e["desc_id"], e["kind"], e["pick"]) for e in picked] == [
         ("b1", "multi", "best"), ("a2", "order", "best"), ("a1", "order", "worst")]  # ties: first desc_id
     texts = {"a1": "a red circle moves left", "a2": "x", "b1": "a blue cross appears"}
     events = {"v9": ["a red circle moves right"], "v5": ["a green star shrinks, then a cat sits"]}
-    annotated = reports.annotate_examples(picked, texts, events)
+    annotated = tables.annotate_examples(picked, texts, events)
     rival = annotated[2]
     assert rival["rival_text"] == "a red circle moves right"
     assert rival["rival_words"] == (["left"], ["right"]) and rival["rival_differs"]
     assert not annotated[0]["rival_differs"] and "rival_text" not in annotated[1]
-    html = report_text.example_html(rival, 40)
+    html = text.example_html(rival, 40)
     assert "Rank 1 is v9" in html and "hard negative" in html and "rank 3 of 40" in html
-    line = report_text.qualitative_findings(annotated)
+    line = text.qualitative_findings(annotated)
     assert line[0].startswith("3 queries chosen by rule") and "2 of them" in line[0]
     assert line[1].startswith("In 1 of those 2")
 
@@ -219,28 +219,28 @@ def test_group_intervals_sizes_means_and_intervals(tmp_path):
     write_rankings(tmp_path, "full-s2", {"q1": 1, "q2": 6, "q3": 50, "q4": 200})
     write_rankings(tmp_path, "zs", {"q1": 200, "q2": 200, "q3": 200, "q4": 1})
     groups = {"q1": "a", "q2": "a", "q3": "b", "q4": "b"}
-    out = reports.group_intervals(["full", "zs"], groups, ["a", "b", "c"], ["full"], [1, 2], tmp_path, [1, 5, 10, 100])
+    out = tables.group_intervals(["full", "zs"], groups, ["a", "b", "c"], ["full"], [1, 2], tmp_path, [1, 5, 10, 100])
     full_a = out[(out["variant"] == "full")].loc["a"]
     # seed 1: both queries at rank 1 -> SumR 400; seed 2: q2 at 6 -> R1 50 + R5 50 + R10 100 + R100 100 = 300
     assert (full_a["n"], full_a["SumR"]) == (2, pytest.approx(350.0))
     assert full_a["low"] <= 350.0 <= full_a["high"] and full_a["high"] == pytest.approx(400.0)
     assert out[out["variant"] == "zs"].loc["b", "SumR"] == pytest.approx(200.0)
     assert "c" not in out.index  # an empty group is left out
-    table = reports.interval_table(out, "kind")
+    table = tables.interval_table(out, "kind")
     assert table.loc["a", "queries"] == 2 and table.loc["a", "full"].startswith("350.0 [")
     with pytest.raises(DataError, match="no group for 1 test queries of full"):
-        reports.group_intervals(["full"], {"q1": "a", "q2": "a", "q3": "b"}, ["a"], ["full"], [1, 2], tmp_path, [1])
+        tables.group_intervals(["full"], {"q1": "a", "q2": "a", "q3": "b"}, ["a"], ["full"], [1, 2], tmp_path, [1])
 
 
 def test_probe_table_reads_probes_and_is_none_without_them(tmp_path):
     write_metrics(tmp_path, "full", 200.0, probes=False)
     write_metrics(tmp_path, "zs", 100.0, probes=False)
-    assert reports.probe_table(["full", "zs"], tmp_path) is None
+    assert tables.probe_table(["full", "zs"], tmp_path) is None
     m = json.loads((tmp_path / "full.json").read_text())
     m["probes"] = {"order": {"n": 10, "n_rival": 8, "pairwise": 75.0, "ci": [50.0, 93.75], "R1": 20.0},
                    "appearance": {"n": 4, "n_rival": 0, "R1": 50.0}}
     (tmp_path / "full.json").write_text(json.dumps(m))
-    table = reports.probe_table(["full", "zs"], tmp_path)
+    table = tables.probe_table(["full", "zs"], tmp_path)
     assert table.loc["order", ["pairs", "pairwise", "low", "high"]].tolist() == [8, 75.0, 50.0, 93.75]
     assert np.isnan(table.loc["appearance", "pairwise"])
 
@@ -256,17 +256,17 @@ def write_comparisons(root: Path) -> None:
 
 def test_effects_and_their_verdicts_and_findings(tmp_path):
     write_comparisons(tmp_path)
-    effects = reports.effects(tmp_path, {"depth": ["depth1", "full"], "components": ["full", "no_adapters", "single_event"]})
+    effects = tables.effects(tmp_path, {"depth": ["depth1", "full"], "components": ["full", "no_adapters", "single_event"]})
     assert effects["variant"].tolist() == ["depth1", "no_adapters", "single_event"]
     assert effects.loc[0, ["delta", "low", "high"]].tolist() == [-12.0, -20.0, -4.0]
-    lines = report_text.ablation_findings(effects, "full")
+    lines = text.ablation_findings(effects, "full")
     assert lines[0] == "Depth: supported: full beats all 1."
     assert lines[1] == "Components: contradicted: single_event scores above full."
     assert lines[2] == "The largest loss: depth1 scores -12.0 SumR [-20.0, -4.0] against full (lower)."
     same = effects.iloc[[1]]
-    assert report_text.claim_verdict("components", same, "full") == "Components: not shown: no difference for all 1."
+    assert text.claim_verdict("components", same, "full") == "Components: not shown: no difference for all 1."
     with pytest.raises(DataError, match="no comparison for ia_none in table 'interaction'"):
-        reports.effects(tmp_path, {"interaction": ["full", "ia_none"]})
+        tables.effects(tmp_path, {"interaction": ["full", "ia_none"]})
     fig = figures.plot_effects(effects, "full", "t")
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -277,24 +277,24 @@ def test_effects_and_their_verdicts_and_findings(tmp_path):
 def test_overview_findings_change_with_the_numbers(tmp_path):
     write_comparisons(tmp_path)
     write_metrics(tmp_path, "full", 200.0)
-    effects = reports.effects(tmp_path, {"depth": ["depth1"], "zero_shot": ["zs_maxframe"]})
-    metrics = reports.load_metrics(["full"], tmp_path)
-    first = report_text.overview_findings(metrics, effects, "full", 12)
+    effects = tables.effects(tmp_path, {"depth": ["depth1"], "zero_shot": ["zs_maxframe"]})
+    metrics = tables.load_metrics(["full"], tmp_path)
+    first = text.overview_findings(metrics, effects, "full", 12)
     assert first[0].startswith("On 12 test queries, full reaches SumR 200.0")
     assert "zs_maxframe scores -90.0 SumR [-99.0, -80.0] against full (lower)" in first[1]
     assert first[2].startswith("Of 1 ablated variants, 1 score below full")
     write_metrics(tmp_path, "full", 250.0)
-    assert report_text.overview_findings(reports.load_metrics(["full"], tmp_path), effects, "full", 12)[0] != first[0]
+    assert text.overview_findings(tables.load_metrics(["full"], tmp_path), effects, "full", 12)[0] != first[0]
 
 
 def test_vcmr_reach_and_the_baselines_note():
     records = [Record("v", str(i), "q", 16.0, (0.0, 16.0 * r)) for i, r in enumerate((1 / 16, 0.125, 0.5, 1.0))]
-    reach = reports.vcmr_reach(records, 16, [0.5])
+    reach = tables.vcmr_reach(records, 16, [0.5])
     # whole video: IoU = ratio >= 0.5 for 0.5 and 1.0; one frame: ratio <= 1 / (0.5 * 16) = 0.125
     assert reach.loc["IoU0.5"].tolist() == [50.0, 50.0]
-    note = report_text.vcmr_note(reach, {"zs_meanpool": "meanpool", "zs_maxframe": "maxframe", "full": "propy"}, 16)
+    note = text.vcmr_note(reach, {"zs_meanpool": "meanpool", "zs_maxframe": "maxframe", "full": "propy"}, 16)
     assert "zs_meanpool has one event, the whole video" in note and "1/16 of the video" in note
-    assert report_text.vcmr_note(reach, {"full": "propy"}, 16) == ""
+    assert text.vcmr_note(reach, {"full": "propy"}, 16) == ""
 
 
 def test_series_styles_keep_twelve_series_apart():
@@ -338,7 +338,7 @@ def test_mask_figure_one_panel_per_interaction_with_level_separators():
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (pyramid.num_events, pyramid.num_nodes)
     assert len(fig.axes[0].get_lines()) == 2 * (pyramid.num_levels - 1) + 1  # level separators + the frames line
-    caption = report_text.masks_caption(pyramid.num_levels)
+    caption = text.masks_caption(pyramid.num_levels)
     assert all(f"<b>{name}</b>" in caption for name in INTERACTIONS)
 
 
@@ -411,14 +411,14 @@ def test_ablation_table_reads_the_pooled_comparisons(tmp_path):
     rows = [{"variant": "same", "reference": "full", "delta_SumR": 0.0, "ci": [-1.5, 2.0], "verdict": "no difference"},
             {"variant": "worse", "reference": "full", "delta_SumR": -50.0, "ci": [-60.0, -40.0], "verdict": "loss"}]
     (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {"t": rows}}))
-    table = reports.ablation_table(reports.load_metrics(["full", "same", "worse"], tmp_path),
+    table = tables.ablation_table(tables.load_metrics(["full", "same", "worse"], tmp_path),
                                    ["full", "same", "worse"], tmp_path)
     assert table["ΔSumR vs full"].tolist() == [0.0, 0.0, -50.0]
     assert table["95% CI of Δ"].tolist() == ["", "[-1.5, +2.0]", "[-60.0, -40.0]"]
     assert table["verdict"].tolist() == ["reference", "no difference", "loss"]
     with pytest.raises(DataError, match=r"comparisons\.json: no comparison for variant\(s\) other"):
         write_metrics(tmp_path, "other", 1.0)
-        reports.ablation_table(reports.load_metrics(["full", "other"], tmp_path), ["full", "other"], tmp_path)
+        tables.ablation_table(tables.load_metrics(["full", "other"], tmp_path), ["full", "other"], tmp_path)
 
 
 def test_render_removes_what_a_killed_or_failed_run_left(report_repo):
@@ -515,7 +515,7 @@ def study_repo(tmp_path, monkeypatch):
 
 
 def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
-    from propy.render import available
+    from propy.reports.render import available
 
     pages = available()
     assert pages[0] == "index" and {"data", "results", "ablations", "qualitative", "training", "cost"} <= set(pages)
@@ -551,17 +551,17 @@ def test_probe_effects_lists_each_kind_of_each_compared_variant(tmp_path):
     rows = [{"variant": "seqconv", "delta_SumR": 1.0, "ci": [-1.0, 2.0], "verdict": "no difference",
              "probes": {"order": entry, "context": {"loc": entry["loc"]}}}]
     (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {"beyond": rows}}))
-    table = reports.probe_effects(tmp_path, {"beyond": ["full", "seqconv"]})
+    table = tables.probe_effects(tmp_path, {"beyond": ["full", "seqconv"]})
     assert table[["variant", "kind"]].values.tolist() == [["seqconv", "order"], ["seqconv", "context"]]
     assert table.iloc[0]["Δ pairwise"] == "+31.5 [+20.0, +40.0] gain"
     assert table.iloc[1]["Δ pairwise"] == "" and table.iloc[1]["Δ localisation"] == "-2.0 [-9.0, +4.0] no difference"
     (tmp_path / "comparisons.json").write_text(json.dumps({"reference": "full", "tables": {}}))
-    assert reports.probe_effects(tmp_path, {"beyond": ["seqconv"]}).empty
+    assert tables.probe_effects(tmp_path, {"beyond": ["seqconv"]}).empty
 
 
 def test_sweep_table_orders_combinations_by_validation_sumr(tmp_path):
-    assert reports.sweep_table(tmp_path / "absent.json") is None and reports.sweep_table("") is None
+    assert tables.sweep_table(tmp_path / "absent.json") is None and tables.sweep_table("") is None
     rows = [{"train.lr": 0.003, "val_SumR": 250.0, "best_epoch": 6}, {"train.lr": 0.01, "val_SumR": 261.0, "best_epoch": 8}]
     (tmp_path / "sweep.json").write_text(json.dumps({"grid": {"train.lr": [0.003, 0.01]}, "rows": rows}))
-    table = reports.sweep_table(tmp_path / "sweep.json")
+    table = tables.sweep_table(tmp_path / "sweep.json")
     assert table.index.tolist() == [0.01, 0.003] and table["best_epoch"].tolist() == [8, 6]

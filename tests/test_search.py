@@ -11,16 +11,22 @@ import numpy as np
 import pytest
 import torch
 
-from propy.backbone import create_clip, load_clip
-from propy.checkpoint import save_trained
 from propy.cli import main
 from propy.config import load_params
 from propy.data.annotations import load_annotations
 from propy.errors import ConfigError, DataError
-from propy.index_store import JOURNAL, IndexStore
-from propy.io import atomic_torch_save
-from propy.model import build_model
-from propy.search import Encoder, Gallery, add_videos, distinct_moments, open_index
+from propy.model.backbone import create_clip, load_clip
+from propy.model.checkpoint import save_trained
+from propy.model.network import build_model
+from propy.runtime.files import atomic_torch_save
+from propy.search.engine import (
+    Encoder,
+    Gallery,
+    add_videos,
+    distinct_moments,
+    open_index,
+)
+from propy.search.store import JOURNAL, IndexStore
 from tests.conftest import REPO, layout_args, tiny_layout, write_tiny_params
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from propy.search import Moment
-from propy.search_html import strip_indices, timeline_rows
+from propy.search.engine import Moment
+from propy.search.html import strip_indices, timeline_rows
 
 
 def test_timeline_rows_keep_overlapping_events_apart():

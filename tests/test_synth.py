@@ -5,16 +5,27 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import repo_block, write_tiny_params
 
 from propy.cli import main
 from propy.config import QUERY_KINDS, SPLITS, SplitSizes, SynthConfig
 from propy.data.annotations import load_annotations
 from propy.data.synth import (
-    ACTIONS, FILLER_COLOUR, FILLER_SHAPES, OPPOSITE, Event, Video, captions, generate, render, render_event,
-    sample_split, split_records, split_stats, write_mp4,
+    ACTIONS,
+    FILLER_COLOUR,
+    FILLER_SHAPES,
+    OPPOSITE,
+    Event,
+    Video,
+    captions,
+    generate,
+    render,
+    render_event,
+    sample_split,
+    split_records,
+    split_stats,
+    write_mp4,
 )
-
-from conftest import repo_block, write_tiny_params
 
 TINY = repo_block(SynthConfig, "synth", seed=1, videos={"train": 8, "val": 4, "test": 4}, size=32, fps=8,
                   events_per_video=[5, 6], event_seconds=[0.5, 1.0])

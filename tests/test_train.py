@@ -9,14 +9,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import layout_args, tiny_layout, write_tiny_params
 
 from propy.cli import main
 from propy.config import Layout, load_params
 from propy.data.annotations import load_annotations
 from propy.errors import ConfigError
-from propy.train import Process, Trainer, config_hash, plan_batch
-
-from conftest import layout_args, tiny_layout, write_tiny_params
+from propy.train.trainer import Process, Trainer, config_hash, plan_batch
 
 LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4", "val_SumR", "seconds"]
 
@@ -167,7 +166,7 @@ DDP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import torch
     from propy.config import Layout, load_params
-    from propy.train import train
+    from propy.train.trainer import train
 
     params, bench, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     layout = Layout(bench / "synthetic", bench / "cache")
@@ -225,14 +224,14 @@ def test_leftover_temp_files_are_removed_at_the_next_start(straight, tiny_bench,
 def test_an_unwritable_output_fails_before_the_first_epoch(straight, tiny_bench, tmp_path, monkeypatch, capsys):
     import errno
 
-    import propy.io
+    import propy.runtime.files
 
     params, _ = straight
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(propy.io, "_fsync", read_only)
+    monkeypatch.setattr(propy.runtime.files, "_fsync", read_only)
     monkeypatch.setattr(Trainer, "_train_epoch", lambda self: pytest.fail("an epoch ran before the write check"))
     assert train_cli(tiny_bench, params, tmp_path) == 2
     assert f"{tmp_path}: cannot write: read-only file system" in capsys.readouterr().err

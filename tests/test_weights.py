@@ -7,12 +7,18 @@ import json
 import open_clip
 import pytest
 import torch
-
 from conftest import REPO, write_openai_archive
-from propy.backbone import create_clip, model_config
+
 from propy.cli import main
 from propy.errors import ConfigError
-from propy.weights import GELU, QUICK_GELU, check_activation, is_torchscript, read_weights
+from propy.model.backbone import create_clip, model_config
+from propy.model.weights import (
+    GELU,
+    QUICK_GELU,
+    check_activation,
+    is_torchscript,
+    read_weights,
+)
 
 TINY = str(REPO / "configs" / "propy-tiny.json")  # GELU
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script/save, writing test archives

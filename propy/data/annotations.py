@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from propy.errors import DataError
-from propy.io import atomic_write_text
+from propy.runtime.files import atomic_write_text
 
 FIELDS = ("vid_name", "desc_id", "desc", "duration", "ts")
 

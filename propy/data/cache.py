@@ -1,4 +1,4 @@
-"""``propy extract``: decode every video once into a uint8 frame cache, so training never decodes video.
+"""Decode every video once into a uint8 frame cache, so training never decodes video.
 
 Layout, per split (``<extract.root>/<split>/``): ``<vid_name>.npy`` (uint8
 ``[T, S, S, 3]``, see :func:`propy.data.video.read_video`) or, with ``extract.jpeg_quality``
@@ -23,25 +23,27 @@ and written last, atomically, so its presence means the split is complete.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from propy.config import SPLITS, Layout, Params, add_layout_args, load_params
-from propy.data.annotations import group_by_video, load_annotations
 from propy.data.frames import frames_problem, read_frames, suffix, write_frames
 from propy.data.video import read_video
-from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, prepare_output
-from propy.progress import progress as reporting
+from propy.errors import DataError
+from propy.runtime.files import atomic_write_json, atomic_write_text, prepare_output
+from propy.runtime.hold import hold
+from propy.runtime.progress import progress as reporting
 
 MANIFEST = "manifest.json"
 JOURNAL = ".journal.jsonl"
+
+
+def listing(problems: dict[str, str]) -> str:
+    """One indented line per video: ``  <vid>: <problem>``."""
+    return "\n".join(f"  {vid}: {problem}" for vid, problem in problems.items())
 
 
 class BadVideos(DataError):
@@ -51,12 +53,10 @@ class BadVideos(DataError):
         self.bad = bad
         super().__init__(
             f"{len(bad)} video(s) missing, unreadable or shorter than annotated (set extract.skip_bad: true "
-            f"to skip them):\n" + _listing(bad)
+            f"to skip them):\n" + listing(bad)
         )
 
 
-def _listing(bad: dict[str, str]) -> str:
-    return "\n".join(f"  {vid}: {problem}" for vid, problem in bad.items())
 
 
 @dataclass
@@ -164,6 +164,7 @@ def extract_split(
                 log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
                 log.flush()
                 result.decoded.append(vid)
+                hold("extract", len(result.decoded))
             entries[vid] = entry  # kept in the journal even when too short: a fixed annotation needs no decode
             problem = _too_short(source, float(entry["duration"]), durations.get(vid), duration_tolerance)
             if problem:
@@ -249,60 +250,7 @@ class FrameCache:
         return frames
 
 
-def model_input_size(params: Params) -> int:
-    """The CLIP input side (``vision_cfg.image_size`` of ``clip.model``): the default cache size."""
-    from propy.backbone import model_config
-
-    image_size = model_config(params.clip.model)["vision_cfg"]["image_size"]
-    if isinstance(image_size, (list, tuple)):
-        if len(set(image_size)) != 1:
-            raise ConfigError(f"clip.model: non-square image_size {image_size} is not supported")
-        image_size = image_size[0]
-    return int(image_size)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--params", default="params.yaml", help="parameters file (blocks 'extract', 'datasets', 'clip')"
-    )
-    add_layout_args(parser, cache=False)
-    parser.add_argument("--out", type=Path, required=True, help="the frame cache folder to write, e.g. data/cache")
-    parser.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="which split's videos (default all)")
-    parser.add_argument("--size", type=int, help="frame side in pixels (default: the CLIP model's input size)")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
-    cfg, layout = params.extract, Layout(args.data, args.out)
-    size = args.size if args.size is not None else model_input_size(params)
-    if size < 1:
-        raise ConfigError(f"--size: expected a positive number of pixels, got {size}")
-    bad: dict[str, str] = {}
-    for split in SPLITS if args.split == "all" else (args.split,):
-        names = group_by_video(load_annotations(layout.annotations(split)))
-        out_dir = layout.cache_split(split)
-        started = time.perf_counter()
-        try:
-            result = extract_split(
-                list(names), layout.videos, params.data.video_ext, out_dir,
-                size=size, fps=cfg.fps, max_frames=cfg.max_frames, jpeg_quality=cfg.jpeg_quality,
-                durations={vid: records[0].duration for vid, records in names.items()},
-                duration_tolerance=cfg.duration_tolerance, skip_bad=cfg.skip_bad, desc=f"extract {split}",
-            )
-        except BadVideos as exc:
-            bad.update(exc.bad)
-            continue
-        seconds = time.perf_counter() - started
-        frames = sum(v["num_frames"] for v in result.manifest["videos"].values())
-        print(
-            f"extract {split}: {len(names)} videos -> {out_dir} ({len(result.decoded)} decoded, "
-            f"{len(result.reused)} already cached, {len(result.skipped)} skipped; {frames} frames of "
-            f"{size}x{size}) in {seconds:.1f}s"
-        )
-        if result.repaired:
-            print(f"  decoded again (their cached frames were damaged):\n{_listing(result.repaired)}")
-        if result.skipped:
-            print(f"  skipped (listed in {out_dir / MANIFEST}):\n{_listing(result.skipped)}")
-    if bad:
-        raise BadVideos(bad)
-    return 0

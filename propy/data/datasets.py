@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from propy.backbone import tokenize
 from propy.data.annotations import Record, group_by_video
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
 from propy.errors import DataError
+from propy.model.backbone import tokenize
 
 
 class VideoClips(Dataset):

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from propy.errors import DataError
-from propy.io import atomic_save_npy, atomic_write_with
+from propy.runtime.files import atomic_save_npy, atomic_write_with
 
 RAW, JPEG = ".npy", ".npz"
 

@@ -1,4 +1,4 @@
-"""``propy synth``: the synthetic PRVR benchmark (v2), written as real mp4 files + canonical annotations.
+"""The synthetic PRVR benchmark (v2), written as real mp4 files + canonical annotations.
 
 The default study must run with no download, yet ask each of the paper's
 questions separately. So every query has a designed *rival*: a gallery video
@@ -39,22 +39,25 @@ captions for pretraining the small CLIP, see ``captions``), ``stats.json``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import shutil
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from propy.config import QUERY_KINDS, SPLITS, SynthConfig, load_params
+from propy.config import QUERY_KINDS, SPLITS, SynthConfig
 from propy.data.annotations import Record, write_annotations
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output
+from propy.runtime.files import (
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    prepare_output,
+)
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -621,23 +624,5 @@ def _swap_in(partial: Path, out: Path) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="parameters file (block 'synth')")
-    parser.add_argument("--out", type=Path, required=True, help="output directory, e.g. data/synthetic")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
-    out = args.out
-    started = time.perf_counter()
-    stats = generate(params.synth, out)
-    print(f"synth: {out} in {time.perf_counter() - started:.1f}s (codec {stats['codec']})")
-    if stats["codec"] != "libx264":
-        print(f"  note: libx264 is not available in this PyAV build; videos use {stats['codec']}, not H.264")
-    for split, s in stats["splits"].items():
-        print(
-            f"  {split}: {s['videos']} videos, {s['queries']} queries {s['query_kinds']} "
-            f"(left out: {s['dropped'] or 'none'}), moment/video ratio "
-            f"median {s['ratio']['median']:.2f}, {100 * s['ratio']['below_0.2']:.0f}% below 0.2"
-        )
-    return 0

@@ -15,7 +15,6 @@ import numpy as np
 
 from propy.errors import DataError
 
-
 SHORT_READ_FRAMES = 3  # frames may end this many frame periods before the header's duration...
 SHORT_READ_FRACTION = 0.02  # ...or this fraction of it (rounding, edit lists): more is a truncated file
 

@@ -1,0 +1,66 @@
+"""``python -m propy bench``: measure throughput, memory and ProPy/CLIP encode ratios (library: ``propy.evaluation.bench``)."""
+from __future__ import annotations
+
+import argparse
+
+from propy.config import add_layout_args, layout_from, load_params
+from propy.errors import ConfigError
+from propy.evaluation.bench import bench, search_bench
+from propy.model.checkpoint import pick_device
+from propy.runtime.files import atomic_write_json
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", default="full", help="variant of params.yaml to time (default: full)")
+    add_layout_args(parser, required=False)  # needed except with --search
+    parser.add_argument("--out", help="JSON to write (default: logs/bench.json, with --search logs/bench_search.json; "
+                                      "outside every pipeline stage's inputs)")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps (default: 5)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed encodes per model (default: 5)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--search", type=int, nargs="+", metavar="N",
+                        help="time `propy search` on synthetic indexes of N videos each (e.g. 1000 10000 100000)")
+    parser.add_argument("--events", type=int, default=19, help="--search: events per video (default: 19, `full`)")
+    parser.add_argument("--dim", type=int, default=64, help="--search: embedding width (default: 64, the study's CLIP)")
+    parser.add_argument("--queries", type=int, default=50, help="--search: timed queries per size (default: 50)")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    if min(args.search) < 1 or args.events < 1 or args.dim < 1 or args.queries < 1:
+        raise ConfigError("--search sizes, --events, --dim and --queries must be at least 1")
+    out = args.out or "logs/bench_search.json"
+    result = search_bench(args.search, args.events, args.dim, args.queries)
+    atomic_write_json(out, result)
+    for row in result["sizes"]:
+        print(f"search {row['videos']} videos x {args.events} events x {args.dim}: index {row['index_mb']:.1f} MiB, "
+              f"load {row['load_s']:.2f} s (+{row['rss_added_mb']:.0f} MiB RSS), query {row['query_ms_median']:.1f} ms "
+              f"median, {row['query_ms_p95']:.1f} ms p95")
+    print(f"wrote {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.search:
+        return run_search(args)
+    if args.steps < 1 or args.repeats < 1:
+        raise ConfigError("--steps and --repeats must be at least 1")
+    if args.data is None or args.cache is None:
+        raise ConfigError("--data and --cache are needed to time training and encoding (e.g. --data data/synthetic "
+                          "--cache data/cache)")
+    params = load_params(args.params, args.variant)
+    device = pick_device(args.device)
+    result = bench(params, layout_from(args), device, args.steps, args.repeats)
+    args.out = args.out or "logs/bench.json"
+    atomic_write_json(args.out, result)
+    print(
+        f"bench {result['variant']} on {result['device']} ({result['threads']} threads): "
+        f"train {result['train_steps_per_s']:.2f} steps/s (batch {result['train_batch_videos']} videos); "
+        f"eval {result['gallery_videos_per_s']:.1f} videos/s, {result['queries_per_s']:.1f} queries/s; "
+        f"ProPy encode_video / CLIP encode_image on {result['encode_batch_videos']} x {result['num_frames']} frames: "
+        f"{result['propy_encode_s'] * 1e3:.1f} ms / {result['clip_encode_s'] * 1e3:.1f} ms = "
+        f"{result['propy_over_clip']:.2f}x; peak RSS {result['peak_rss_mb']:.0f} MiB"
+        + (f", peak CUDA {result['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in result else "")
+        + f"; wrote {args.out}"
+    )
+    return 0

@@ -1,0 +1,34 @@
+"""``python -m propy pool``: pool each variant's runs (one per seed) and compare variants with intervals (library: ``propy.evaluation.seed_pooling``)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from propy.config import load_params
+from propy.evaluation.seed_pooling import pool
+from propy.runtime.files import prepare_output
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--runs", required=True, type=Path, help="per-run metrics folder, e.g. metrics/synthetic/runs")
+    parser.add_argument("--run-results", required=True, type=Path,
+                        help="per-run results folder, e.g. results/synthetic/runs")
+    parser.add_argument("--out", required=True, type=Path, help="pooled metrics folder, e.g. metrics/synthetic/pooled")
+    parser.add_argument("--out-results", required=True, type=Path,
+                        help="pooled results folder, e.g. results/synthetic/pooled")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    for folder in (args.out, args.out_results):
+        prepare_output(folder, folder=True)
+    comparisons = pool(params, args.runs, args.run_results, args.out, args.out_results)
+    print(f"pool: {len(params.study.trained)} trained variants x {len(params.study.seeds)} seeds, "
+          f"{len(params.study.zero_shot)} zero-shot; {comparisons['num_queries']} test queries")
+    for name, rows in comparisons["tables"].items():
+        for row in rows:
+            low, high = row["ci"]
+            print(f"  {name:<12} {row['variant']:<18} ΔSumR {row['delta_SumR']:+6.1f} "
+                  f"[{low:+.1f}, {high:+.1f}] {row['verdict']}")
+    return 0

@@ -1,0 +1,46 @@
+"""``python -m propy train``: train ProPy (one variant) (library: ``propy.train.trainer``)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from propy.config import (
+    add_layout_args,
+    layout_from,
+    read_params,
+    resolve,
+    shadowed_notes,
+)
+from propy.train.trainer import train
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
+    add_layout_args(parser)
+    parser.add_argument("--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. models/synthetic/full-s42")
+    parser.add_argument("--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/synthetic/full-s42.json")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
+                           "(default without --resume/--fresh: continue it when it matches, else start fresh)")
+    mode.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start from scratch")
+    parser.add_argument("--init-from", metavar="CKPT",
+                        help="start from the trained tensors of CKPT (a best.pt or an imported reference "
+                             "checkpoint; its model and CLIP settings must equal the variant's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+
+
+def run(args: argparse.Namespace) -> int:
+    raw = read_params(args.params)
+    params = resolve(raw, args.variant, str(args.params))
+    if os.environ.get("RANK", "0") == "0":
+        for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
+            print(f"note: {args.params}: {note}", file=sys.stderr)
+    resume = "require" if args.resume else "never" if args.fresh else "auto"
+    train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
+          init_from=args.init_from)
+    return 0

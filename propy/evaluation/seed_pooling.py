@@ -1,0 +1,204 @@
+"""One set of numbers per variant from its runs, and every comparison with
+an interval.
+
+A trained variant is trained once per seed of ``study.seeds`` (run ``<variant>-s<seed>``); a
+zero-shot baseline is one run (``<variant>``). Pooling gives, per variant, the mean and the
+standard deviation over its runs of every metric, and the 95% bootstrap interval of SumR over
+test queries and seeds. Every row of every ``study.ablations`` table, and every zero-shot
+baseline, is compared with ``report.headline`` (``full``): the change in mean SumR with a paired
+bootstrap interval (queries shared, seeds drawn per side; ``propy.evaluation.metrics.bootstrap_sumr``).
+A change whose interval holds 0 is reported as "no difference", never as a gain or a loss.
+
+Outputs: ``<out-metrics>/<variant>.json`` (the per-run schema of ``evaluate``, values averaged,
+plus ``sd``, ``SumR_ci``, ``runs``), ``<out-metrics>/comparisons.json`` and
+``<out-results>/<variant>/breakdown.json`` (per-group recalls averaged over runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from propy.config import Params
+from propy.errors import DataError
+from propy.evaluation.metrics import bootstrap_mean, sumr_per_query
+from propy.evaluation.probes import localisation_hits
+from propy.runtime.files import atomic_write_json, iter_jsonl, read_json
+
+SAMPLES = 2000
+LEVEL = 0.95
+SPREAD = ("R1", "R5", "R10", "R100", "SumR", "MedR", "MeanR")  # metrics whose sd over runs is reported
+
+
+def run_name(variant: str, seed: Optional[int]) -> str:
+    return variant if seed is None else f"{variant}-s{seed}"
+
+
+def runs_of(params: Params, variant: str) -> list[str]:
+    """The runs that make up ``variant``: one per seed if trained, else one."""
+    if variant in params.study.trained:
+        return [run_name(variant, seed) for seed in params.study.seeds]
+    return [run_name(variant, None)]
+
+
+def _mean(values: list[Any]) -> Any:
+    """Element-wise mean of equal-shaped JSON values (numbers, or mappings of them); the first
+    value of anything else (strings, lists), which runs of one variant share."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _mean([v[k] for v in values]) for k in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return float(np.mean(values))
+    return first
+
+
+def pool_metrics(runs: dict[str, dict]) -> dict:
+    """The runs' metrics averaged; ``sd`` (over runs, ddof 1; 0 for one run) of the recalls and
+    ranks; ``epoch`` per run."""
+    values = list(runs.values())
+    pooled = _mean([{k: v for k, v in run.items() if k != "environment"} for run in values])
+    if "environment" in values[0]:  # where the runs were made (one machine in a `make study`)
+        pooled["environment"] = values[0]["environment"]
+    pooled["runs"] = list(runs)
+    pooled["epoch"] = [v.get("epoch") for v in values]
+    pooled["sd"] = {k: float(np.std([v[k] for v in values], ddof=1)) if len(values) > 1 else 0.0
+                    for k in SPREAD if k in values[0]}
+    return pooled
+
+
+def pool_breakdown(breakdowns: list[dict]) -> dict:
+    """Per-group recalls averaged over runs (the groups and their sizes are the same in every run)."""
+    out = {}
+    for by in breakdowns[0]:
+        groups = [b[by] for b in breakdowns]
+        out[by] = [_mean(list(rows)) for rows in zip(*groups)]
+    return out
+
+
+@dataclass
+class Runs:
+    """Per-query outcomes of a variant's runs, rows = runs, columns = the test queries in one order."""
+
+    ranks: np.ndarray  # [S, Nq] rank of the own video
+    kinds: Optional[list[str]]  # [Nq] query kind (datasets with rival probes)
+    wins: Optional[np.ndarray]  # [S, Nq] own-vs-rival pairwise accuracy of each query (NaN: no rival)
+    located: Optional[np.ndarray]  # [S, Nq] the best own-video event overlaps the moment (eval.probe_iou)
+
+
+def load_run(results: Path, run: str, order: Optional[list[str]], iou: float) -> tuple[list[str], dict]:
+    """(desc_ids, per-query outcomes) of one run from its ``rankings.jsonl`` and ``events.npz``."""
+    path = results / run / "rankings.jsonl"
+    rows = {obj["desc_id"]: obj for _, obj in iter_jsonl(path, f"missing (written by evaluate of {run})")}
+    if order is None:
+        order = list(rows)
+    elif set(rows) != set(order):
+        raise DataError(f"{path}: not the same test queries as the other runs ({len(rows)} vs {len(order)})")
+    picked = [rows[d] for d in order]
+    out = {"ranks": np.array([r["rank"] for r in picked])}
+    if "kind" in picked[0]:
+        out["kinds"] = [r["kind"] for r in picked]
+        out["wins"] = np.array([np.nan if r["rival_win"] is None else r["rival_win"] for r in picked])
+        with np.load(results / run / "events.npz") as events:
+            at = {str(d): i for i, d in enumerate(events["desc_ids"])}
+            index = [at[d] for d in order]
+            out["located"] = localisation_hits(events["gt_event_scores"][index], events["proposals"],
+                                               events["ts"][index], events["duration"][index], iou)
+    return order, out
+
+
+def load_runs(results: Path, runs: list[str], order: Optional[list[str]], iou: float) -> tuple[list[str], Runs]:
+    loaded = []
+    for run in runs:
+        order, one = load_run(results, run, order, iou)
+        loaded.append(one)
+    stack = lambda key: np.stack([r[key] for r in loaded]) if key in loaded[0] else None  # noqa: E731
+    return order, Runs(stack("ranks"), loaded[0].get("kinds"), stack("wins"), stack("located"))
+
+
+def verdict(low: float, high: float) -> str:
+    return "gain" if low > 0 else "loss" if high < 0 else "no difference"
+
+
+def _interval(values: np.ndarray, reference: Optional[np.ndarray] = None) -> list[float]:
+    return list(bootstrap_mean(values, reference, samples=SAMPLES, level=LEVEL))
+
+
+def probe_columns(runs: Runs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind: (columns of the queries with a rival, columns of all its queries)."""
+    kinds = np.array(runs.kinds)
+    has_rival = ~np.isnan(runs.wins[0])
+    return {k: (np.flatnonzero((kinds == k) & has_rival), np.flatnonzero(kinds == k)) for k in sorted(set(kinds))}
+
+
+def pool_probes(runs: Runs, iou: float) -> dict:
+    """Per kind: pairwise accuracy and own-video localisation (percent) over queries and runs, with
+    their 95% intervals over both (replacing the per-run intervals that the runs' metrics carry)."""
+    out = {}
+    for kind, (rival, every) in probe_columns(runs).items():
+        entry = {"n": int(every.size), "n_rival": int(rival.size)}
+        if rival.size:
+            wins = runs.wins[:, rival]
+            entry.update(pairwise=100.0 * float(wins.mean()), ci=[100.0 * x for x in _interval(wins)])
+        located = runs.located[:, every].astype(np.float64)
+        entry.update({f"loc_IoU{iou:g}": 100.0 * float(located.mean()),
+                      "loc_ci": [100.0 * x for x in _interval(located)]})
+        out[kind] = entry
+    return out
+
+
+def compare(runs: dict[str, Runs], params: Params, variant: str, reference: str) -> dict:
+    """Change of ``variant`` from ``reference`` in mean SumR and, per query kind, in pairwise accuracy
+    and localisation, each with its paired bootstrap interval over queries and seeds."""
+    ks = params.eval.ks
+    mine, theirs = sumr_per_query(runs[variant].ranks, ks), sumr_per_query(runs[reference].ranks, ks)
+    low, high = _interval(mine, theirs)
+    row = {"variant": variant, "reference": reference, "delta_SumR": float(mine.mean() - theirs.mean()),
+           "ci": [low, high], "verdict": verdict(low, high)}
+    if runs[variant].wins is not None and runs[reference].wins is not None:
+        row["probes"] = {}
+        for kind, (rival, every) in probe_columns(runs[variant]).items():
+            entry = {}
+            for name, values, cols in (("pairwise", "wins", rival), ("loc", "located", every)):
+                if cols.size:
+                    a = 100.0 * getattr(runs[variant], values)[:, cols].astype(np.float64)
+                    b = 100.0 * getattr(runs[reference], values)[:, cols].astype(np.float64)
+                    lo, hi = _interval(a, b)
+                    entry[name] = {"delta": float(a.mean() - b.mean()), "ci": [lo, hi], "verdict": verdict(lo, hi)}
+            row["probes"][kind] = entry
+    return row
+
+
+def pool(params: Params, run_metrics: Path, run_results: Path, out_metrics: Path, out_results: Path) -> dict:
+    """Pool every variant of the study; returns comparisons.json's content."""
+    variants = [*params.study.trained, *params.study.zero_shot]
+    iou = params.eval.probe_iou
+    runs: dict[str, Runs] = {}
+    order: Optional[list[str]] = None
+    for variant in variants:
+        names = runs_of(params, variant)
+        metrics = {run: read_json(run_metrics / f"{run}.json", f"missing (written by evaluate of {run})")
+                   for run in names}
+        order, runs[variant] = load_runs(run_results, names, order, iou)
+        pooled = pool_metrics(metrics)
+        pooled["SumR_ci"] = _interval(sumr_per_query(runs[variant].ranks, params.eval.ks))
+        if runs[variant].wins is not None:
+            pooled["probes"] = {k: {**pooled.get("probes", {}).get(k, {}), **v}
+                                for k, v in pool_probes(runs[variant], iou).items()}
+        breakdowns = [read_json(run_results / run / "breakdown.json", f"missing (written by evaluate of {run})")
+                      for run in names]
+        atomic_write_json(out_results / variant / "breakdown.json", pool_breakdown(breakdowns))
+        atomic_write_json(out_metrics / f"{variant}.json", pooled)
+    headline = params.report.headline
+    tables = {name: [compare(runs, params, v, headline) for v in rows if v != headline]
+              for name, rows in params.study.ablations.items()}
+    tables["zero_shot"] = [compare(runs, params, v, headline) for v in params.study.zero_shot]
+    comparisons = {"reference": headline, "seeds": params.study.seeds, "level": LEVEL, "samples": SAMPLES,
+                   "num_queries": len(order or []), "tables": tables}
+    atomic_write_json(out_metrics / "comparisons.json", comparisons)
+    return comparisons
+
+
+
+

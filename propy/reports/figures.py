@@ -1,0 +1,239 @@
+"""The report figures: one function per kind of figure, saved as SVG and 300-dpi PNG.
+
+Series are told apart by colour *and* marker (and line style after the first ten), so
+twelve and more curves stay distinct; legends sit outside the axes, never over data.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from propy.runtime.files import atomic_path
+
+DPI = 300
+FORMATS = ("svg", "png")
+# tab20's ten strong colours, then its ten light ones: neighbours in a legend never share a hue.
+COLOURS = [plt.get_cmap("tab20")(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+VERDICT_COLOURS = {"gain": "tab:green", "loss": "tab:red", "no difference": "tab:gray"}
+
+
+def series_style(i: int) -> dict:
+    """Colour, marker and line style of series ``i``: unique for the first 120 series."""
+    return {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": ("-", "--", ":", "-.")[(i // len(COLOURS)) % 4]}
+
+
+def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path) -> list[Path]:
+    """Save ``fig`` as ``<name>.svg`` and ``<name>.png`` (300 dpi), atomically; the figure stays open
+    for the inline backend. Returns both paths."""
+    paths = []
+    for fmt in FORMATS:
+        path = Path(figures_dir) / f"{name}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def show(fig: plt.Figure) -> None:
+    """Display ``fig`` here (inside a loop, next to its example) and close it."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
+def _legend_outside(ax: plt.Axes, title: str | None = None) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title=title, frameon=False)
+
+
+def plot_curves(logs: pd.DataFrame, y: str, ylabel: str, title: str) -> plt.Figure:
+    """One line per variant of ``logs[y]`` against the epoch; the legend right of the axes."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, (name, group) in enumerate(logs.groupby("variant", sort=False)):
+        ax.plot(group["epoch"], group[y], label=name, markersize=4, **series_style(i))
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax, "variant")
+    return fig
+
+
+def plot_intervals(table: pd.DataFrame, value: str, low: str, high: str, title: str, xlabel: str,
+                   series: str | None = None) -> plt.Figure:
+    """Horizontal dot-and-interval plot: one row per index entry of ``table``; with ``series``
+    (a column), one offset dot per series value in each row, told apart by colour and marker."""
+    rows = list(dict.fromkeys(table.index))
+    names = list(dict.fromkeys(table[series])) if series else [None]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.35 * len(rows) * max(1, len(names) / 2)))
+    step = 0.8 / len(names)
+    for i, name in enumerate(names):
+        part = table if name is None else table[table[series] == name]
+        y = np.array([rows.index(r) for r in part.index]) + (i - (len(names) - 1) / 2) * step
+        err = np.vstack([part[value] - part[low], part[high] - part[value]])
+        style = series_style(i)
+        ax.errorbar(part[value], y, xerr=err, fmt=style["marker"], color=style["color"], capsize=3,
+                    label=name if name is not None else None)
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel=xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if series:
+        _legend_outside(ax, series)
+    return fig
+
+
+def plot_values(values: pd.Series, title: str, xlabel: str) -> plt.Figure:
+    """One horizontal bar per entry of ``values`` (its index labels the rows), the value written at its end."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.35 * len(values)))
+    bars = ax.barh([str(i) for i in values.index], values.to_numpy(), color=COLOURS[0])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3, fontsize="small")
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel=xlabel, xlim=(0, values.max() * 1.2))
+    return fig
+
+
+def plot_effects(effects: pd.DataFrame, reference: str, title: str) -> plt.Figure:
+    """Forest plot of ``effects`` (columns claim, variant, delta, low, high, verdict): one row per
+    variant, grouped under its claim, the 95% interval as a bar, coloured by verdict; 0 marked."""
+    claims = list(dict.fromkeys(effects["claim"]))
+    labels, ys, y = [], [], 0
+    for claim in claims:
+        labels.append((y, f"{claim}"))
+        y += 1
+        for _ in range((effects["claim"] == claim).sum()):
+            ys.append(y)
+            y += 1
+        y += 0.5
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.32 * y))
+    for row, y_row in zip(effects.itertuples(), ys):
+        ax.errorbar(row.delta, y_row, xerr=[[row.delta - row.low], [row.high - row.delta]], fmt="o",
+                    color=VERDICT_COLOURS[row.verdict], capsize=3, lw=1.5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys, list(effects["variant"]))
+    for y_head, claim in labels:
+        ax.text(0.0, y_head, claim, transform=ax.get_yaxis_transform(), ha="left", va="center",
+                fontweight="bold")
+    ax.set_ylim(y - 0.5, -0.8)
+    ax.set(title=title, xlabel=f"Δ SumR vs {reference} (95% interval over queries and seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    for verdict, colour in VERDICT_COLOURS.items():
+        ax.scatter([], [], color=colour, label=verdict)
+    _legend_outside(ax, "verdict")
+    return fig
+
+
+def plot_histogram(values: Sequence[float], bins: int | Sequence[float], title: str, xlabel: str,
+                   ylabel: str = "count") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(np.asarray(values, dtype=float), bins=bins, color=COLOURS[0], edgecolor="white")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
+
+
+def _frames_row(fig: plt.Figure, grid, row: int, frames: np.ndarray, times: Sequence[float]) -> None:
+    for i, (frame, t) in enumerate(zip(frames, times)):
+        ax = fig.add_subplot(grid[row, i])
+        ax.imshow(frame)
+        ax.set_title(f"{t:.1f} s", fontsize=6)
+        ax.axis("off")
+
+
+def frame_strip(frames: np.ndarray, times: Sequence[float], duration: float,
+                captions: Sequence[tuple[float, float, str]], moments: Sequence[tuple[float, float]],
+                title: str) -> plt.Figure:
+    """The frames the model samples in a row, above a time axis with two tracks: the events the
+    video was built from (caption spans, labelled) and the moments of its test queries."""
+    n = len(frames)
+    fig = plt.figure(figsize=(max(8.0, 0.75 * n), 3.6))
+    grid = fig.add_gridspec(2, n, height_ratios=[1, 1.3], hspace=0.25)
+    _frames_row(fig, grid, 0, frames, times)
+    ax = fig.add_subplot(grid[1, :])
+    for j, (start, end, text) in enumerate(captions):
+        ax.barh(1, end - start, left=start, height=0.8, color=COLOURS[10 + j % 10], edgecolor="black", lw=0.5)
+        ax.text((start + end) / 2, 1, text, ha="center", va="center", fontsize=6)
+    for j, (start, end) in enumerate(moments):
+        ax.barh(0, end - start, left=start, height=0.25, color=COLOURS[j % 10])
+    ax.vlines(times, -0.5, 1.5, color="black", lw=0.6, linestyles=":")
+    ax.set(xlim=(0, duration), ylim=(-0.5, 1.5), xlabel="time (s)")
+    ax.set_yticks([0, 1], ["query moments", "events (caption spans)"])
+    fig.suptitle(title)
+    return fig
+
+
+def _rows_without_overlap(spans: np.ndarray) -> list[int]:
+    """A row per span so that spans in one row do not overlap (greedy, left to right)."""
+    ends: list[float] = []
+    rows = []
+    for start, end in spans:
+        row = next((i for i, e in enumerate(ends) if e <= start + 1e-9), len(ends))
+        if row == len(ends):
+            ends.append(end)
+        else:
+            ends[row] = end
+        rows.append(row)
+    return rows
+
+
+def event_timeline(scores: np.ndarray, proposals: np.ndarray, levels: Sequence[int], duration: float,
+                   moment: tuple[float, float], frames: np.ndarray, times: Sequence[float],
+                   title: str) -> plt.Figure:
+    """Every event of the true video as a box over its time span, one band per pyramid level (top
+    level first, half-overlapping events on two rows), coloured by its cosine with the query; the
+    best event outlined in red, the true moment shaded green, the sampled frames underneath."""
+    n = len(frames)
+    fig = plt.figure(figsize=(max(8.0, 0.6 * n), 4.2))
+    grid = fig.add_gridspec(2, n, height_ratios=[2.2, 1], hspace=0.35)
+    ax = fig.add_subplot(grid[0, :])
+    spans = np.asarray(proposals, dtype=float) * duration
+    scores = np.asarray(scores, dtype=float)
+    norm = plt.Normalize(scores.min(), scores.max() if scores.max() > scores.min() else scores.min() + 1e-6)
+    cmap = plt.get_cmap("viridis")
+    best = int(np.argmax(scores))
+    y, ticks = 0.0, []
+    levels = np.asarray(levels)
+    for level in sorted(set(levels.tolist()), reverse=True):
+        ids = np.flatnonzero(levels == level)
+        rows = _rows_without_overlap(spans[ids])
+        height = 0.8 / (max(rows) + 1)
+        for i, row in zip(ids, rows):
+            start, end = spans[i]
+            ax.barh(y + row * height, end - start, left=start, height=height * 0.9, align="edge",
+                    color=cmap(norm(scores[i])), edgecolor="tab:red" if i == best else "white",
+                    lw=2 if i == best else 0.5)
+        ticks.append((y + 0.4, f"level {level}"))
+        y += 1
+    ax.axvspan(*moment, color="tab:green", alpha=0.2, label="true moment")
+    ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks])
+    ax.set(title=title, xlim=(0, duration), ylim=(y, -0.1))
+    ax.tick_params(labelbottom=False)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="cosine with the query", pad=0.01)
+    handles = [Patch(color="tab:green", alpha=0.2, label="true moment"),
+               Patch(facecolor="white", edgecolor="tab:red", lw=2, label="best event")]
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2, fontsize="small", frameon=False)
+    _frames_row(fig, grid, 1, frames, times)
+    fig.text(0.5, 0.02, "time (s)", ha="center")
+    return fig
+
+
+def plot_masks(masks: dict[str, np.ndarray], level_counts: Sequence[int], num_frames: int, title: str) -> plt.Figure:
+    """Allowed (dark) / blocked (light) event -> node attention, one panel per interaction, with
+    separators between pyramid levels (``level_counts`` top first) and before the frames."""
+    fig, axes = plt.subplots(1, len(masks), figsize=(3.2 * len(masks), 3.6), squeeze=False, layout="constrained")
+    bounds = np.cumsum(level_counts)[:-1] - 0.5
+    num_events = int(sum(level_counts))
+    for ax, (name, mask) in zip(axes[0], masks.items()):
+        ax.imshow(mask, cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+        for b in bounds:
+            ax.axhline(b, color="tab:blue", lw=0.6)
+            ax.axvline(b, color="tab:blue", lw=0.6)
+        ax.axvline(num_events - 0.5, color="tab:red", lw=1.2)
+        ax.set(title=name, xlabel=f"key: {num_events} events | {num_frames} frames")
+    axes[0, 0].set_ylabel("query event (top level first)")
+    fig.suptitle(title)
+    return fig

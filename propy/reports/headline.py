@@ -1,0 +1,92 @@
+"""The README's headline table, generated from the pooled metrics.
+
+The block between ``<!-- headline:start -->`` and ``<!-- headline:end -->`` in README.md is
+rewritten from ``metrics/<dataset>/pooled`` (committed with the study), so no number in it is
+typed by hand and a test can check that it matches the committed metrics. It states the machine
+and package versions that produced the numbers.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from propy.config import Params
+from propy.errors import DataError
+from propy.reports.text import claim_sentences
+from propy.runtime.files import read_json
+
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def _row(name: str, m: dict, delta: dict | None, recalls: list[str]) -> str:
+    low, high = m["SumR_ci"]
+    change = ""
+    if delta is not None:
+        d_low, d_high = delta["ci"]
+        change = f"{delta['delta_SumR']:+.1f} [{d_low:+.1f}, {d_high:+.1f}] {delta['verdict']}"
+    values = " | ".join(f"{m[k]:.1f}" for k in recalls)
+    return (f"| {name} | {len(m['runs'])} | {values} | {m['SumR']:.1f} ± {m['sd']['SumR']:.1f} "
+            f"[{low:.1f}, {high:.1f}] | {change} |")
+
+
+def headline_markdown(params: Params, metrics: Path) -> str:
+    """The table (every variant of the study, test split) and the line saying where it was made."""
+    comparisons = read_json(metrics / "comparisons.json", "missing (written by `propy pool`; run `make study`)")
+    deltas = {row["variant"]: row for rows in comparisons["tables"].values() for row in rows}
+    names = [*params.study.trained, *params.study.zero_shot]
+    pooled = {n: read_json(metrics / f"{n}.json", "missing (written by `propy pool`; run `make study`)") for n in names}
+    recalls = [f"R{k}" for k in params.eval.ks]
+    lines = [
+        f"| variant | runs | {' | '.join(recalls)} | SumR mean ± sd [95% CI] | Δ SumR vs {comparisons['reference']} "
+        "[95% CI] |",
+        "|---|---|" + "---|" * len(recalls) + "---|---|",
+        *(_row(n, pooled[n], deltas.get(n), recalls) for n in names),
+    ]
+    lines += probe_markdown(params, pooled) + claim_lines(comparisons)
+    env = pooled[names[0]].get("environment")
+    if env is None:
+        raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")
+    versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    first = pooled[names[0]]
+    lines += ["", f"{params.dataset} test split: {first['num_queries']:.0f} queries, {first['num_videos']:.0f} videos; "
+              f"seeds {', '.join(map(str, comparisons['seeds']))}; intervals: {comparisons['samples']} bootstrap samples "
+              f"over queries and seeds. Produced on {env['cpu']} ({env['cores']} cores), Python {env['python']}, "
+              f"{versions}."]
+    return "\n".join(lines)
+
+
+def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
+    """Per variant and query kind: pairwise accuracy against the rival [95% CI] and localisation."""
+    names = [n for n in pooled if pooled[n].get("probes")]
+    if not names:
+        return []
+    kinds = list(pooled[names[0]]["probes"])
+    loc = f"loc_IoU{params.eval.probe_iou:g}"
+
+    def cell(p: dict) -> str:
+        pair = f"{p['pairwise']:.1f} [{p['ci'][0]:.1f}, {p['ci'][1]:.1f}]" if "pairwise" in p else "-"
+        return f"{pair} / {p[loc]:.0f}"
+
+    counts = ", ".join(f"{k} {pooled[names[0]]['probes'][k]['n']}" for k in kinds)
+    return ["", f"Rival probes (test queries per kind: {counts}): pairwise accuracy against the designed rival, %, "
+            f"chance 50 [95% CI] / share whose best own-video event has IoU >= {params.eval.probe_iou:g} with the moment, %.",
+            "", f"| variant | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds),
+            *(f"| {n} | " + " | ".join(cell(pooled[n]["probes"][k]) for k in kinds) + " |" for n in names)]
+
+
+def claim_lines(comparisons: dict) -> list[str]:
+    """One bullet per compared variant: its change on the kind that isolates its claim, with the verdict."""
+    lines = [f"- {sentence}" for sentence in claim_sentences(comparisons)]
+    return ["", "Each claim on the query kind that isolates it (change from the reference, 95% CI over queries "
+            "and seeds; \"no difference\" when the interval holds 0):", "", *lines] if lines else []
+
+
+def replace_block(text: str, block: str, where: str) -> str:
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise DataError(f"{where}: no {START} ... {END} block to fill")
+    return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
+
+
+
+

@@ -1,0 +1,461 @@
+"""What the report notebooks call: load stage outputs, build tables, draw and save figures.
+
+The notebooks stay thin (parameters, then one call per table or figure) so their
+logic is tested here. Loaders raise DataError naming the missing file and the stage
+that writes it; every table is saved as Markdown and CSV atomically. Figures are drawn by
+``propy.reports.figures``, the pages' sentences written by ``propy.reports.text``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from propy.config import Layout
+from propy.errors import DataError
+from propy.evaluation.metrics import bin_ratios, bootstrap_sumr
+from propy.evaluation.probes import read_query_kinds
+from propy.runtime import files
+from propy.runtime.files import atomic_write_text
+
+RECALLS = ("R1", "R5", "R10", "R100", "SumR")
+
+
+# --------------------------------------------------------------------------- loading
+
+def _missing(written_by: str) -> str:
+    return f"missing input (written by {written_by}; run `dvc repro` first)"
+
+
+def read_json(path: str | Path, written_by: str = "an earlier stage") -> Any:
+    """Parsed JSON; DataError naming the file (and who writes it) when missing or invalid."""
+    return files.read_json(path, _missing(written_by))
+
+
+def read_jsonl(path: str | Path, written_by: str = "an earlier stage") -> list[dict]:
+    return [obj for _, obj in files.iter_jsonl(path, _missing(written_by))]
+
+
+def load_metrics(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """One row per variant (index, in the given order) of the pooled metrics: kind, number of runs,
+    mean recalls, MedR, MeanR, the sd of SumR over runs, its 95% interval (bounds, and as text),
+    unnormalised SumR."""
+    rows = []
+    for name in variants:
+        path = Path(root) / f"{name}.json"
+        m = read_json(path, "pool")
+        row = {"variant": name, "kind": m.get("kind", ""), "runs": len(m.get("runs", [])) or 1}
+        for key in (*RECALLS, "MedR", "MeanR"):
+            if key not in m:
+                raise DataError(f"{path}: field '{key}' missing")
+            row[key] = float(m[key])
+        row["SumR sd"] = float(m.get("sd", {}).get("SumR", np.nan))
+        row["SumR low"], row["SumR high"] = m.get("SumR_ci", (np.nan, np.nan))
+        row["SumR 95% CI"] = f"[{row['SumR low']:.1f}, {row['SumR high']:.1f}]"
+        row["unnormalised SumR"] = float(m.get("unnormalized", {}).get("SumR", np.nan))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def load_logs(variants: Sequence[str], seeds: Sequence[int], root: str | Path) -> pd.DataFrame:
+    """Long table of the per-epoch training logs averaged over seeds: one row per (variant, epoch)."""
+    frames = []
+    for name in variants:
+        for seed in seeds:
+            path = Path(root) / f"{name}-s{seed}.json"
+            entries = read_json(path, f"train@{name}-{seed}")
+            if not isinstance(entries, list) or not entries:
+                raise DataError(f"{path}: expected a non-empty list of epochs")
+            frames.append(pd.DataFrame(entries).assign(variant=name, seed=seed))
+    runs = pd.concat(frames, ignore_index=True)
+    return runs.drop(columns="seed").groupby(["variant", "epoch"], sort=False).mean().reset_index()
+
+
+def load_breakdown(variants: Sequence[str], by: str, root: str | Path) -> pd.DataFrame:
+    """Long table of ``breakdown.json[by]`` ("by_ratio" or "by_kind") for each variant."""
+    frames = []
+    for name in variants:
+        path = Path(root) / name / "breakdown.json"
+        data = read_json(path, "pool")
+        if by not in data:
+            raise DataError(f"{path}: field '{by}' missing")
+        frames.append(pd.DataFrame(data[by]).assign(variant=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_events(run: str, root: str | Path) -> dict[str, np.ndarray]:
+    """``events.npz`` of one run (``<variant>-s<seed>``, or a zero-shot ``<variant>``)."""
+    path = Path(root) / run / "events.npz"
+    if not path.is_file():
+        raise DataError(f"{path}: missing input (written by evaluate of {run}; run `dvc repro` first)")
+    with np.load(path) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+# --------------------------------------------------------------------------- tables
+
+def metric_table(metrics: pd.DataFrame, variants: Sequence[str],
+                 columns: Sequence[str] = RECALLS) -> pd.DataFrame:
+    """The rows ``variants`` (in that order) and ``columns`` of ``load_metrics``' table."""
+    missing = [v for v in variants if v not in metrics.index]
+    if missing:
+        raise DataError(f"no metrics for variant(s) {', '.join(missing)}")
+    return metrics.loc[list(variants), list(columns)]
+
+
+def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], metrics_root: str | Path) -> pd.DataFrame:
+    """``metric_table`` rows plus each variant's change in mean SumR from the reference (``full``)
+    with its 95% bootstrap interval over test queries and seeds, and the verdict: a change whose
+    interval holds 0 is "no difference" (from ``comparisons.json``, written by ``pool``)."""
+    table = metric_table(metrics, variants, (*RECALLS, "SumR sd")).copy()
+    path = Path(metrics_root) / "comparisons.json"
+    comparisons = read_json(path, "pool")
+    reference = comparisons["reference"]
+    rows = {row["variant"]: row for rows in comparisons["tables"].values() for row in rows}
+    missing = [v for v in variants if v != reference and v not in rows]
+    if missing:
+        raise DataError(f"{path}: no comparison for variant(s) {', '.join(missing)}")
+    table[f"ΔSumR vs {reference}"] = [rows[v]["delta_SumR"] if v in rows else 0.0 for v in variants]
+    table["95% CI of Δ"] = [f"[{rows[v]['ci'][0]:+.1f}, {rows[v]['ci'][1]:+.1f}]" if v in rows else "" for v in variants]
+    table["verdict"] = [rows[v]["verdict"] if v in rows else "reference" for v in variants]
+    return table
+
+
+def breakdown_table(breakdown: pd.DataFrame, group: str, metric: str = "SumR") -> pd.DataFrame:
+    """Pivot a breakdown: rows = bins/kinds (first-seen order), columns = variants, values = ``metric``."""
+    order = list(dict.fromkeys(breakdown[group]))
+    table = breakdown.pivot(index=group, columns="variant", values=metric)
+    return table.loc[order, list(dict.fromkeys(breakdown["variant"]))]
+
+
+def vcmr_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Weakly-supervised VCMR recalls: rows = variants, columns = "IoU0.5 R1", ..."""
+    rows = {}
+    for name in variants:
+        vcmr = read_json(Path(root) / f"{name}.json", "pool").get("vcmr", {})
+        rows[name] = {f"{iou} {k}": v for iou, recalls in vcmr.items() for k, v in recalls.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def separability_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Mean cosine of rival query pairs per kind (``all_queries``: of every query pair, for scale), for
+    the frozen text tower (first row) and each variant's trained one; lower separates better."""
+    rows: dict[str, dict] = {}
+    for name in variants:
+        sep = read_json(Path(root) / f"{name}.json", "pool").get("text_separability")
+        if sep:
+            rows.setdefault("frozen CLIP", sep["frozen"])
+            rows[name] = sep["trained"]
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def sweep_table(path: str | Path) -> pd.DataFrame | None:
+    """``propy sweep``'s combinations with their best validation SumR, best first; None when the sweep
+    has not been run (its file is absent)."""
+    if not path or not Path(path).is_file():
+        return None
+    sweep = read_json(path, "propy sweep")
+    table = pd.DataFrame(sweep["rows"]).sort_values("val_SumR", ascending=False, kind="stable")
+    return table.set_index(list(sweep["grid"]))
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
+    """A GitHub Markdown table (index as first column); floats rounded to ``digits``."""
+    def cell(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "-" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value).replace("|", "\\|")
+
+    header = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.itertuples(name=None):  # keeps each column's type (iterrows would make ints floats)
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_table(table: pd.DataFrame, name: str, tables_dir: str | Path, digits: int = 1) -> tuple[Path, Path]:
+    """Write ``<name>.md`` (floats to ``digits``) and ``<name>.csv`` atomically; returns both paths."""
+    md, csv = Path(tables_dir) / f"{name}.md", Path(tables_dir) / f"{name}.csv"
+    atomic_write_text(md, to_markdown(table, digits))
+    atomic_write_text(csv, table.to_csv())
+    return md, csv
+
+
+# --------------------------------------------------------------------------- data report
+
+def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-split summary table, per-query table with split, video, desc_id, duration and moment/video ratio)."""
+    queries = pd.DataFrame(
+        [{"split": split, "vid_name": r.vid_name, "desc_id": r.desc_id, "duration": r.duration,
+          "ratio": (r.ts[1] - r.ts[0]) / r.duration}
+         for split, records in records_by_split.items() for r in records]
+    )
+    if queries.empty:
+        raise DataError("no annotation records: every split is empty")
+    videos = queries.drop_duplicates(["split", "vid_name"])
+    summary = pd.DataFrame({
+        "videos": videos.groupby("split", sort=False).size(),
+        "queries": queries.groupby("split", sort=False).size(),
+        "mean duration (s)": videos.groupby("split", sort=False)["duration"].mean(),
+        "mean moment/video": queries.groupby("split", sort=False)["ratio"].mean(),
+    })
+    summary.index.name = "split"
+    return summary, queries
+
+
+def ratio_histogram_by_kind(stats: dict) -> pd.DataFrame:
+    """Queries per moment/video ratio bin (rows, "0.1-0.2") and query kind (columns), all splits of the
+    synthetic ``stats.json`` summed; empty when it has no histogram."""
+    total: dict[str, np.ndarray] = {}
+    edges: list[float] = []
+    for split in stats.get("splits", {}).values():
+        hist = split.get("ratio_histogram", {})
+        edges = hist.get("edges", edges)
+        for kind, counts in hist.get("counts", {}).items():
+            total[kind] = total.get(kind, 0) + np.asarray(counts)
+    table = pd.DataFrame(total, index=[f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:])])
+    table.index.name = "moment / video"
+    return table
+
+
+def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> list[tuple[float, float, str]]:
+    """The video's events (start s, end s, text): the synthetic ``captions.jsonl`` if present (the
+    spans the video was built from), else its query moments and descriptions."""
+    captions = Layout(Path(data_root), None).captions
+    if captions.is_file():
+        events = {(c["start"], c["end"], c["caption"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name}
+    else:
+        events = {(*r.ts, r.desc) for r in records if r.vid_name == vid_name}
+    return sorted(events)
+
+
+def training_summary(logs: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: epochs run, final loss, best validation SumR and its epoch, training time."""
+    rows = {}
+    for name, group in logs.groupby("variant", sort=False):
+        best = group.loc[group["val_SumR"].idxmax()]
+        rows[name] = {"epochs": len(group), "final loss": float(group["loss"].iloc[-1]),
+                      "best val SumR": float(best["val_SumR"]), "best epoch": int(best["epoch"]),
+                      "time (s)": float(group["seconds"].sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "variant"
+    return table
+
+
+def kind_counts(queries: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Queries per split (rows) and kind (columns)."""
+    kind = queries["desc_id"].map(kinds).fillna("(none)")
+    table = pd.crosstab(queries["split"], kind).reindex(list(dict.fromkeys(queries["split"])))
+    table.columns.name = None
+    return table
+
+
+def saturated(logs: pd.DataFrame) -> int:
+    """How many variants have validation R@100 = 100 at every epoch (their val SumR moves with R@1-10 only)."""
+    return int(sum((group["val_R100"] >= 100.0).all() for _, group in logs.groupby("variant", sort=False)))
+
+
+def variant_changes(params_path: str | Path, variants: Sequence[str], reference: str) -> dict[str, str]:
+    """What each variant sets (its ``variants`` overrides in params.yaml), then its pyramid's size;
+    the reference lists its own values of every key the others change."""
+    from propy.config import load_params, read_params
+
+    raw = read_params(params_path).get("variants") or {}
+    flat = {v: {f"{block}.{key}": value for block, body in (raw.get(v) or {}).items() for key, value in body.items()}
+            for v in variants}
+    keys = list(dict.fromkeys(k for v in variants if v != reference for k in flat[v]))
+    out = {}
+    for v in variants:
+        params = load_params(params_path, variant=v)
+        if v == reference:
+            changes = {k: getattr(getattr(params, k.split(".")[0]), k.split(".")[1]) for k in keys}
+        else:
+            changes = flat[v]
+        pyramid = params.model.event_pyramid
+        text = ", ".join(f"{k} = {value}" for k, value in changes.items())
+        out[v] = f"{text} ({pyramid.num_levels} levels, {pyramid.num_events} events)".strip()
+    return out
+
+
+def run_names(variant: str, trained: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    """The runs of a variant: ``<variant>-s<seed>`` per seed if trained, else ``<variant>``."""
+    return [f"{variant}-s{seed}" for seed in seeds] if variant in trained else [variant]
+
+
+def load_ranks(runs: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Rank of every test query (rows, desc_id) in every run (columns), from ``rankings.jsonl``."""
+    columns = {}
+    for run in runs:
+        rows = read_jsonl(Path(root) / run / "rankings.jsonl", f"evaluate of {run}")
+        columns[run] = pd.Series({r["desc_id"]: int(r["rank"]) for r in rows})
+    return pd.DataFrame(columns)
+
+
+def group_intervals(variants: Sequence[str], groups: dict[str, str], order: Sequence[str],
+                    trained: Sequence[str], seeds: Sequence[int], runs_root: str | Path,
+                    ks: Sequence[int], samples: int = 1000) -> pd.DataFrame:
+    """Per variant and group (of ``groups``: desc_id -> group, rows in ``order``): the number of
+    queries, mean SumR over the variant's runs and its 95% bootstrap interval over the group's
+    queries and the seeds (``propy.evaluation.metrics.bootstrap_sumr``)."""
+    rows = []
+    for variant in variants:
+        ranks = load_ranks(run_names(variant, trained, seeds), runs_root)
+        missing = set(ranks.index) - set(groups)
+        if missing:
+            raise DataError(f"no group for {len(missing)} test queries of {variant} (e.g. {sorted(missing)[0]!r})")
+        label = pd.Series(groups).reindex(ranks.index)
+        for group in order:
+            part = ranks[label == group].to_numpy().T  # [runs, queries]
+            if part.size == 0:
+                continue
+            low, high = bootstrap_sumr(part, ks, samples=samples)
+            sumr = 100.0 * float(np.mean([sum((run <= k).mean() for k in ks) for run in part]))
+            rows.append({"group": group, "variant": variant, "n": part.shape[1], "SumR": sumr,
+                         "low": low, "high": high})
+    return pd.DataFrame(rows).set_index("group")
+
+
+def interval_table(intervals: pd.DataFrame, group_name: str) -> pd.DataFrame:
+    """``group_intervals`` as a table: one row per group, its size, then "SumR [lo, hi]" per variant."""
+    table = pd.DataFrame(index=pd.Index(list(dict.fromkeys(intervals.index)), name=group_name))
+    table["queries"] = intervals.groupby(level=0, sort=False)["n"].first()
+    for variant, part in intervals.groupby("variant", sort=False):
+        table[variant] = [f"{r.SumR:.1f} [{r.low:.1f}, {r.high:.1f}]" for r in part.itertuples()]
+    return table
+
+
+def ratio_groups(records: Sequence, edges: Sequence[float]) -> dict[str, str]:
+    """desc_id -> moment/video length bin (``propy.evaluation.metrics.bin_ratios``, as evaluate bins)."""
+    ratios = [(r.ts[1] - r.ts[0]) / r.duration for r in records]
+    return dict(zip((r.desc_id for r in records), bin_ratios(np.array(ratios), edges)))
+
+
+def query_kinds(data_root: str | Path) -> dict[str, str] | None:
+    """desc_id -> query kind of the dataset in ``data_root``; None when it has none."""
+    return read_query_kinds(Layout(Path(data_root), None).query_kinds)
+
+
+def probe_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame | None:
+    """Own-vs-rival pairwise accuracy per query kind and variant from the pooled metrics' ``probes``
+    (``{kind: {"n", "n_rival", "pairwise", "ci": [lo, hi], "R1", ...}}``, percent); None when no
+    variant has probes."""
+    rows = []
+    for name in variants:
+        probes = read_json(Path(root) / f"{name}.json", "pool").get("probes") or {}
+        for kind, p in probes.items():  # a kind without rivals has no "pairwise"
+            low, high = p.get("ci", (np.nan, np.nan))
+            rows.append({"kind": kind, "variant": name, "queries": int(p["n"]), "pairs": int(p.get("n_rival", p["n"])),
+                         "pairwise": float(p.get("pairwise", np.nan)), "low": float(low), "high": float(high),
+                         "R1": float(p.get("R1", np.nan))})
+    return pd.DataFrame(rows).set_index("kind") if rows else None
+
+
+def effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """Every compared variant of ``comparisons.json`` (written by pool): claim, variant, Δ SumR vs the
+    reference, its 95% interval and verdict, in the order of ``claims`` (study.ablations + zero_shot)."""
+    comparisons = read_json(Path(metrics_root) / "comparisons.json", "pool")
+    rows = []
+    for claim, variants in claims.items():
+        by_variant = {r["variant"]: r for r in comparisons["tables"].get(claim, [])}
+        for v in variants:
+            if v == comparisons["reference"]:
+                continue
+            if v not in by_variant:
+                raise DataError(f"{metrics_root}/comparisons.json: no comparison for {v} in table {claim!r}")
+            r = by_variant[v]
+            rows.append({"claim": claim, "variant": v, "delta": float(r["delta_SumR"]), "low": float(r["ci"][0]),
+                         "high": float(r["ci"][1]), "verdict": r["verdict"]})
+    return pd.DataFrame(rows, columns=["claim", "variant", "delta", "low", "high", "verdict"])
+
+
+def probe_effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """Per compared variant and query kind: the change from the reference in own-vs-rival pairwise
+    accuracy and in own-video localisation (points), "Δ [lo, hi] verdict" (``comparisons.json``);
+    empty when the benchmark has no rival probes. Each kind isolates one claim (order: adapters,
+    composition: depth, context: interaction), so this is where a claim shows or does not."""
+    comparisons = read_json(Path(metrics_root) / "comparisons.json", "pool")
+    rows = []
+    for claim, variants in claims.items():
+        by_variant = {r["variant"]: r for r in comparisons["tables"].get(claim, [])}
+        for v in variants:
+            for kind, entry in by_variant.get(v, {}).get("probes", {}).items():
+                cells = {name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}] {e['verdict']}"
+                         for name, e in entry.items()}
+                rows.append({"claim": claim, "variant": v, "kind": kind,
+                             "Δ pairwise": cells.get("pairwise", ""), "Δ localisation": cells.get("loc", "")})
+    return pd.DataFrame(rows, columns=["claim", "variant", "kind", "Δ pairwise", "Δ localisation"])
+
+
+def vcmr_reach(records: Sequence, num_frames: int, thresholds: Sequence[float]) -> pd.DataFrame:
+    """Share (%) of test queries a proposal *can* match at each IoU threshold when the proposal is
+    the whole video (mean-pool's one event: IoU = moment/video) or one sampled frame (max-frame's
+    events: IoU <= (1/Nf) / (moment/video), so it needs moment/video <= 1 / (t Nf))."""
+    ratios = np.array([(r.ts[1] - r.ts[0]) / r.duration for r in records])
+    table = pd.DataFrame({
+        "whole-video proposal": [100.0 * float((ratios >= t).mean()) for t in thresholds],
+        "one-frame proposal": [100.0 * float((ratios <= 1.0 / (t * num_frames)).mean()) for t in thresholds],
+    }, index=pd.Index([f"IoU{t:g}" for t in thresholds], name="IoU threshold"))
+    return table
+
+
+# --------------------------------------------------------------------------- qualitative
+
+def _words(text: str) -> list[str]:
+    return text.lower().replace(",", " ").split()
+
+
+def matching_event(query: str, texts: Sequence[str]) -> str:
+    """The text among ``texts`` (a video's event descriptions) sharing most words with ``query``."""
+    q = set(_words(query))
+    return max(texts, key=lambda t: (len(q & set(_words(t))) / len(q | set(_words(t))), t)) if texts else ""
+
+
+def word_difference(query: str, text: str) -> tuple[list[str], list[str]]:
+    """(words of ``query`` missing from ``text``, words of ``text`` missing from ``query``)."""
+    a, b = _words(query), _words(text)
+    return [w for w in a if w not in b], [w for w in b if w not in a]
+
+
+def annotate_examples(examples: list[dict], texts: dict[str, str], events_by_video: dict[str, list[str]]) -> list[dict]:
+    """Each example plus its "query" text and, when the rank-1 video is not the true one, that video's
+    best-matching event ("rival_text"), the words that differ ("rival_words": query's, rival's) and
+    "rival_differs": whether exactly one word differs each way (a hard negative)."""
+    out = []
+    for e in examples:
+        e = {**e, "query": texts.get(e["desc_id"], "")}
+        if e["top10"] and e["top10"][0] != e["vid_name"]:
+            e["rival_text"] = matching_event(e["query"], events_by_video.get(e["top10"][0], []))
+            e["rival_words"] = word_difference(e["query"], e["rival_text"])
+            e["rival_differs"] = tuple(map(len, e["rival_words"])) == (1, 1)
+        out.append(e)
+    return out
+
+
+def pick_examples(rankings: list[dict], kinds: dict[str, str] | None) -> list[dict]:
+    """Per query kind (one group when there are none), the best and the worst ranked query; ties go
+    to the first in desc_id order. Each: the rankings row plus "kind" and "pick"."""
+    groups: dict[str, list[dict]] = {}
+    for row in sorted(rankings, key=lambda r: r["desc_id"]):
+        groups.setdefault(kinds[row["desc_id"]] if kinds else "all", []).append(row)
+    picked = []
+    for kind in sorted(groups):
+        rows = groups[kind]
+        best = min(rows, key=lambda r: r["rank"])
+        worst = max(rows, key=lambda r: r["rank"])
+        picked.append({**best, "kind": kind, "pick": "best"})
+        if worst is not best:
+            picked.append({**worst, "kind": kind, "pick": "worst"})
+    return picked
+
+
+def top_videos(example: dict, events_by_video: dict[str, list[str]], query: str, k: int) -> pd.DataFrame:
+    """The top-``k`` videos of one example with the text of each one's event that best matches the
+    query, the true video marked."""
+    rows = []
+    for rank, vid in enumerate(example["top10"][:k], 1):
+        rows.append({"rank": rank, "video": vid + (" (true)" if vid == example["vid_name"] else ""),
+                     "its best-matching event": matching_event(query, events_by_video.get(vid, []))})
+    return pd.DataFrame(rows).set_index("rank")
