@@ -33,7 +33,7 @@ class TemporalConv(nn.Module):
         """x [B, T, N, C] -> [B, T, N, C], mixing only along T."""
         frames, kernel = x.shape[1], self.weight.shape[1]
         padded = F.pad(x, (0, 0, 0, 0, kernel // 2, kernel // 2))
-        out = self.bias
+        out: torch.Tensor = self.bias
         for j in range(kernel):
             out = out + padded[:, j:j + frames] * self.weight[:, j]
         return out

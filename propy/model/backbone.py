@@ -118,10 +118,10 @@ def create_clip(name_or_json: str, pretrained: str = "") -> open_clip.CLIP:
 
 
 def _triple(values: Any, what: str) -> tuple[float, float, float]:
-    out = tuple(float(v) for v in values)
+    out = [float(v) for v in values]
     if len(out) != 3:
         raise ConfigError(f"clip preprocess config: {what} must have 3 values, got {values!r}")
-    return out  # type: ignore[return-value]
+    return out[0], out[1], out[2]
 
 
 def load_clip(clip_cfg: ClipConfig) -> Backbone:

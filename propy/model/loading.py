@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
 
 from propy.config import TRAINED_KINDS, Params
 from propy.errors import DataError
 from propy.model.backbone import Backbone
 from propy.model.checkpoint import load_trained
-from propy.model.network import build_model
+from propy.model.network import VideoModel, build_model
 
 
-def load_weights(model: nn.Module, params: Params, checkpoint: Optional[Path]) -> Optional[int]:
+def load_weights(model: VideoModel, params: Params, checkpoint: Optional[Path]) -> Optional[int]:
     """Load ``checkpoint``'s trained tensors into ``model`` (checked against ``params``); the epoch they
     come from (None when the file does not say)."""
     if checkpoint is None or not Path(checkpoint).is_file():
@@ -33,7 +32,7 @@ def load_weights(model: nn.Module, params: Params, checkpoint: Optional[Path]) -
 
 def load_model(
     params: Params, backbone: Backbone, checkpoint: Optional[Path], device: torch.device
-) -> tuple[nn.Module, Optional[int]]:
+) -> tuple[VideoModel, Optional[int]]:
     """The variant's model and the epoch of its trained weights (None for the zero-shot baselines)."""
     model = build_model(params.model, backbone.model)
     epoch = load_weights(model, params, checkpoint) if params.model.kind in TRAINED_KINDS else None

@@ -127,6 +127,8 @@ def map_trainables(
     ``ref`` must have the shapes that :func:`expected_shapes` gives for ``model``, which
     :func:`check_config` accepted (adapters in all but the last block).
     """
+    if model.frame_prompts is None or model.text_prompts is None:  # check_config refuses such a config
+        raise ConfigError("the reference's checkpoints always have frame and text prompts; this model has none")
     out = {"event_prompts.prompts": ref[EVENT_PROMPTS][0]}
     out["frame_prompts.prompts"] = frame_prompts_from_reference(ref[FRAME_PROMPTS], model.frame_prompts.num_layers)
     dropped = []

@@ -36,7 +36,7 @@ def write_error(path: str | os.PathLike, exc: OSError):
     from propy.errors import DataError
 
     code = errno.errorcode.get(exc.errno or 0, "")
-    cause = _CAUSES.get(exc.errno, exc.strerror or str(exc))
+    cause = _CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
     return DataError(f"{path}: cannot write: {cause}" + (f" ({code})" if code else ""))
 
 
