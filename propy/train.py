@@ -1,4 +1,4 @@
-"""``python -m propy train``: train ProPy for one variant; resumable; one process or torchrun DDP.
+"""``python -m propy train``: train ProPy for one variant; resumable; one process or one DDP process per GPU.
 
 Resuming. Each epoch ends with ``<out>/last.pt`` (trainable weights, optimizer,
 scheduler, grad scaler, RNG states, log, best SumR) and a config hash of the
@@ -10,7 +10,10 @@ command; one with another hash is ignored and training starts fresh.
 restarts. Every random choice is a function of (seed, epoch, index), so on CPU a
 resumed run ends with bit-identical weights to an uninterrupted one.
 
-Multi-GPU (``torchrun``, WORLD_SIZE > 1; nccl on CUDA, gloo on CPU). Each batch
+Multi-GPU (WORLD_SIZE > 1; nccl on CUDA, gloo on CPU). On CUDA with several visible GPUs (or with
+``--nproc N``) the command starts its own DDP processes through torch's elastic launcher, so
+``dvc repro`` uses every GPU; under ``torchrun`` (WORLD_SIZE set, e.g. several machines) it joins
+the process group torchrun made instead. Each batch
 of B videos is split into contiguous shares, one per rank; every rank gathers
 the embeddings of the whole batch and computes the loss over all B videos and
 their queries, exactly as one process would. Gradients flow through the
@@ -49,7 +52,7 @@ from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
 from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
 from propy.encode import load_split, retrieval
-from propy.errors import ConfigError
+from propy.errors import ConfigError, PropyError
 from propy.guard import exclusive
 from propy.io import atomic_write_json, prepare_output, read_json
 from propy.losses import symmetric_infonce
@@ -73,6 +76,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="start from the trained tensors of CKPT (a best.pt or an imported reference "
                              "checkpoint; its model and CLIP settings must equal the variant's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="DDP processes to start on this machine (default: one per visible GPU on CUDA, "
+                             "1 on CPU; ignored under torchrun, which starts them itself)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,9 +88,47 @@ def run(args: argparse.Namespace) -> int:
         for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
             print(f"note: {args.params}: {note}", file=sys.stderr)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
-    train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
-          init_from=args.init_from)
+    job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
+    nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)
+    if nproc == 1:
+        _train_job(*job)
+    else:
+        launch(nproc, _train_job, *job)
     return 0
+
+
+def processes(requested: int | None, device: str | None) -> int:
+    """DDP processes to start: ``requested``, else one per visible GPU when training on CUDA, else one."""
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError(f"--nproc must be at least 1, got {requested}")
+        return requested
+    return torch.cuda.device_count() if pick_device(device).type == "cuda" else 1
+
+
+def _train_job(params: Params, layout: Layout, seed: int, out: Path, log: Path, device: str | None, resume: str,
+               init_from: str | None) -> None:
+    """One process's training (a module-level function, so the launcher can start it in a fresh interpreter)."""
+    train(params, layout, seed, out, log, device=device, resume=resume, init_from=init_from)
+
+
+def launch(nproc: int, fn, *args) -> None:
+    """Run ``fn(*args)`` in ``nproc`` processes on this machine with torch's elastic launcher (as
+    ``torchrun --standalone --nproc_per_node nproc`` would: a local rendezvous on a free port, RANK,
+    WORLD_SIZE and LOCAL_RANK set in each); a failed process stops them all and is reported."""
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"propy-{uuid.uuid4().hex[:8]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    try:
+        elastic_launch(config, fn)(*args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        raise PropyError(f"training process {rank} of {nproc} failed (exit code {failure.exitcode}); "
+                         f"its error is printed above") from None
 
 
 # --------------------------------------------------------------------------- set-up
@@ -331,7 +375,7 @@ class Trainer:
         device = self.proc.device
         frames = frames.to(device, non_blocking=True)
         tokens = self.tokens[torch.from_numpy(batch.queries)].to(device)
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        autocast = torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         with autocast:
             video_emb, text_emb = self.net(frames, tokens)
         videos = _gather_rows(video_emb.float(), batch.video_sizes, self.proc)
