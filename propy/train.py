@@ -358,9 +358,7 @@ class Trainer:
         cfg, proc = self.cfg, self.proc
         batches = [plan_batch(videos, self.groups, proc)
                    for videos in self.epoch_batches(self.epoch)]
-        self.clips.set_epoch(self.epoch)
-        loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
-                            pin_memory=proc.device.type == "cuda")
+        loader = self.loader(batches, self.epoch)
         self.model.train()
         losses, lr, started = [], 0.0, time.perf_counter()
         steps = progress(zip(batches, loader), len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step",
@@ -370,6 +368,12 @@ class Trainer:
             losses.append(self.train_step(batch, frames))
         steps_per_s = len(batches) / (time.perf_counter() - started)
         return float(np.mean(losses)), lr, steps_per_s
+
+    def loader(self, batches: list[Batch], epoch: int) -> DataLoader:
+        """This rank's frames of each of ``batches`` in turn, decoded by ``train.num_workers`` workers."""
+        self.clips.set_epoch(epoch)
+        return DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=self.cfg.num_workers,
+                          pin_memory=self.proc.device.type == "cuda")
 
     def train_step(self, batch: Batch, frames: torch.Tensor) -> float:
         device = self.proc.device
