@@ -99,11 +99,15 @@ def run(args: argparse.Namespace) -> int:
 
 def processes(requested: int | None, device: str | None) -> int:
     """DDP processes to start: ``requested``, else one per visible GPU when training on CUDA, else one."""
-    if requested is not None:
-        if requested < 1:
-            raise ConfigError(f"--nproc must be at least 1, got {requested}")
-        return requested
-    return torch.cuda.device_count() if pick_device(device).type == "cuda" else 1
+    cuda = pick_device(device).type == "cuda"
+    if requested is None:
+        return torch.cuda.device_count() if cuda else 1
+    if requested < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {requested}")
+    if cuda and requested > torch.cuda.device_count():
+        raise ConfigError(f"--nproc {requested}: only {torch.cuda.device_count()} GPUs are visible (one process per "
+                          "GPU; CUDA_VISIBLE_DEVICES may hide some)")
+    return requested
 
 
 def _train_job(params: Params, layout: Layout, seed: int, out: Path, log: Path, device: str | None, resume: str,

@@ -268,8 +268,11 @@ def test_nproc_defaults_to_one_process_per_visible_gpu(monkeypatch, capsys):
     assert processes(3, "cpu") == 3
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert processes(None, "cuda") == 4
+    assert processes(2, "cuda") == 2
     with pytest.raises(ConfigError, match="--nproc must be at least 1"):
         processes(0, None)
+    with pytest.raises(ConfigError, match="--nproc 5: only 4 GPUs are visible"):
+        processes(5, "cuda")
 
 
 def test_a_failing_launched_process_is_reported(straight, tiny_bench, tmp_path, capfd):
