@@ -243,3 +243,41 @@ def test_training_progress_reaches_a_log_off_a_terminal(tiny_bench, tmp_path, ca
     assert train_cli(tiny_bench, params, tmp_path) == 0
     err = capsys.readouterr().err
     assert re.search(r"epoch 1/1: 2/2 steps \(100%\), [\d.]+ steps/s, ~0 s left, loss \d+\.\d{4}, lr ", err), err
+
+
+def test_nproc_2_launches_two_gloo_processes_with_the_single_process_loss_curve(straight, tiny_bench, tmp_path):
+    """`propy train --nproc 2` starts its own DDP processes (torch's elastic launcher, as `dvc repro` does
+    on a machine with several GPUs): the same per-epoch losses and weights as one process, up to the
+    order of float reductions."""
+    params, straight_out = straight
+    assert train_cli(tiny_bench, params, tmp_path, "--nproc", "2") == 0
+    log, single_log = (json.loads((out / "log.json").read_text()) for out in (tmp_path, straight_out))
+    assert [e["step"] for e in log] == [2, 4]
+    np.testing.assert_allclose([e["loss"] for e in log], [e["loss"] for e in single_log], rtol=1e-5)
+    weights = load(tmp_path / "models" / "last.pt")["trainable"]
+    for name, tensor in load(straight_out / "models" / "last.pt")["trainable"].items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_nproc_defaults_to_one_process_per_visible_gpu(monkeypatch, capsys):
+    from propy.train.trainer import processes
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert processes(None, "cpu") == 1
+    assert processes(3, "cpu") == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert processes(None, "cuda") == 4
+    assert processes(2, "cuda") == 2
+    with pytest.raises(ConfigError, match="--nproc must be at least 1"):
+        processes(0, None)
+    with pytest.raises(ConfigError, match="--nproc 5: only 4 GPUs are visible"):
+        processes(5, "cuda")
+
+
+def test_a_failing_launched_process_is_reported(straight, tiny_bench, tmp_path, capfd):
+    params, _ = straight
+    (tmp_path / "params.yaml").write_text(params.read_text().replace("batch_videos: 4", "batch_videos: 1", 1))
+    assert train_cli(tiny_bench, tmp_path / "params.yaml", tmp_path, "--nproc", "2") == 2
+    err = capfd.readouterr().err
+    assert re.search(r"error: training process [01] of 2 failed \(exit code 1\)", err)
+    assert "train.batch_videos (1) must be at least the number of processes (2)" in err  # the process's own error

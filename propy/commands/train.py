@@ -13,7 +13,7 @@ from propy.config import (
     resolve,
     shadowed_notes,
 )
-from propy.train.trainer import train
+from propy.train.trainer import launch, processes, train_job
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="start from the trained tensors of CKPT (a best.pt or an imported reference "
                              "checkpoint; its model and CLIP settings must equal the variant's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="DDP processes to start on this machine (default: one per visible GPU on CUDA, "
+                             "1 on CPU; ignored under torchrun, which starts them itself)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
             print(f"note: {args.params}: {note}", file=sys.stderr)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
-    train(params, layout_from(args), args.seed, args.out, args.log, device=args.device, resume=resume,
-          init_from=args.init_from)
+    job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
+    nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)
+    if nproc == 1:
+        train_job(*job)
+    else:
+        launch(nproc, train_job, *job)
     return 0

@@ -1,4 +1,4 @@
-"""Train ProPy for one variant; resumable; one process or torchrun DDP.
+"""Train ProPy for one variant; resumable; one process or one DDP process per GPU.
 
 Resuming. Each epoch ends with ``<out>/last.pt`` (trainable weights, optimizer,
 scheduler, grad scaler, RNG states, log, best SumR) and a config hash of the
@@ -10,7 +10,10 @@ command; one with another hash is ignored and training starts fresh.
 restarts. Every random choice is a function of (seed, epoch, index), so on CPU a
 resumed run ends with bit-identical weights to an uninterrupted one.
 
-Multi-GPU (``torchrun``, WORLD_SIZE > 1; nccl on CUDA, gloo on CPU). Each batch
+Multi-GPU (WORLD_SIZE > 1; nccl on CUDA, gloo on CPU). On CUDA with several visible GPUs (or with
+``--nproc N``) the command starts its own DDP processes through torch's elastic launcher, so
+``dvc repro`` uses every GPU; under ``torchrun`` (WORLD_SIZE set, e.g. several machines) it joins
+the process group torchrun made instead. Each batch
 of B videos is split into contiguous shares, one per rank; every rank gathers
 the embeddings of the whole batch and computes the loss over all B videos and
 their queries, exactly as one process would. Gradients flow through the
@@ -54,7 +57,7 @@ from propy.data.datasets import (
     query_tokens,
     rival_groups,
 )
-from propy.errors import ConfigError
+from propy.errors import ConfigError, PropyError
 from propy.evaluation.encode import load_split, retrieval
 from propy.model.backbone import load_clip
 from propy.model.checkpoint import (
@@ -72,6 +75,45 @@ from propy.runtime.locks import exclusive
 from propy.runtime.progress import progress
 from propy.train.losses import symmetric_infonce
 from propy.train.optim import make_optimizer, make_scheduler
+
+
+def processes(requested: int | None, device: str | None) -> int:
+    """DDP processes to start: ``requested``, else one per visible GPU when training on CUDA, else one."""
+    cuda = pick_device(device).type == "cuda"
+    if requested is None:
+        return torch.cuda.device_count() if cuda else 1
+    if requested < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {requested}")
+    if cuda and requested > torch.cuda.device_count():
+        raise ConfigError(f"--nproc {requested}: only {torch.cuda.device_count()} GPUs are visible (one process per "
+                          "GPU; CUDA_VISIBLE_DEVICES may hide some)")
+    return requested
+
+
+def train_job(params: Params, layout: Layout, seed: int, out: Path, log: Path, device: str | None, resume: str,
+               init_from: str | None) -> None:
+    """One process's training (a module-level function, so the launcher can start it in a fresh interpreter)."""
+    train(params, layout, seed, out, log, device=device, resume=resume, init_from=init_from)
+
+
+def launch(nproc: int, fn, *args) -> None:
+    """Run ``fn(*args)`` in ``nproc`` processes on this machine with torch's elastic launcher (as
+    ``torchrun --standalone --nproc_per_node nproc`` would: a local rendezvous on a free port, RANK,
+    WORLD_SIZE and LOCAL_RANK set in each); a failed process stops them all and is reported."""
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"propy-{uuid.uuid4().hex[:8]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    try:
+        elastic_launch(config, fn)(*args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        raise PropyError(f"training process {rank} of {nproc} failed (exit code {failure.exitcode}); "
+                         f"its error is printed above") from None
+
 
 # --------------------------------------------------------------------------- set-up
 
@@ -300,9 +342,7 @@ class Trainer:
         cfg, proc = self.cfg, self.proc
         batches = [plan_batch(videos, self.groups, proc)
                    for videos in self.epoch_batches(self.epoch)]
-        self.clips.set_epoch(self.epoch)
-        loader = DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=cfg.num_workers,
-                            pin_memory=proc.device.type == "cuda")
+        loader = self.loader(batches, self.epoch)
         self.model.train()
         losses, lr, started = [], 0.0, time.perf_counter()
         steps = progress(zip(batches, loader), len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step",
@@ -313,11 +353,17 @@ class Trainer:
         steps_per_s = len(batches) / (time.perf_counter() - started)
         return float(np.mean(losses)), lr, steps_per_s
 
+    def loader(self, batches: list[Batch], epoch: int) -> DataLoader:
+        """This rank's frames of each of ``batches`` in turn, decoded by ``train.num_workers`` workers."""
+        self.clips.set_epoch(epoch)
+        return DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=self.cfg.num_workers,
+                          pin_memory=self.proc.device.type == "cuda")
+
     def train_step(self, batch: Batch, frames: torch.Tensor) -> float:
         device = self.proc.device
         frames = frames.to(device, non_blocking=True)
         tokens = self.tokens[torch.from_numpy(batch.queries)].to(device)
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        autocast = torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         with autocast:
             video_emb, text_emb = self.net(frames, tokens)
         videos = _gather_rows(video_emb.float(), batch.video_sizes, self.proc)
