@@ -2,8 +2,9 @@
 
 Decoding happens once per video (``propy extract`` caches the result), so it
 favours clarity over speed. It keeps memory flat: frames are converted only when
-picked, so a long video is never held in memory whole. Training then samples
-``Nf`` frames from the cache with :func:`sample_indices`.
+picked, so a long video is never held in memory whole. Training and evaluation then sample
+``Nf`` frames from the cache with :func:`sample_indices`, one per segment of Nf equal segments
+that tile the whole video.
 """
 from __future__ import annotations
 
@@ -138,26 +139,34 @@ def _rgb(frame, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``Nf`` frame indices into ``T`` frames, one per segment of ``Nf`` equal segments.
-
-    Segments have length L = floor(T / Nf) (the last T - Nf * L frames are never used).
-    At evaluation each index is the frame holding the segment's midpoint, i * L + L // 2;
-    at training it is drawn uniformly from the segment with ``rng``. When T < Nf,
-    segments are shorter than a frame: the midpoint rule floor((i + 0.5) * T / Nf)
-    repeats frames in order, with no randomness.
-    """
+def segment_bounds(T: int, Nf: int) -> np.ndarray:
+    """float64 ``[Nf + 1]``: the boundaries, in frame units, of the ``Nf`` equal segments that
+    tile a video of ``T`` cached frames (segment i is [i, i + 1) * T / Nf). Frame i of the model
+    stands for segment i, i.e. the time span [i, i + 1) * duration / Nf, which is what event
+    proposals (``Pyramid.proposals``) scale by the duration."""
     if T < 1 or Nf < 1:
         raise ValueError(f"need T >= 1 and Nf >= 1, got T={T}, Nf={Nf}")
-    segments = np.arange(Nf, dtype=np.int64)
-    if T < Nf:
-        return ((2 * segments + 1) * T // (2 * Nf)).astype(np.int64)
-    length = T // Nf
+    return (T / Nf) * np.arange(Nf + 1, dtype=np.float64)
+
+
+def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``Nf`` frame indices into ``T`` frames, one per segment of :func:`segment_bounds`.
+
+    At evaluation the index is the frame holding the segment's midpoint, int(tick / 2 + tick * i)
+    with tick = T / Nf a float: the reference's ``uniform_sampling``, its float rounding included
+    (a midpoint that falls exactly on a frame boundary may round to the earlier frame). At
+    training it is the frame holding a uniformly random time of the segment (``rng``): every frame
+    of the video can be drawn, the evaluation frame among them. When T < Nf, segments are shorter
+    than a frame and frames repeat in order.
+    """
+    bounds = segment_bounds(T, Nf)
     if not train:
-        return segments * length + length // 2
+        tick = T / Nf
+        return (tick / 2 + tick * np.arange(Nf, dtype=np.float64)).astype(np.int64)
     if rng is None:
         raise ValueError("training sampling needs a random generator")
-    return segments * length + rng.integers(0, length, size=Nf, dtype=np.int64)
+    times = bounds[:-1] + (bounds[1:] - bounds[:-1]) * rng.random(Nf)
+    return np.minimum(times.astype(np.int64), T - 1)  # a draw that rounds up to the video's end stays inside
 
 
 def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]):
