@@ -205,34 +205,6 @@ def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, p
     return summary, queries
 
 
-def sampled_coverage(records: Sequence, cache, num_frames: int) -> pd.DataFrame:
-    """One row: how much of the split's videos and moments the ``num_frames`` sampled frames stand for.
-
-    The frames stand for the span their segments tile (``propy.data.video.segment_bounds``, in
-    seconds of the cached video); a moment lying wholly outside that span is one no model can see
-    (the old sampler dropped the last T - Nf floor(T / Nf) frames, hiding such moments), a moment
-    partly outside loses its end. ``cache`` is the split's ``FrameCache``.
-    """
-    from propy.data.video import segment_bounds
-
-    outside = partly = 0
-    hidden = {}
-    for r in records:
-        frames, duration = cache.num_frames(r.vid_name), cache.duration(r.vid_name)
-        bounds = segment_bounds(frames, num_frames) * duration / frames
-        start, end = float(bounds[0]), float(bounds[-1])
-        outside += r.ts[0] >= end or r.ts[1] <= start
-        partly += r.ts[0] < end < r.ts[1] or r.ts[0] < start < r.ts[1]
-        hidden[r.vid_name] = 100.0 * (1.0 - (end - start) / duration)
-    if not records:
-        raise DataError("no annotation records: the split is empty")
-    return pd.DataFrame([{
-        "moments": len(records), "outside the sampled frames": int(outside), "partly outside": int(partly),
-        "video not covered, mean (%)": float(np.mean(list(hidden.values()))),
-        "video not covered, max (%)": float(max(hidden.values())),
-    }])
-
-
 def ratio_histogram_by_kind(stats: dict) -> pd.DataFrame:
     """Queries per moment/video ratio bin (rows, "0.1-0.2") and query kind (columns), all splits of the
     synthetic ``stats.json`` summed; empty when it has no histogram."""

@@ -168,33 +168,6 @@ def test_annotation_stats_hand_worked():
     assert len(queries) == 4
 
 
-class _Cache:
-    """The two things sampled_coverage asks a FrameCache: frames and seconds per video."""
-
-    def __init__(self, videos: dict[str, tuple[int, float]]):
-        self.videos = videos
-
-    def num_frames(self, vid: str) -> int:
-        return self.videos[vid][0]
-
-    def duration(self, vid: str) -> float:
-        return self.videos[vid][1]
-
-
-def test_sampled_coverage_counts_moments_the_frames_cannot_see():
-    # "a": 23 frames over 5.75 s; the 4 segments tile [0, 5.75] whole (the old floor(23 / 4) = 5-frame
-    # segments stopped at 20 frames = 5.0 s). "b": cached 4.0 s but annotated 5.0 s, so its last second
-    # has no frame: (4.2, 4.8) lies outside, (3.5, 4.5) partly.
-    cache = _Cache({"a": (23, 5.75), "b": (16, 4.0)})
-    recs = [Record("a", "1", "q", 5.75, (5.1, 5.75)), Record("a", "2", "q", 5.75, (0.0, 1.0)),
-            Record("b", "3", "q", 5.0, (4.2, 4.8)), Record("b", "4", "q", 5.0, (3.5, 4.5))]
-    table = reports.sampled_coverage(recs, cache, 4)
-    assert table.iloc[0].to_dict() == {"moments": 4, "outside the sampled frames": 1, "partly outside": 1,
-                                       "video not covered, mean (%)": 0.0, "video not covered, max (%)": 0.0}
-    with pytest.raises(DataError, match="empty"):
-        reports.sampled_coverage([], cache, 4)
-
-
 def test_verdict_table_lists_each_claim_once(tmp_path):
     claims = {"claims": [
         {"name": "interaction", "claim": "ADI localises", "primary_test": "full - ia_none: loc, context queries",

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from propy.data.annotations import Record
 from propy.data.synth import Event, Video, render, write_mp4
-from propy.data.video import decode, normalize, read_video, sample_indices, segment_bounds
+from propy.data.video import decode, normalize, read_video, sample_indices, sampled_coverage, segment_bounds
 from propy.errors import DataError
 
 
@@ -134,6 +135,32 @@ def test_train_sampling_is_seeded_and_checks_its_input():
         sample_indices(23, 4, train=True, rng=None)
     with pytest.raises(ValueError):
         sample_indices(0, 4, train=False, rng=None)
+
+
+class _Cache:
+    """The two things sampled_coverage asks a FrameCache: frames and seconds per video."""
+
+    def __init__(self, videos: dict[str, tuple[int, float]]):
+        self.videos = videos
+
+    def num_frames(self, vid: str) -> int:
+        return self.videos[vid][0]
+
+    def duration(self, vid: str) -> float:
+        return self.videos[vid][1]
+
+
+def test_sampled_coverage_counts_moments_the_frames_cannot_see():
+    # "a": 23 frames over 5.75 s; the 4 segments tile [0, 5.75] whole (the old floor(23 / 4) = 5-frame
+    # segments stopped at 20 frames = 5.0 s). "b": cached 4.0 s but annotated 5.0 s, so its last second
+    # has no frame: (4.2, 4.8) lies outside, (3.5, 4.5) partly.
+    cache = _Cache({"a": (23, 5.75), "b": (16, 4.0)})
+    recs = [Record("a", "1", "q", 5.75, (5.1, 5.75)), Record("a", "2", "q", 5.75, (0.0, 1.0)),
+            Record("b", "3", "q", 5.0, (4.2, 4.8)), Record("b", "4", "q", 5.0, (3.5, 4.5))]
+    assert sampled_coverage(recs, cache, 4) == {"moments": 4, "outside the sampled frames": 1, "partly outside": 1,
+                                       "video not covered, mean (%)": 0.0, "video not covered, max (%)": 0.0}
+    with pytest.raises(DataError, match="empty"):
+        sampled_coverage([], cache, 4)
 
 
 def test_normalize_layout_and_values():

@@ -169,6 +169,31 @@ def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None
     return np.minimum(times.astype(np.int64), T - 1)  # a draw that rounds up to the video's end stays inside
 
 
+def sampled_coverage(records: Sequence, cache, num_frames: int) -> dict:
+    """How much of a split's videos and moments the ``num_frames`` sampled frames stand for.
+
+    The frames stand for the span their segments tile (:func:`segment_bounds`, in seconds of the
+    cached video); a moment lying wholly outside that span is one no model can see (the sampler
+    before issue 20 dropped the last T - Nf floor(T / Nf) frames, hiding such moments), a moment
+    partly outside loses its end. ``records`` are the split's annotations, ``cache`` its
+    ``FrameCache`` (frames and seconds per video).
+    """
+    if not records:
+        raise DataError("no annotation records: the split is empty")
+    outside = partly = 0
+    hidden = {}
+    for r in records:
+        frames, duration = cache.num_frames(r.vid_name), cache.duration(r.vid_name)
+        bounds = segment_bounds(frames, num_frames) * duration / frames
+        start, end = float(bounds[0]), float(bounds[-1])
+        outside += r.ts[0] >= end or r.ts[1] <= start
+        partly += r.ts[0] < end < r.ts[1] or r.ts[0] < start < r.ts[1]
+        hidden[r.vid_name] = 100.0 * (1.0 - (end - start) / duration)
+    return {"moments": len(records), "outside the sampled frames": int(outside), "partly outside": int(partly),
+            "video not covered, mean (%)": float(np.mean(list(hidden.values()))),
+            "video not covered, max (%)": float(max(hidden.values()))}
+
+
 def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]):
     """uint8 ``[..., S, S, 3]`` -> float tensor ``[..., 3, S, S]``: (x / 255 - mean) / std per channel."""
     import torch
