@@ -264,7 +264,8 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
             "seeds": params.study.seeds, "tests_run": len(tested),
             "p_value": "two-sided, from the paired bootstrap over queries and seeds: "
                        "min(1, 2 (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1))",
-            "mde": "(z_{1-α/2} + z_{power}) × SE, SE the sd of the bootstrap Δ*, α the level Holm compared the test with",
+            "mde": "(z_{1-α/2} + z_{power}) × SE, SE the sd of the bootstrap Δ*, "
+                   "α the level Holm compared the test with",
             "claims": list(entries.values())}
 
 

@@ -366,9 +366,9 @@ def verdict_table(metrics_root: str | Path) -> pd.DataFrame:
                          "verdict": f"skipped: {c['note']}"})
             continue
         ceiling = c.get("ceiling")
+        reach = " / ".join(f"{ceiling[v]:.0f}%" for v in (c["variant"], c["against"])) if ceiling else "-"
         rows.append({**row, "Δ [95% CI]": f"{c['delta']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]",
-                     "MDE": f"{c['mde']:.1f}",
-                     "ceiling": " / ".join(f"{ceiling[v]:.0f}%" for v in (c["variant"], c["against"])) if ceiling else "-",
+                     "MDE": f"{c['mde']:.1f}", "ceiling": reach,
                      "p (Holm)": f"{c['p_holm']:.3f}", "verdict": c["verdict"]})
     return pd.DataFrame(rows, columns=["claim", "primary test", "Δ [95% CI]", "MDE", "ceiling", "p (Holm)", "verdict"])
 

@@ -12,7 +12,8 @@ from propy.pyramid import build_pyramid
 def test_holm_worked_example():
     # m = 4, alpha 0.05. Sorted: d 0.005 <= 0.05/4 = 0.0125 rejected; a 0.01 <= 0.05/3 = 0.0167 rejected;
     # c 0.03 > 0.05/2 = 0.025: not rejected, and the procedure stops, so b (0.04 <= 0.05/1) is not either.
-    # Adjusted: d 4 x 0.005 = 0.02; a max(0.02, 3 x 0.01) = 0.03; c max(0.03, 2 x 0.03) = 0.06; b max(0.06, 0.04) = 0.06.
+    # Adjusted: d 4 x 0.005 = 0.02; a max(0.02, 3 x 0.01) = 0.03; c max(0.03, 2 x 0.03) = 0.06;
+    # b max(0.06, 0.04) = 0.06.
     result = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}, 0.05)
     assert list(result) == ["a", "b", "c", "d"]  # the given order
     assert {k: r["rejected"] for k, r in result.items()} == {"a": True, "b": False, "c": False, "d": True}
@@ -59,7 +60,8 @@ def test_reachability_of_a_tiny_pyramid_by_hand():
     shallow = build_pyramid(4, [0]).proposals()  # [0, 4], [4, 8] only
     moments = np.array([[0.0, 4.0], [2.0, 6.0], [3.0, 5.0], [6.0, 8.0]])
     durations = np.full(4, 8.0)
-    # (0, 4): IoU 1 with [0, 4]; (2, 6): 4/8 = 0.5 with [0, 8]; (3, 5): at best 2/8 = 0.25; (6, 8): 2/4 = 0.5 with [4, 8]
+    # (0, 4): IoU 1 with [0, 4]; (2, 6): 4/8 = 0.5 with [0, 8]; (3, 5): at best 2/8 = 0.25;
+    # (6, 8): 2/4 = 0.5 with [4, 8]
     assert reachable(deep, durations, moments, 0.5).tolist() == [True, True, False, True]
     # without the whole-video event, (2, 6) has at best 2/6 with either half
     assert reachable(shallow, durations, moments, 0.5).tolist() == [True, False, False, True]

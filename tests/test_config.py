@@ -115,7 +115,8 @@ def test_study_lists_split_trained_and_zero_shot():
     # claims: one pre-registered test per claim
     (edited(claims__tests__pyramid_depth__against="depht1"),
      r"claims\.tests\.pyramid_depth\.against: 'depht1' is not a variant; expected one of full"),
-    (edited(claims__tests__pyramid_depth__variant="ful"), r"claims\.tests\.pyramid_depth\.variant: 'ful' is not a variant"),
+    (edited(claims__tests__pyramid_depth__variant="ful"),
+     r"claims\.tests\.pyramid_depth\.variant: 'ful' is not a variant"),
     (edited(claims__tests__pyramid_depth__metric="R1"),
      r"claims\.tests\.pyramid_depth\.metric: 'R1' is not one of 'SumR', 'pairwise', 'loc'"),
     (edited(claims__tests__pyramid_depth__kind="compositon"),

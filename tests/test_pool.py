@@ -195,8 +195,8 @@ def claims_params(root: Path, tests: dict, worse: dict | None = None):
 
 
 def test_claims_are_tested_once_each_and_holm_corrected(study):
-    from propy.metrics import bootstrap_replicates, sumr_per_query
     from propy.evaluation.claims import bootstrap_p_value
+    from propy.metrics import bootstrap_replicates, sumr_per_query
 
     _, root = study
     claim = {"claim": "c", "variant": "tiny", "kind": "all", "metric": "SumR"}
@@ -207,7 +207,8 @@ def test_claims_are_tested_once_each_and_holm_corrected(study):
     by_name = {c["name"]: c for c in claims["claims"]}
     assert list(by_name) == ["vs_maxframe", "vs_worse", "vs_meanpool"] and claims["tests_run"] == 2
     # zs_meanpool is a variant but not in the study: skipped, saying why, and left out of Holm's family
-    assert by_name["vs_meanpool"]["verdict"] == "skipped" and "'zs_meanpool' not in study" in by_name["vs_meanpool"]["note"]
+    skipped = by_name["vs_meanpool"]
+    assert skipped["verdict"] == "skipped" and "'zs_meanpool' not in study" in skipped["note"]
     # tiny ranks every query first at both seeds, worse never within R@4: every replicate is +400,
     # so p = 2 / 2001, doubled by Holm over 2 tests, and the SE (hence the MDE) is 0
     worse = by_name["vs_worse"]
@@ -259,7 +260,8 @@ def test_localisation_claims_are_judged_on_moments_both_can_reach(tmp_path):
     claim, = result["claims"]
     assert claim["n"] == 2 and claim["delta"] == 50.0
     assert claim["ceiling"] == {"tiny": 75.0, "zs_maxframe": 50.0}
-    assert claim["primary_test"] == "tiny - zs_maxframe: localisation (%) on the moments both can reach, context queries"
+    assert claim["primary_test"] == ("tiny - zs_maxframe: localisation (%) on the moments both can reach, "
+                                     "context queries")
     assert result["tests_run"] == 1 and claim["alpha_holm"] == 0.05
     # a dataset without query kinds cannot judge a claim on one kind
     plain = Runs(np.ones((1, 5), int), None, None, None)
