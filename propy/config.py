@@ -234,6 +234,44 @@ class StudyConfig:
     ablations: dict[str, list[str]]  # table name -> rows in order
 
 
+CLAIM_METRICS = ("SumR", "pairwise", "loc")  # per-query values pool pairs: SumR share, own-vs-rival, localisation
+ClaimMetric = Literal[CLAIM_METRICS]
+
+
+@dataclass
+class ClaimTest:
+    """One pre-registered test: ``variant`` against ``against`` on one metric of one query kind.
+    The change is variant minus against; ``loc`` is judged on the moments both variants'
+    proposals can reach at ``eval.probe_iou`` (``propy pool``)."""
+
+    claim: str  # the claim in one sentence, as the verdict table states it
+    variant: str  # the model the claim favours (e.g. full)
+    against: str  # the model it is compared with (the ablation, or a baseline)
+    kind: str  # one of QUERY_KINDS, or "all" (every test query)
+    metric: ClaimMetric  # SumR (retrieval), pairwise (own video above its rival), loc (localisation)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.kind not in (*QUERY_KINDS, "all"):
+            yield "kind", f"{self.kind!r} is not one of {', '.join(QUERY_KINDS)}, all"
+        if self.variant == self.against:
+            yield "against", f"compares {self.variant!r} with itself; expected another variant"
+
+
+@dataclass
+class ClaimsConfig:
+    """The pre-registered tests, one per claim, and the error rates they are judged at: a claim's
+    verdict is its test at family-wise level ``alpha`` after Holm's correction across the tests
+    that run; ``power`` sets the minimum detectable effect reported with every comparison."""
+
+    alpha: float = bounded(above=0, below=1)  # family-wise error rate over the claims' tests
+    power: float = bounded(above=0, below=1)  # of the minimum detectable effect (MDE)
+    tests: dict[str, ClaimTest]  # claim name -> its one test
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not self.tests:
+            yield "tests", "expected at least one claim"
+
+
 @dataclass
 class SweepConfig:
     """Validation-only tuning (``propy sweep``): every combination of ``grid`` trained once."""
@@ -276,6 +314,7 @@ class Params:
     eval: EvalConfig
     variants: dict[str, dict]
     study: StudyConfig
+    claims: ClaimsConfig
     sweep: SweepConfig
     report: ReportConfig
     variant: Optional[str]  # the variant these params were resolved for
@@ -555,12 +594,15 @@ def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml
 
 
 def _check_study(params: Params, source: str) -> None:
-    """Names in ``study`` and ``report.headline`` must be variants; ablation rows must be trained;
-    zero-shot variants must not train."""
+    """Names in ``study``, ``claims`` and ``report.headline`` must be variants; ablation rows must be
+    trained; zero-shot variants must not train. A claim's variants need not be in the study (``pool``
+    skips its test with a note)."""
     variants, study = params.variants, params.study
     named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot,
              "report.headline": [params.report.headline], "sweep.variant": [params.sweep.variant]}
     named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
+    for name, test in params.claims.tests.items():
+        named.update({f"claims.tests.{name}.variant": [test.variant], f"claims.tests.{name}.against": [test.against]})
     for where, names in named.items():
         for name in names:
             if name not in variants:

@@ -64,6 +64,8 @@ def tiny_params_dict(overrides: dict | None = None) -> dict:
     raw["variants"] = {"tiny": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},
                        "zs_maxframe": {"model": {"kind": "maxframe"}}}
     raw["study"]["ablations"] = {}
+    raw["claims"]["tests"] = {"vs_maxframe": {"claim": "ProPy beats max-frame CLIP", "variant": "tiny",
+                                              "against": "zs_maxframe", "kind": "all", "metric": "SumR"}}
     return deep_merge(raw, overrides or {})
 
 

@@ -93,6 +93,8 @@ def params(config: Path, small_batch: bool = True) -> dict:
     raw["variants"] = {"full": {}, "zs_meanpool": {"model": {"kind": "meanpool"}}}  # deeper ones need Nf > 4
     raw["study"] = {"trained": ["full"], "seeds": [42], "zero_shot": ["zs_meanpool"],
                     "ablations": {"components": ["full"]}}
+    raw["claims"]["tests"] = {"vs_meanpool": {"claim": "ProPy beats mean-pooled CLIP", "variant": "full",
+                                              "against": "zs_meanpool", "kind": "all", "metric": "SumR"}}
     raw["sweep"]["variant"] = "full"
     raw["report"]["headline"] = "full"
     return raw

@@ -112,6 +112,23 @@ def test_study_lists_split_trained_and_zero_shot():
     (edited(study__ablations={"depth": ["full", "zs_meanpool"]}),
      r"study\.ablations\.depth: zs_meanpool not in study\.trained"),
     (edited(variants__bad={"data": {}}), r"variants\.bad: cannot override data"),
+    # claims: one pre-registered test per claim
+    (edited(claims__tests__pyramid_depth__against="depht1"),
+     r"claims\.tests\.pyramid_depth\.against: 'depht1' is not a variant; expected one of full"),
+    (edited(claims__tests__pyramid_depth__variant="ful"),
+     r"claims\.tests\.pyramid_depth\.variant: 'ful' is not a variant"),
+    (edited(claims__tests__pyramid_depth__metric="R1"),
+     r"claims\.tests\.pyramid_depth\.metric: 'R1' is not one of 'SumR', 'pairwise', 'loc'"),
+    (edited(claims__tests__pyramid_depth__kind="compositon"),
+     r"claims\.tests\.pyramid_depth\.kind: 'compositon' is not one of appearance, order, composition, context, all"),
+    (edited(claims__tests__pyramid_depth__against="full"),
+     r"claims\.tests\.pyramid_depth\.against: compares 'full' with itself"),
+    (edited(claims__tests={}), r"claims\.tests: expected at least one claim"),
+    (edited(claims__alpha=0.0), r"claims\.alpha: 0\.0 is out of range; expected > 0 and < 1"),
+    (edited(claims__power=1), r"claims\.power: 1\.0 is out of range; expected > 0 and < 1"),
+    (edited(claims__tests__text_prompts={"variant": "full", "against": "no_text_prompts", "kind": "all",
+                                         "metric": "SumR"}),
+     r"claims\.tests\.text_prompts\.claim: missing \(expected str\)"),
 ])
 def test_mistakes_name_the_dotted_key(raw, message):
     with pytest.raises(ConfigError, match=message):

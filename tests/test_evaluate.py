@@ -75,6 +75,13 @@ def _recompute(params_path, root, variant):
     return params, records, videos, positives, cosine, raw, model.proposals.numpy()
 
 
+def cached_durations(params_path) -> dict[str, float]:
+    """Each test video's length as the frame cache holds it: the span its sampled frames tile, which
+    proposals scale by (not the annotations' duration)."""
+    cache = FrameCache(study_layout(params_path).cache, "test")
+    return {v: cache.duration(v) for v in cache.names}
+
+
 TOL = 1e-6  # float32 rounding: batched and one-by-one encodes of a (base, twin) pair can tie or not
 
 
@@ -130,8 +137,9 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     np.testing.assert_allclose(saved["gt_event_scores"], cosine[np.arange(nt), positives], atol=1e-5)
     np.testing.assert_allclose(saved["proposals"], proposals)
     np.testing.assert_allclose(saved["ts"], [r.ts for r in records], rtol=1e-6)
-    np.testing.assert_allclose(saved["duration"], [r.duration for r in records], rtol=1e-6)
-    expected = _brute_force_vcmr(cosine, positives, records, proposals, params)
+    durations = cached_durations(params_path)
+    np.testing.assert_allclose(saved["duration"], [durations[r.vid_name] for r in records], rtol=1e-6)
+    expected = _brute_force_vcmr(cosine, positives, records, proposals, params, durations)
     assert metrics["vcmr"].keys() == expected.keys() == {"IoU0.1", "IoU0.3", "IoU0.5", "IoU0.7"}
     for iou, recalls in expected.items():
         assert metrics["vcmr"][iou] == pytest.approx(recalls), iou
@@ -146,6 +154,7 @@ def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
     rivals = json.loads(layout.rivals.read_text())
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
     logits = cosine.max(-1)
+    durations = cached_durations(params_path)
     for kind, entry in metrics["probes"].items():
         rows = [i for i, r in enumerate(records) if kinds[r.desc_id] == kind]
         wins = []
@@ -163,7 +172,7 @@ def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
         hits = []
         for i in rows:
             best = np.flatnonzero(cosine[i, positives[i]] == cosine[i, positives[i]].max())
-            spans = proposals[best] * records[i].duration
+            spans = proposals[best] * durations[records[i].vid_name]
             hits.append(min(float(temporal_iou(s, np.array(records[i].ts))) for s in spans) >= 0.5)
         assert entry["loc_IoU0.5"] == pytest.approx(100 * np.mean(hits))
     assert set(metrics["probes"]) == {kinds[r.desc_id] for r in records}
@@ -188,11 +197,10 @@ def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
         assert metrics["text_separability"]["trained"] == pytest.approx(metrics["text_separability"]["frozen"])
 
 
-def _brute_force_vcmr(cosine, positives, records, proposals, params):
+def _brute_force_vcmr(cosine, positives, records, proposals, params, duration):
     """VCMR recall by listing every (score, video, event) proposal per query and sorting them."""
     cfg = params.eval
-    duration = {r.vid_name: r.duration for r in records}
-    videos = list(duration)
+    videos = list(dict.fromkeys(r.vid_name for r in records))
     hits = {t: {k: 0 for k in cfg.vcmr_ks} for t in cfg.iou_thresholds}
     for i, r in enumerate(records):
         candidates = []

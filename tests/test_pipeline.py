@@ -8,6 +8,7 @@ variants, runs real ``dvc repro`` and checks every declared output, then that a 
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import os
 import shutil
@@ -174,6 +175,14 @@ def test_micro_study_end_to_end(tmp_path):
     assert pooled["SumR"] == pytest.approx((runs[0]["SumR"] + runs[1]["SumR"]) / 2)
     comparisons = json.loads((repo / "metrics" / "synthetic" / "pooled" / "comparisons.json").read_text())
     assert [r["variant"] for r in comparisons["tables"]["components"]] == ["no_adapters"]
+    assert all("mde" in r for rows in comparisons["tables"].values() for r in rows)
+    claims = {c["name"]: c for c in json.loads((repo / "metrics" / "synthetic" / "pooled" / "claims.json").read_text())[
+        "claims"]}
+    assert claims["pyramid_depth"]["verdict"] == "skipped"  # depth1 is not in the micro study
+    assert claims["vs_maxframe"]["verdict"] in ("supported", "contradicted", "not shown")
+    with open(repo / "reports" / "tables" / "data" / "sampled_coverage.csv", newline="") as f:
+        coverage, = csv.DictReader(f)
+    assert coverage["outside the sampled frames"] == "0" and float(coverage["video not covered, max (%)"]) == 0.0
     log = json.loads((repo / "logs" / "train" / "synthetic" / "full-s42.json").read_text())
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0

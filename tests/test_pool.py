@@ -182,3 +182,87 @@ def test_headline_states_each_claim_on_its_kind(tmp_path):
     assert "test queries per kind: order 4, context 2" in table[1]
     assert table[-1] == "| full | 75.0 [50.0, 100.0] / 25 | - / 50 |"
     assert probe_markdown(params, {"zs": {}}) == []
+
+
+def claims_params(root: Path, tests: dict, worse: dict | None = None):
+    """The ``study`` fixture's settings with ``tests`` added to the claims (tiny's own: vs_maxframe)."""
+    return load_params(write_tiny_params(root / "claims.yaml", {
+        "study": {"trained": ["tiny", "worse"], "seeds": [3, 4], "zero_shot": ["zs_maxframe"],
+                  "ablations": {"t": ["tiny", "worse"]}},
+        "variants": {"worse": {"model": {"interaction": "none"}, **(worse or {})}},
+        "claims": {"tests": tests}}))
+
+
+def test_claims_are_tested_once_each_and_holm_corrected(study):
+    from propy.evaluation.claims import bootstrap_p_value
+    from propy.evaluation.metrics import bootstrap_replicates, sumr_per_query
+
+    _, root = study
+    claim = {"claim": "c", "variant": "tiny", "kind": "all", "metric": "SumR"}
+    params = claims_params(root, {"vs_worse": {**claim, "against": "worse"},
+                                  "vs_meanpool": {**claim, "against": "zs_meanpool"}})
+    comparisons = pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+    claims = json.loads((root / "pooled" / "claims.json").read_text())
+    by_name = {c["name"]: c for c in claims["claims"]}
+    assert list(by_name) == ["vs_maxframe", "vs_worse", "vs_meanpool"] and claims["tests_run"] == 2
+    # zs_meanpool is a variant but not in the study: skipped, saying why, and left out of Holm's family
+    skipped = by_name["vs_meanpool"]
+    assert skipped["verdict"] == "skipped" and "'zs_meanpool' not in study" in skipped["note"]
+    # tiny ranks every query first at both seeds, worse never within R@4: every replicate is +400,
+    # so p = 2 / 2001, doubled by Holm over 2 tests, and the SE (hence the MDE) is 0
+    worse = by_name["vs_worse"]
+    assert (worse["delta"], worse["ci"], worse["se"], worse["mde"], worse["n"]) == (400.0, [400.0, 400.0], 0.0, 0.0, 3)
+    assert worse["p"] == pytest.approx(2 / 2001) and worse["p_holm"] == pytest.approx(4 / 2001)
+    assert worse["verdict"] == "supported" and worse["primary_test"] == "tiny - worse: SumR, all queries"
+    # zs_maxframe finds q1 only: Δ = 400 - 400/3; its p-value comes from the same bootstrap as the interval
+    maxframe = by_name["vs_maxframe"]
+    ranks = {run: [json.loads(line)["rank"] for line in (root / "results" / run / "rankings.jsonl").open()]
+             for run in ("tiny-s3", "zs_maxframe")}
+    replicates = bootstrap_replicates(sumr_per_query(np.array([ranks["tiny-s3"]] * 2), [1, 2, 3, 4]),
+                                      sumr_per_query(np.array(ranks["zs_maxframe"]), [1, 2, 3, 4]), 2000)
+    assert maxframe["delta"] == pytest.approx(800 / 3)
+    assert maxframe["p"] == pytest.approx(bootstrap_p_value(replicates))
+    assert maxframe["p_holm"] == pytest.approx(max(2 * worse["p"], maxframe["p"]))
+    assert maxframe["verdict"] == ("supported" if maxframe["p_holm"] <= 0.05 else "not shown")
+    assert maxframe["alpha_holm"] == 0.05 and worse["alpha_holm"] == 0.025
+    # every exploratory comparison carries its MDE (unadjusted level 0.05, power 0.8)
+    row, = comparisons["tables"]["t"]
+    assert row["mde"] == 0.0 and comparisons["tables"]["zero_shot"][0]["mde"] > 0
+
+
+def test_a_best_epoch_in_the_first_fifth_is_flagged(study):
+    _, root = study
+    # every run's checkpoint is from epoch 2: flagged for worse (10 epochs: limit 2), not for tiny (2 epochs)
+    params = claims_params(root, {}, worse={"train": {"epochs": 10}})
+    pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
+    worse = json.loads((root / "pooled" / "worse.json").read_text())["early_best"]
+    assert worse == {"epochs": 10, "limit": 2.0, "runs": ["worse-s3", "worse-s4"]}
+    assert json.loads((root / "pooled" / "tiny.json").read_text())["early_best"]["runs"] == []
+    assert "early_best" not in json.loads((root / "pooled" / "zs_maxframe.json").read_text())
+
+
+def test_localisation_claims_are_judged_on_moments_both_can_reach(tmp_path):
+    from propy.evaluation.seed_pooling import Runs, judge_claims
+
+    kinds = ["context"] * 4 + ["order"]
+    wins = np.full((1, 5), 0.5)
+    # a reaches moments 0, 1, 3; b reaches 0 and 3: only those two are judged, where a localises both
+    # and b one (Δ = 100 - 50); over all four context moments it would be 75 - 50
+    a = Runs(np.ones((1, 5), int), kinds, wins, np.array([[True, False, True, True, False]]),
+             np.array([True, True, False, True, True]))
+    b = Runs(np.ones((1, 5), int), kinds, wins, np.array([[False, True, False, True, False]]),
+             np.array([True, False, False, True, True]))
+    params = load_params(write_tiny_params(tmp_path / "params.yaml", {"claims": {"tests": {"vs_maxframe": {
+        "claim": "interaction localises", "variant": "tiny", "against": "zs_maxframe", "kind": "context",
+        "metric": "loc"}}}}))
+    result = judge_claims({"tiny": a, "zs_maxframe": b}, params)
+    claim, = result["claims"]
+    assert claim["n"] == 2 and claim["delta"] == 50.0
+    assert claim["ceiling"] == {"tiny": 75.0, "zs_maxframe": 50.0}
+    assert claim["primary_test"] == ("tiny - zs_maxframe: localisation (%) on the moments both can reach, "
+                                     "context queries")
+    assert result["tests_run"] == 1 and claim["alpha_holm"] == 0.05
+    # a dataset without query kinds cannot judge a claim on one kind
+    plain = Runs(np.ones((1, 5), int), None, None, None)
+    skipped, = judge_claims({"tiny": plain, "zs_maxframe": plain}, params)["claims"]
+    assert skipped["verdict"] == "skipped" and "no query kinds" in skipped["note"]

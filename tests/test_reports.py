@@ -168,6 +168,36 @@ def test_annotation_stats_hand_worked():
     assert len(queries) == 4
 
 
+def test_verdict_table_lists_each_claim_once(tmp_path):
+    claims = {"claims": [
+        {"name": "interaction", "claim": "ADI localises", "primary_test": "full - ia_none: loc, context queries",
+         "variant": "full", "against": "ia_none", "delta": 12.5, "ci": [2.25, 22.0], "mde": 9.04,
+         "ceiling": {"full": 93.3, "ia_none": 80.0}, "p_holm": 0.0123, "verdict": "supported"},
+        {"name": "text", "claim": "text prompts help", "primary_test": "full - no_text_prompts: SumR, all queries",
+         "variant": "full", "against": "no_text_prompts", "delta": -3.0, "ci": [-9.0, 3.0], "mde": 8.4,
+         "p_holm": 0.5, "verdict": "not shown"},
+        {"name": "vs_msl", "claim": "beats MS-SL", "primary_test": "full - msl: SumR, all queries",
+         "variant": "full", "against": "msl", "verdict": "skipped", "note": "'msl' not in study"}]}
+    (tmp_path / "claims.json").write_text(json.dumps(claims))
+    table = tables.verdict_table(tmp_path)
+    assert table.to_dict("records") == [
+        {"claim": "ADI localises", "primary test": "full - ia_none: loc, context queries",
+         "Δ [95% CI]": "+12.5 [+2.2, +22.0]", "MDE": "9.0", "ceiling": "93% / 80%", "p (Holm)": "0.012",
+         "verdict": "supported"},
+        {"claim": "text prompts help", "primary test": "full - no_text_prompts: SumR, all queries",
+         "Δ [95% CI]": "-3.0 [-9.0, +3.0]", "MDE": "8.4", "ceiling": "-", "p (Holm)": "0.500", "verdict": "not shown"},
+        {"claim": "beats MS-SL", "primary test": "full - msl: SumR, all queries", "Δ [95% CI]": "", "MDE": "",
+         "ceiling": "", "p (Holm)": "", "verdict": "skipped: 'msl' not in study"}]
+
+
+def test_early_best_table_lists_flagged_runs(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"runs": ["a-s1", "a-s2"], "epoch": [1, 7],
+                                                 "early_best": {"epochs": 10, "limit": 2.0, "runs": ["a-s1"]}}))
+    (tmp_path / "zs.json").write_text(json.dumps({"runs": ["zs"], "epoch": [None]}))
+    table = tables.early_best_table(["a", "zs"], tmp_path)
+    assert table.to_dict("records") == [{"variant": "a", "run": "a-s1", "best epoch": 1, "of epochs": 10}]
+
+
 def test_video_events_prefers_captions(tmp_path):
     records = [Record("v", "1", "q", 10.0, (2.0, 4.0))]
     assert tables.video_events(tmp_path, "v", records) == [(2.0, 4.0, "q")]

@@ -63,6 +63,9 @@ def _index(study, out, variant="tiny", folder=None, **kwargs):
                       device="cpu", show_progress=False, **kwargs)
 
 
+TIE = 1e-6  # scores this close may come out in either order
+
+
 @pytest.mark.parametrize("variant", ["tiny", "zs_maxframe"])
 def test_search_ranks_like_evaluate(study, tmp_path, variant):
     root, _, records = study
@@ -75,7 +78,11 @@ def test_search_ranks_like_evaluate(study, tmp_path, variant):
     assert len(rankings) == len(records) >= 4
     for q, (record, expected) in enumerate(zip(records, rankings)):
         hits = index.search(record.desc, k=10)
-        assert [h.path.stem for h in hits] == expected["top10"], record.desc
+        # evaluate's order, up to swaps of scores within float32 rounding (a base and its twin can tie:
+        # batched and one-by-one encodes round apart)
+        score = {h.path.stem: h.score for h in hits}
+        assert sorted(score) == sorted(expected["top10"]), record.desc
+        assert all(score[a] >= score[b] - TIE for a, b in zip(expected["top10"], expected["top10"][1:])), record.desc
         own = next(h for h in hits if h.path.stem == record.vid_name)
         assert own.score == pytest.approx(expected["score"], abs=1e-5)
         np.testing.assert_allclose(own.event_scores, events["gt_event_scores"][q], atol=1e-5)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from propy.data.annotations import Record
 from propy.data.synth import Event, Video, render, write_mp4
-from propy.data.video import decode, normalize, read_video, sample_indices
+from propy.data.video import decode, normalize, read_video, sample_indices, sampled_coverage, segment_bounds
 from propy.errors import DataError
 
 
@@ -71,35 +72,95 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path):
         decode(text, 4, 10, 16)
 
 
-def test_eval_indices_are_segment_centres():
-    # T=10, Nf=4: segments of 2 frames [0,1] [2,3] [4,5] [6,7]; frames 8, 9 unused
-    assert sample_indices(10, 4, train=False, rng=None).tolist() == [1, 3, 5, 7]
-    assert sample_indices(16, 4, train=False, rng=None).tolist() == [2, 6, 10, 14]
-    assert sample_indices(15, 5, train=False, rng=None).tolist() == [1, 4, 7, 10, 13]
-    assert sample_indices(8, 8, train=False, rng=None).tolist() == list(range(8))
-    assert sample_indices(10, 4, train=False, rng=None).dtype == np.int64
+def reference_uniform_sampling(T: int, Nf: int) -> list[int]:
+    """The reference's evaluation offsets as its formula states them: int(tick / 2 + tick * i), tick = T / Nf."""
+    tick = T / Nf
+    return [int(tick / 2 + tick * i) for i in range(Nf)]
 
 
-def test_short_videos_repeat_frames_in_order():
-    # T=3, Nf=8: floor((i + 0.5) * 3 / 8) = 0 0 0 1 1 2 2 2
-    assert sample_indices(3, 8, train=False, rng=None).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
-    assert sample_indices(1, 4, train=False, rng=None).tolist() == [0, 0, 0, 0]
+# (T, Nf) -> evaluation indices, worked out by hand from the segment midpoints (i + 0.5) * T / Nf
+UNIFORM_SAMPLING_CASES = {
+    (16, 4): [2, 6, 10, 14],  # T divisible by Nf: tick 4
+    (15, 5): [1, 4, 7, 10, 13],  # tick 3: 1.5, 4.5, ...
+    (10, 4): [1, 3, 6, 8],  # tick 2.5: 1.25, 3.75, 6.25, 8.75 (the last two frames are used too)
+    (23, 4): [2, 8, 14, 20],  # tick 5.75: 2.875, 8.625, 14.375, 20.125 (floor(T/Nf) = 5 would stop at frame 19)
+    (7, 3): [1, 3, 5],  # tick 7/3: 1.17, 3.5, 5.83
+    (8, 8): [0, 1, 2, 3, 4, 5, 6, 7],  # T = Nf: every frame once
+    (128, 16): [4 + 8 * i for i in range(16)],
+    (3, 8): [0, 0, 0, 1, 1, 2, 2, 2],  # T < Nf: 0.19, 0.56, 0.94, 1.31, 1.69, 2.06, 2.44, 2.81
+    (1, 4): [0, 0, 0, 0],
+    # midpoints (2i + 1) / 7; at i = 10 the midpoint is exactly frame 3's start, and the float step
+    # tick / 2 + 10 tick gives 2.9999999999999996: the reference (and propy) take frame 2 there
+    (4, 14): [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3],
+}
+
+
+@pytest.mark.parametrize("T, Nf", list(UNIFORM_SAMPLING_CASES))
+def test_eval_indices_match_the_reference_uniform_sampling(T, Nf):
+    expected = UNIFORM_SAMPLING_CASES[T, Nf]
+    assert reference_uniform_sampling(T, Nf) == expected
+    got = sample_indices(T, Nf, train=False, rng=None)
+    assert got.dtype == np.int64 and got.tolist() == expected
+
+
+def test_segments_tile_the_whole_video():
+    np.testing.assert_allclose(segment_bounds(23, 4), [0.0, 5.75, 11.5, 17.25, 23.0])
+    np.testing.assert_allclose(segment_bounds(3, 8), [0.375 * i for i in range(9)])
+    with pytest.raises(ValueError):
+        segment_bounds(0, 4)
+
+
+@pytest.mark.parametrize("T, Nf, reachable", [
+    # segment i spans [i, i + 1) * 5.75 frames: frames floor(start) .. ceil(end) - 1
+    (23, 4, [range(0, 6), range(5, 12), range(11, 18), range(17, 23)]),
+    # T < Nf: segments of 0.375 frames; one that straddles a frame boundary can draw either frame
+    (3, 8, [[0], [0], [0, 1], [1], [1], [1, 2], [2], [2]]),
+    (8, 4, [[0, 1], [2, 3], [4, 5], [6, 7]]),
+])
+def test_train_draws_cover_each_segment_and_the_whole_video(T, Nf, reachable):
     rng = np.random.default_rng(0)
-    assert sample_indices(3, 8, train=True, rng=rng).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    draws = np.stack([sample_indices(T, Nf, train=True, rng=rng) for _ in range(2000)])
+    assert draws.shape == (2000, Nf) and draws.dtype == np.int64
+    for i in range(Nf):
+        assert set(draws[:, i].tolist()) == set(reachable[i])
+    assert set(draws.ravel().tolist()) == set(range(T))  # the end of the video is drawn too
+    evaluation = sample_indices(T, Nf, train=False)
+    assert all(int(evaluation[i]) in reachable[i] for i in range(Nf))
 
 
-def test_train_jitter_stays_inside_segments_and_covers_them():
-    rng = np.random.default_rng(0)
-    draws = np.stack([sample_indices(23, 4, train=True, rng=rng) for _ in range(400)])  # L = 5
-    assert draws.shape == (400, 4) and draws.dtype == np.int64
-    for i in range(4):
-        assert set(draws[:, i].tolist()) == set(range(5 * i, 5 * i + 5))
+def test_train_sampling_is_seeded_and_checks_its_input():
     again = [sample_indices(23, 4, True, np.random.default_rng(7)).tolist() for _ in range(2)]
     assert again[0] == again[1]
     with pytest.raises(ValueError, match="random generator"):
         sample_indices(23, 4, train=True, rng=None)
     with pytest.raises(ValueError):
         sample_indices(0, 4, train=False, rng=None)
+
+
+class _Cache:
+    """The two things sampled_coverage asks a FrameCache: frames and seconds per video."""
+
+    def __init__(self, videos: dict[str, tuple[int, float]]):
+        self.videos = videos
+
+    def num_frames(self, vid: str) -> int:
+        return self.videos[vid][0]
+
+    def duration(self, vid: str) -> float:
+        return self.videos[vid][1]
+
+
+def test_sampled_coverage_counts_moments_the_frames_cannot_see():
+    # "a": 23 frames over 5.75 s; the 4 segments tile [0, 5.75] whole (the old floor(23 / 4) = 5-frame
+    # segments stopped at 20 frames = 5.0 s). "b": cached 4.0 s but annotated 5.0 s, so its last second
+    # has no frame: (4.2, 4.8) lies outside, (3.5, 4.5) partly.
+    cache = _Cache({"a": (23, 5.75), "b": (16, 4.0)})
+    recs = [Record("a", "1", "q", 5.75, (5.1, 5.75)), Record("a", "2", "q", 5.75, (0.0, 1.0)),
+            Record("b", "3", "q", 5.0, (4.2, 4.8)), Record("b", "4", "q", 5.0, (3.5, 4.5))]
+    assert sampled_coverage(recs, cache, 4) == {"moments": 4, "outside the sampled frames": 1, "partly outside": 1,
+                                       "video not covered, mean (%)": 0.0, "video not covered, max (%)": 0.0}
+    with pytest.raises(DataError, match="empty"):
+        sampled_coverage([], cache, 4)
 
 
 def test_normalize_layout_and_values():

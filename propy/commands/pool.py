@@ -6,7 +6,7 @@ from pathlib import Path
 
 from propy.config import load_params
 from propy.evaluation.seed_pooling import pool
-from propy.runtime.files import prepare_output
+from propy.runtime.files import prepare_output, read_json
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -30,5 +30,13 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             low, high = row["ci"]
             print(f"  {name:<12} {row['variant']:<18} ΔSumR {row['delta_SumR']:+6.1f} "
-                  f"[{low:+.1f}, {high:+.1f}] {row['verdict']}")
+                  f"[{low:+.1f}, {high:+.1f}] MDE {row['mde']:.1f} {row['verdict']}")
+    claims = read_json(args.out / "claims.json", "missing (written just now by pool)")
+    print(f"claims ({claims['tests_run']} tests, Holm at {claims['alpha']:g}):")
+    for c in claims["claims"]:
+        if c["verdict"] == "skipped":
+            print(f"  {c['name']:<18} skipped: {c['note']}")
+        else:
+            print(f"  {c['name']:<18} Δ {c['delta']:+6.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}] MDE {c['mde']:.1f} "
+                  f"p_holm {c['p_holm']:.3f} {c['verdict']}")
     return 0

@@ -2,8 +2,9 @@
 
 Decoding happens once per video (``propy extract`` caches the result), so it
 favours clarity over speed. It keeps memory flat: frames are converted only when
-picked, so a long video is never held in memory whole. Training then samples
-``Nf`` frames from the cache with :func:`sample_indices`.
+picked, so a long video is never held in memory whole. Training and evaluation then sample
+``Nf`` frames from the cache with :func:`sample_indices`, one per segment of Nf equal segments
+that tile the whole video.
 """
 from __future__ import annotations
 
@@ -137,26 +138,59 @@ def _rgb(frame, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``Nf`` frame indices into ``T`` frames, one per segment of ``Nf`` equal segments.
-
-    Segments have length L = floor(T / Nf) (the last T - Nf * L frames are never used).
-    At evaluation each index is the frame holding the segment's midpoint, i * L + L // 2;
-    at training it is drawn uniformly from the segment with ``rng``. When T < Nf,
-    segments are shorter than a frame: the midpoint rule floor((i + 0.5) * T / Nf)
-    repeats frames in order, with no randomness.
-    """
+def segment_bounds(T: int, Nf: int) -> np.ndarray:
+    """float64 ``[Nf + 1]``: the boundaries, in frame units, of the ``Nf`` equal segments that
+    tile a video of ``T`` cached frames (segment i is [i, i + 1) * T / Nf). Frame i of the model
+    stands for segment i, i.e. the time span [i, i + 1) * duration / Nf, which is what event
+    proposals (``Pyramid.proposals``) scale by the duration."""
     if T < 1 or Nf < 1:
         raise ValueError(f"need T >= 1 and Nf >= 1, got T={T}, Nf={Nf}")
-    segments = np.arange(Nf, dtype=np.int64)
-    if T < Nf:
-        return ((2 * segments + 1) * T // (2 * Nf)).astype(np.int64)
-    length = T // Nf
+    return (T / Nf) * np.arange(Nf + 1, dtype=np.float64)
+
+
+def sample_indices(T: int, Nf: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``Nf`` frame indices into ``T`` frames, one per segment of :func:`segment_bounds`.
+
+    At evaluation the index is the frame holding the segment's midpoint, int(tick / 2 + tick * i)
+    with tick = T / Nf a float: the reference's ``uniform_sampling``, its float rounding included
+    (a midpoint that falls exactly on a frame boundary may round to the earlier frame). At
+    training it is the frame holding a uniformly random time of the segment (``rng``): every frame
+    of the video can be drawn, the evaluation frame among them. When T < Nf, segments are shorter
+    than a frame and frames repeat in order.
+    """
+    bounds = segment_bounds(T, Nf)
     if not train:
-        return segments * length + length // 2
+        tick = T / Nf
+        return (tick / 2 + tick * np.arange(Nf, dtype=np.float64)).astype(np.int64)
     if rng is None:
         raise ValueError("training sampling needs a random generator")
-    return segments * length + rng.integers(0, length, size=Nf, dtype=np.int64)
+    times = bounds[:-1] + (bounds[1:] - bounds[:-1]) * rng.random(Nf)
+    return np.minimum(times.astype(np.int64), T - 1)  # a draw that rounds up to the video's end stays inside
+
+
+def sampled_coverage(records: Sequence, cache, num_frames: int) -> dict:
+    """How much of a split's videos and moments the ``num_frames`` sampled frames stand for.
+
+    The frames stand for the span their segments tile (:func:`segment_bounds`, in seconds of the
+    cached video); a moment lying wholly outside that span is one no model can see (the sampler
+    before issue 20 dropped the last T - Nf floor(T / Nf) frames, hiding such moments), a moment
+    partly outside loses its end. ``records`` are the split's annotations, ``cache`` its
+    ``FrameCache`` (frames and seconds per video).
+    """
+    if not records:
+        raise DataError("no annotation records: the split is empty")
+    outside = partly = 0
+    hidden = {}
+    for r in records:
+        frames, duration = cache.num_frames(r.vid_name), cache.duration(r.vid_name)
+        bounds = segment_bounds(frames, num_frames) * duration / frames
+        start, end = float(bounds[0]), float(bounds[-1])
+        outside += r.ts[0] >= end or r.ts[1] <= start
+        partly += r.ts[0] < end < r.ts[1] or r.ts[0] < start < r.ts[1]
+        hidden[r.vid_name] = 100.0 * (1.0 - (end - start) / duration)
+    return {"moments": len(records), "outside the sampled frames": int(outside), "partly outside": int(partly),
+            "video not covered, mean (%)": float(np.mean(list(hidden.values()))),
+            "video not covered, max (%)": float(max(hidden.values()))}
 
 
 def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]):

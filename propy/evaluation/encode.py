@@ -34,6 +34,7 @@ class SplitData:
     records: list[Record]  # the queries of cached videos, video by video
     vid_names: list[str]  # the gallery, in order of first appearance
     positives: np.ndarray  # [Nt] gallery index of each query's own video
+    durations: np.ndarray  # [Nv] seconds of each cached video: its Nf frames' segments tile it (proposals scale by it)
     clips: VideoClips
     tokens: torch.Tensor  # [Nt, max_words]
 
@@ -50,6 +51,7 @@ def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -
         records=queries.records,
         vid_names=queries.vid_names,
         positives=np.array([v for v, group in enumerate(queries.groups) for _ in group], dtype=np.int64),
+        durations=np.array([cache.duration(v) for v in queries.vid_names], dtype=np.float64),
         clips=clips,
         tokens=query_tokens(queries.records, backbone.tokenizer, params.train.max_words),
     )

@@ -85,12 +85,11 @@ def score(
     """Ranks, top videos, own-video event cosines, VCMR recall (all queries and per kind) and
     own-vs-rival wins, chunk by chunk over the queries."""
     cfg, data = params.eval, encoded.data
-    durations = {r.vid_name: r.duration for r in data.records}
 
     def new_vcmr() -> VcmrRecall:
         return VcmrRecall(
             proposals,
-            np.array([durations[v] for v in data.vid_names]),
+            data.durations,  # the cached video's: the span its sampled frames tile
             top_events=cfg.vcmr_top_events,
             max_proposals=cfg.vcmr_max_proposals,
             iou_thresholds=cfg.iou_thresholds,
@@ -157,7 +156,7 @@ def rival_probes(
     cfg, data = params.eval, encoded.data
     located = localisation_hits(
         scored.gt_event_scores, proposals, np.array([r.ts for r in data.records]),
-        np.array([r.duration for r in data.records]), cfg.probe_iou,
+        data.durations[data.positives], cfg.probe_iou,
     )
     table = probe_table(kinds, scored.ranks[cfg.normalize_events], scored.rival_wins, located, cfg.ks, cfg.probe_iou)
     for kind, entry in table.items():
@@ -204,7 +203,7 @@ def write_outputs(
         "gt_event_scores": scored.gt_event_scores.astype(np.float32),
         "proposals": proposals.astype(np.float32),
         "ts": np.array([r.ts for r in data.records], dtype=np.float32),
-        "duration": np.array([r.duration for r in data.records], dtype=np.float32),
+        "duration": data.durations[data.positives].astype(np.float32),  # the own video's, as cached
     }
 
     def save_npz(tmp: Path) -> None:

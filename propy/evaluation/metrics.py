@@ -181,20 +181,19 @@ class VcmrRecall:
         }
 
 
-def bootstrap_mean(
+def bootstrap_replicates(
     values: np.ndarray,
     reference: np.ndarray | None = None,
     samples: int = 1000,
-    level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile interval of a per-query mean, resampling queries and training runs with replacement.
+) -> np.ndarray:
+    """``[samples]`` bootstrap replicates of a per-query mean, resampling queries and training runs.
 
     ``values`` is ``[Nq]`` (one run) or ``[S, Nq]`` (one run per training seed, same queries in the
     same order); the statistic is the mean over runs of the mean over queries. With ``reference``
-    (``[Nq]`` or ``[S', Nq]``, the same queries) it is the interval of the difference: each replicate
-    draws one set of queries for both sides (paired) and the runs of each side independently, so it
-    covers both what the finite test set and what the choice of seeds can move.
+    (``[Nq]`` or ``[S', Nq]``, the same queries) it is the difference: each replicate draws one set
+    of queries for both sides (paired) and the runs of each side independently, so the replicates
+    spread by what both the finite test set and the choice of seeds can move.
     """
     values = _runs(values, "values")
     if reference is not None:
@@ -209,9 +208,25 @@ def bootstrap_mean(
         per_run = v[:, queries].mean(axis=2)  # [S, samples]
         return np.take_along_axis(per_run.T, runs, axis=1).mean(axis=1)
 
-    stat = replicate(values) - (replicate(reference) if reference is not None else 0.0)
-    low, high = np.quantile(stat, [(1 - level) / 2, (1 + level) / 2])
+    return replicate(values) - (replicate(reference) if reference is not None else 0.0)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap replicates."""
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+def bootstrap_mean(
+    values: np.ndarray,
+    reference: np.ndarray | None = None,
+    samples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of a per-query mean (or of its change from ``reference``) over queries and
+    training runs: :func:`bootstrap_replicates` summarised by :func:`percentile_interval`."""
+    return percentile_interval(bootstrap_replicates(values, reference, samples, seed), level)
 
 
 def sumr_per_query(ranks: np.ndarray, ks: Sequence[int]) -> np.ndarray:

@@ -196,7 +196,9 @@ class Pyramid:
         return bool(index[a] * stride <= index[b] < index[a] * stride + width)
 
     def proposals(self) -> np.ndarray:
-        """float64 [Ne, 2]: event spans / Nf, event order (weakly-supervised VCMR proposals)."""
+        """float64 [Ne, 2]: event spans / Nf, event order (weakly-supervised VCMR proposals). Frame i
+        stands for the segment [i, i + 1) / Nf of the whole video (``propy.data.video.segment_bounds``),
+        so these times the cached video's duration are the seconds an event's frames cover."""
         return np.array(self.event_spans, dtype=np.float64).reshape(-1, 2) / self.num_frames
 
     def describe(self) -> str:

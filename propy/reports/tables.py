@@ -353,6 +353,41 @@ def probe_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame | Non
     return pd.DataFrame(rows).set_index("kind") if rows else None
 
 
+def verdict_table(metrics_root: str | Path) -> pd.DataFrame:
+    """The pre-registered tests of ``claims.json`` (written by pool), one row per claim in params.yaml's
+    order: claim, primary test, Δ [95% interval], MDE, reachability ceiling (localisation claims:
+    variant / against, %), Holm-adjusted p and verdict; a skipped claim says why."""
+    result = read_json(Path(metrics_root) / "claims.json", "pool")
+    rows = []
+    for c in result["claims"]:
+        row = {"claim": c["claim"], "primary test": c["primary_test"]}
+        if c["verdict"] == "skipped":
+            rows.append({**row, "Δ [95% CI]": "", "MDE": "", "ceiling": "", "p (Holm)": "",
+                         "verdict": f"skipped: {c['note']}"})
+            continue
+        ceiling = c.get("ceiling")
+        reach = " / ".join(f"{ceiling[v]:.0f}%" for v in (c["variant"], c["against"])) if ceiling else "-"
+        rows.append({**row, "Δ [95% CI]": f"{c['delta']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]",
+                     "MDE": f"{c['mde']:.1f}", "ceiling": reach,
+                     "p (Holm)": f"{c['p_holm']:.3f}", "verdict": c["verdict"]})
+    return pd.DataFrame(rows, columns=["claim", "primary test", "Δ [95% CI]", "MDE", "ceiling", "p (Holm)", "verdict"])
+
+
+def early_best_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
+    """Trained runs whose best validation epoch lies in the first fifth of training (the pooled
+    metrics' ``early_best``, written by pool): variant, run, its best epoch, the epochs planned."""
+    rows = []
+    for name in variants:
+        pooled = read_json(Path(root) / f"{name}.json", "pool")
+        flag = pooled.get("early_best")
+        if flag is None:
+            continue
+        epochs = dict(zip(pooled["runs"], pooled["epoch"]))
+        rows += [{"variant": name, "run": run, "best epoch": epochs[run], "of epochs": flag["epochs"]}
+                 for run in flag["runs"]]
+    return pd.DataFrame(rows, columns=["variant", "run", "best epoch", "of epochs"])
+
+
 def effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.DataFrame:
     """Every compared variant of ``comparisons.json`` (written by pool): claim, variant, Δ SumR vs the
     reference, its 95% interval and verdict, in the order of ``claims`` (study.ablations + zero_shot)."""

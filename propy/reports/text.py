@@ -44,7 +44,8 @@ TERMS = {
     "rank": "position of the true video when the test gallery is sorted by score (1 = first)",
     "hard negative": "a video the model ranks above the true one although it shows something else; here "
                      "flagged when its best-matching event's description differs from the query in one word",
-    "Nf": "frames the model samples from each video (one per equal segment, the segment centre at test)",
+    "Nf": "frames the model samples from each video (one per equal segment of the whole video, "
+          "the segment's midpoint frame at test)",
 }
 
 KINDS = {
