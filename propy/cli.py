@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-weights": ("propy.weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
     "split-val": ("propy.data.split", "split a canonical train.jsonl into train and val by video (seeded)"),
     "extract": ("propy.data.cache", "decode every video once into the uint8 frame cache"),
+    "features": ("propy.commands.features", "embed every cached frame with the frozen CLIP once (MS-SL's input)"),
     "pretrain-clip": ("propy.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
     "model-info": ("propy.model_info", "print the pyramid, parameter counts and forward times"),
     "train": ("propy.train", "train ProPy (one variant)"),

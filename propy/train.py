@@ -47,20 +47,19 @@ from propy.checkpoint import file_digest, json_digest, load_resume, load_trained
 from propy.config import TRAINED_KINDS, Layout, Params, add_layout_args, layout_from, read_params, resolve, shadowed_notes
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
-from propy.data.datasets import VideoClips, cached_queries, epoch_batches, query_tokens, rival_groups
-from propy.encode import load_split, retrieval
+from propy.data.datasets import cached_queries, epoch_batches, query_tokens, rival_groups
+from propy.encode import load_split, retrieval, video_inputs
 from propy.errors import ConfigError
 from propy.guard import exclusive
 from propy.io import atomic_write_json, prepare_output, read_json
-from propy.losses import symmetric_infonce
-from propy.model import build_model, scores
+from propy.model import build_model
 from propy.optim import make_optimizer, make_scheduler
 from propy.progress import progress
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
-    add_layout_args(parser)
+    add_layout_args(parser, features=True)
     parser.add_argument("--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. models/<variant>")
     parser.add_argument("--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/<variant>.json")
@@ -224,8 +223,7 @@ class Trainer:
         cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
         self.groups = queries.groups
-        self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
-                                train=True, seed=seed)
+        self.clips = video_inputs(params, layout, cache, queries.vid_names, backbone, train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
         self.together = None
         if cfg.rival_batches:
@@ -301,7 +299,7 @@ class Trainer:
         if self.epoch >= self.cfg.epochs and self.proc.main:
             atomic_write_json(self.log_path, self.log)
             print(f"{self.out / 'last.pt'}: already trained for {self.epoch} epochs; nothing to do")
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < self.cfg.epochs and not self._should_stop():
             started = time.perf_counter()
             loss, lr, steps_per_s = self._train_epoch()
             self.epoch += 1
@@ -309,6 +307,24 @@ class Trainer:
                 self._end_epoch(loss, lr, started, steps_per_s)
             if self.proc.world > 1:
                 dist.barrier()
+
+    def _should_stop(self) -> bool:
+        """Early stopping (``train.patience``): that many epochs in a row without a better validation
+        SumR. Rank 0 decides (it alone validates) and tells the others."""
+        patience, stop = self.cfg.patience, False
+        if patience is None:
+            return False
+        if self.proc.main and self.log:
+            best_epoch = next(e["epoch"] for e in self.log if e["val_SumR"] == self.best)
+            stop = self.epoch - best_epoch >= patience
+            if stop:
+                print(f"early stop after epoch {self.epoch}: no better validation SumR since epoch {best_epoch} "
+                      f"(train.patience {patience})")
+        if self.proc.world > 1:
+            flag = torch.tensor([float(stop)], device=self.proc.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
 
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
@@ -336,8 +352,7 @@ class Trainer:
             video_emb, text_emb = self.net(frames, tokens)
         videos = _gather_rows(video_emb.float(), batch.video_sizes, self.proc)
         texts = _gather_rows(text_emb.float(), batch.query_sizes, self.proc)
-        logits, _ = scores(texts, videos)
-        loss = symmetric_infonce(logits * self.model.logit_scale, batch.labels.to(device))
+        loss = self.model.loss(videos, texts, batch.labels.to(device), self.epoch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * self.proc.world).backward()
         self.scaler.unscale_(self.optimizer)
