@@ -106,7 +106,8 @@ def test_config_checks_and_the_presets_own_setting_of_a_variant():
     tvr_msl, tvr_full = resolve(raw, "msl"), resolve(raw, "full")
     assert (tvr_msl.train.lr, tvr_msl.train.batch_videos, tvr_msl.train.epochs, tvr_msl.train.patience) == \
         (2.5e-4, 128, 100, 10)
-    assert tvr_msl.model.msl.frames == 128 and tvr_msl.source("train.lr") == "presets.paper.variants.msl"
+    assert (tvr_msl.model.msl.frames, tvr_msl.model.msl.slots, tvr_msl.model.msl.hidden) == (128, 32, 384)
+    assert tvr_msl.source("train.lr") == "presets.paper.variants.msl"
     assert tvr_full.train.lr == 8.0e-4  # the other variants keep TVR's own settings
     raw["dataset"] = "charades"
     assert resolve(raw, "msl").model.msl.scale_weights == [0.5, 0.5]
