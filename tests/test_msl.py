@@ -161,3 +161,11 @@ def test_msl_trains_with_early_stopping_and_evaluates_with_its_proposals(tiny_be
     events = np.load(tmp_path / "results" / "events.npz")
     assert events["proposals"].shape == (10, 2) and events["gt_event_scores"].shape[1] == 10
     assert tiny_layout(tiny_bench).features is None  # the layout has no embeddings unless given
+
+
+def test_search_refuses_msl_whose_score_needs_more_than_one_vector_per_event(tmp_path):
+    from propy.search import Encoder
+
+    params = load_params(write_tiny_params(tmp_path / "params.yaml", {"model": {"kind": "msl", "msl": MSL}}))
+    with pytest.raises(ConfigError, match="model.kind msl scores a query against a video's frames"):
+        Encoder(params, tmp_path / "best.pt", device="cpu")
