@@ -119,6 +119,7 @@ def micro_params() -> dict:
     raw["extract"]["max_frames"] = 32
     raw["pretrain_clip"].update(epochs=1, batch_size=32)
     raw["train"].update(epochs=1, batch_videos=4)
+    raw["variants"]["msl"]["train"]["epochs"] = 1  # its own epochs override the base
     raw["eval"].update(batch_videos=8, batch_queries=64)
     raw["study"] = {"trained": ["full", "no_adapters", "msl"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
                     "ablations": {"components": ["full", "no_adapters"], "prior_method": ["full", "msl"]}}
