@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-weights": ("propy.commands.convert_weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
     "split-val": ("propy.commands.split_val", "split a canonical train.jsonl into train and val by video (seeded)"),
     "extract": ("propy.commands.extract", "decode every video once into the uint8 frame cache"),
+    "features": ("propy.commands.features", "embed every cached frame with the frozen CLIP once (MS-SL's input)"),
     "pretrain-clip": ("propy.commands.pretrain_clip", "train the small CLIP on synthetic frames and captions"),
     "model-info": ("propy.commands.model_info", "print the pyramid, parameter counts and forward times"),
     "train": ("propy.commands.train", "train ProPy (one variant)"),

@@ -8,7 +8,8 @@ Every field is required: ``params.yaml`` states each value once, and nothing her
 repeats it. Layers merged key by key onto the base blocks before validation: the
 dataset's preset (``presets.paper``: the paper's settings), the dataset's own
 ``overrides`` (e.g. TVR's learning rate), then ``variants.<name>`` (an ablation,
-e.g. ``{model: {interaction: none}}``). Ranges are declared on the fields
+e.g. ``{model: {interaction: none}}``), then the preset's own ``variants.<name>`` if it has
+one (a prior method's published settings on real data, e.g. MS-SL's lr). Ranges are declared on the fields
 (``bounded``) and cross-field rules in each class' ``problems()``; both are
 checked by ``build`` with the dotted key in the message.
 
@@ -35,8 +36,8 @@ from propy.errors import ConfigError
 from propy.model.masks import INTERACTIONS
 from propy.model.pyramid import Pyramid, build_pyramid
 
-ModelKind = Literal["propy", "seqconv", "meanpool", "maxframe"]
-TRAINED_KINDS = ("propy", "seqconv")  # the others are zero-shot baselines
+ModelKind = Literal["propy", "seqconv", "msl", "meanpool", "maxframe"]
+TRAINED_KINDS = ("propy", "seqconv", "msl")  # the others are zero-shot baselines
 QUERY_KINDS = ("appearance", "order", "composition", "context")  # of the synthetic benchmark (synth.py)
 Interaction = Literal[INTERACTIONS]
 SPLITS = ("train", "val", "test")
@@ -151,6 +152,32 @@ class PretrainClipConfig(OptimConfig):
 
 
 @dataclass
+class MslConfig:
+    """MS-SL (Dong et al. 2022), the prior PRVR method, on frozen CLIP frame embeddings (docs/msl.md).
+    Names in comments are the reference code's options."""
+
+    frames: int = bounded(1)  # max_ctx_l: frame embeddings per video (the frame scale)
+    slots: int = bounded(1)  # map_size: clip slots; every run of consecutive slots is a proposal
+    hidden: int = bounded(1)  # hidden_size
+    heads: int = bounded(1)  # n_heads
+    dropout: float = bounded(0, below=1)  # input_drop and drop
+    scale_weights: list[float] = bounded(0)  # [clip_scale_w, frame_scale_w] of the ranking score
+    margin: float = bounded(above=0)  # of both triplet ranking losses
+    nce_weights: list[float] = bounded(0)  # [clip, frame] InfoNCE weights (the reference's 0.02, 0.04)
+    hard_negative_start_epoch: Optional[int] = bounded(0)  # 0-based epoch from which negatives are hard; null: never
+    hard_pool_size: int = bounded(1)  # hard negatives are drawn from this many highest-scoring ones
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.slots > self.frames:
+            yield "slots", f"{self.slots} slots need at least as many frames (frames is {self.frames})"
+        if self.hidden % self.heads:
+            yield "hidden", f"{self.hidden} is not a multiple of heads ({self.heads})"
+        for name in ("scale_weights", "nce_weights"):
+            if len(getattr(self, name)) != 2:
+                yield name, f"expected a list of two numbers, got {getattr(self, name)!r}"
+
+
+@dataclass
 class ModelConfig:
     kind: ModelKind
     num_frames: int = bounded(1)
@@ -169,6 +196,12 @@ class ModelConfig:
     adapter_kernel: int = bounded(1)
     # beyond the paper: learned per-frame position embeddings that the event attention sees (zero-init)
     temporal_embedding: bool
+    msl: MslConfig  # read by model.kind msl only
+
+    @property
+    def input_frames(self) -> int:
+        """Frames the model reads per video: MS-SL's ``msl.frames``, else ``num_frames``."""
+        return self.msl.frames if self.kind == "msl" else self.num_frames
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if self.text_prompts and self.frame_prompts == 0:
@@ -198,6 +231,8 @@ class TrainConfig(OptimConfig):
     amp: bool  # used on CUDA only; CPU runs float32
     num_workers: int = bounded(0)
     rival_batches: bool  # keep each video's rivals (the dataset's rivals.json) in its batch: hard negatives
+    # stop after this many epochs without a better validation SumR (best.pt keeps the best); null: run every epoch
+    patience: Optional[int] = bounded(1)
 
 
 @dataclass
@@ -340,6 +375,7 @@ class Layout:
 
     data: Path  # annotations/{train,val,test}.jsonl, videos/, and for the synthetic set its extras
     cache: Optional[Path]  # the frame cache: <cache>/<split>/ (None for a reader of the dataset folder only)
+    features: Optional[Path] = None  # frozen CLIP frame embeddings <features>/<split>/ (`propy features`; MS-SL)
 
     def annotations(self, split: str) -> Path:
         return self.data / "annotations" / f"{split}.jsonl"
@@ -483,7 +519,7 @@ def build(cls: type, data: Any, where: str) -> Any:
 
 def merged(raw: dict, variant: Optional[str], source: str) -> dict:
     """The raw blocks of ``variant``: base <- ``presets[datasets.<dataset>.preset]`` <-
-    ``datasets.<dataset>.overrides`` <- ``variants.<variant>``; each layer may touch only the
+    ``datasets.<dataset>.overrides`` <- ``variants.<variant>`` <- ``presets.<preset>.variants.<variant>``; each layer may touch only the
     overridable blocks (an error names the layer where the user wrote it)."""
     datasets = raw.get("datasets")
     if not isinstance(datasets, dict) or not datasets:
@@ -492,20 +528,28 @@ def merged(raw: dict, variant: Optional[str], source: str) -> dict:
     if name not in datasets:
         raise ConfigError(f"{source}: dataset: {name!r} is not one of {', '.join(map(str, datasets))}")
     entry = datasets[name] if isinstance(datasets[name], dict) else {}
-    layers = []
+    layers, per_variant = [], {}
     preset = entry.get("preset")
+    variants = raw.get("variants") or {}
     if preset is not None:
         presets = raw.get("presets") or {}
         if preset not in presets:
             raise ConfigError(f"{source}: datasets.{name}.preset: {preset!r} is not one of "
                               f"{', '.join(presets) or '(no presets defined)'}")
-        layers.append((f"presets.{preset}", presets[preset]))
+        blocks = dict(presets[preset]) if isinstance(presets[preset], dict) else presets[preset]
+        per_variant = blocks.pop("variants", None) or {} if isinstance(blocks, dict) else {}
+        stray = [v for v in per_variant if v not in variants] if isinstance(per_variant, dict) else [per_variant]
+        if stray:
+            raise ConfigError(f"{source}: presets.{preset}.variants: {', '.join(map(repr, stray))} is not a "
+                              f"variant; expected a mapping of some of {', '.join(map(str, variants))}")
+        layers.append((f"presets.{preset}", blocks))
     layers.append((f"datasets.{name}.overrides", entry.get("overrides") or {}))
     if variant is not None:
-        variants = raw.get("variants") or {}
         if variant not in variants:
             raise ConfigError(f"{source}: variants: {variant!r} is not one of {', '.join(map(str, variants))}")
         layers.append((f"variants.{variant}", variants[variant] or {}))
+        if variant in per_variant:  # the preset's setting of this variant (e.g. MS-SL's own lr) wins over it
+            layers.append((f"presets.{preset}.variants.{variant}", per_variant[variant] or {}))
     out, sources = raw, {}
     for where, override in layers:
         _check_override_blocks(override, f"{source}: {where}")
@@ -530,8 +574,13 @@ def change_at(key: str, layer: str, dataset: str) -> str:
     the dataset's overrides (which come after the preset, so they win over it)."""
     if layer == "base":
         return key
-    target = layer if layer.startswith("variants.") else f"datasets.{dataset}.overrides"
+    target = layer if _per_variant(layer) else f"datasets.{dataset}.overrides"
     return f"{target}.{key}"
+
+
+def _per_variant(layer: str) -> bool:
+    """A variant's own layer: ``variants.<name>`` or a preset's ``presets.<p>.variants.<name>``."""
+    return layer.startswith("variants.") or ".variants." in layer
 
 
 def describe_source(key: str, layer: str, dataset: str) -> str:
@@ -562,7 +611,7 @@ def shadowed(raw: dict, params: Params) -> list[tuple[str, Any, Any, str]]:
     base = flatten({block: raw.get(block) for block in _OVERRIDABLE})
     used = flatten({block: dataclasses.asdict(getattr(params, block)) for block in _OVERRIDABLE})
     out = [(key, base[key], used.get(key), layer) for key, layer in params.sources.items()
-           if not layer.startswith("variants.") and key in base]
+           if not _per_variant(layer) and key in base]
     return [item for item in out if item[1] != item[2]]
 
 
@@ -618,7 +667,7 @@ def _check_study(params: Params, source: str) -> None:
         for name in names:
             kind = ((variants[name] or {}).get("model") or {}).get("kind", params.model.kind)
             if (kind in TRAINED_KINDS) != (where == "study.trained"):
-                expected = ("a trained kind (propy, seqconv)" if where == "study.trained"
+                expected = (f"a trained kind ({', '.join(TRAINED_KINDS)})" if where == "study.trained"
                             else "a zero-shot kind (meanpool, maxframe)")
                 raise ConfigError(
                     f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}"
@@ -677,13 +726,17 @@ def load_params(path: str | Path = "params.yaml", variant: Optional[str] = None)
     return resolve(read_params(path), variant=variant, source=str(path))
 
 
-def add_layout_args(parser, cache: bool = True, required: bool = True) -> None:
-    """``--data`` (and ``--cache``): the input folders a stage reads, given by dvc.yaml."""
+def add_layout_args(parser, cache: bool = True, required: bool = True, features: bool = False) -> None:
+    """``--data`` (and ``--cache``, ``--features``): the input folders a stage reads, given by dvc.yaml."""
     parser.add_argument("--data", required=required, type=Path,
                         help="the dataset's folder (annotations/, videos/), e.g. data/synthetic")
     if cache:
         parser.add_argument("--cache", required=required, type=Path, help="the frame cache folder, e.g. data/cache")
+    if features:
+        parser.add_argument("--features", type=Path,
+                            help="the frozen frame embeddings (`propy features`), e.g. data/features; "
+                                 "model.kind msl reads them")
 
 
 def layout_from(args) -> Layout:
-    return Layout(data=args.data, cache=getattr(args, "cache", None))
+    return Layout(data=args.data, cache=getattr(args, "cache", None), features=getattr(args, "features", None))

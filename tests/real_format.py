@@ -86,12 +86,17 @@ def params(config: Path, small_batch: bool = True) -> dict:
     overrides = copy.deepcopy(raw["datasets"]["tvr"]["overrides"])
     overrides["clip"] = {"model": str(config)}  # weights: presets.paper's weights/ViT-B-32.pt
     overrides["extract"] = {"fps": 2.0, "max_frames": 8}
-    overrides["model"] = {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3}
+    overrides["model"] = {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3,
+                          "msl": {"frames": 8, "slots": 4, "hidden": 16, "heads": 2}}
     overrides["train"].update(epochs=1, max_words=16, **({"batch_videos": 4} if small_batch else {}))
     overrides["eval"] = {"batch_videos": 4, "batch_queries": 16}
     raw["datasets"]["tvr"]["overrides"] = overrides
-    raw["variants"] = {"full": {}, "zs_meanpool": {"model": {"kind": "meanpool"}}}  # deeper ones need Nf > 4
-    raw["study"] = {"trained": ["full"], "seeds": [42], "zero_shot": ["zs_meanpool"],
+    raw["variants"] = {"full": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},  # deeper ones need Nf > 4
+                       "msl": raw["variants"]["msl"]}
+    # MS-SL's published training (presets.paper.variants.msl) shrunk to the tiny data; its lr stays
+    shrunk = raw["presets"]["paper"]["variants"]["msl"]
+    shrunk["train"].update(epochs=1, **({"batch_videos": 4} if small_batch else {}))
+    raw["study"] = {"trained": ["full", "msl"], "seeds": [42], "zero_shot": ["zs_meanpool"],
                     "ablations": {"components": ["full"]}}
     raw["claims"]["tests"] = {"vs_meanpool": {"claim": "ProPy beats mean-pooled CLIP", "variant": "full",
                                               "against": "zs_meanpool", "kind": "all", "metric": "SumR"}}

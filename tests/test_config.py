@@ -91,7 +91,7 @@ def test_study_lists_split_trained_and_zero_shot():
     (edited(study__trained=["full", "deph1"]), r"study\.trained: 'deph1' is not a variant; expected one of full"),
     (edited(study__ablations={"depth": ["depth1", "depht2"]}), r"study\.ablations\.depth: 'depht2' is not a variant"),
     (edited(study__trained=[*RAW["study"]["trained"], "zs_meanpool"]),
-     r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected a trained kind \(propy, seqconv\)"),
+     r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected a trained kind \(propy, seqconv, msl\)"),
     (edited(report__headline="ful"), r"report\.headline: 'ful' is not a variant"),
     (edited(model__pyramid=[0, 1, 1, 1, 1]),
      r"model\.pyramid: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels"),

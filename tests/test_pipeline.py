@@ -115,15 +115,16 @@ def test_notebooks_are_saved_without_outputs():
 # --------------------------------------------------------------------------- end to end
 
 def micro_params() -> dict:
-    """The repo's params shrunk to minutes: few videos, one epoch, two variants."""
+    """The repo's params shrunk to minutes: few videos, one epoch, three variants (MS-SL among them)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
     raw["extract"]["max_frames"] = 32
     raw["pretrain_clip"].update(epochs=1, batch_size=32)
     raw["train"].update(epochs=1, batch_videos=4)
+    raw["variants"]["msl"]["train"]["epochs"] = 1  # its own epochs override the base
     raw["eval"].update(batch_videos=8, batch_queries=64)
-    raw["study"] = {"trained": ["full", "no_adapters"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
-                    "ablations": {"components": ["full", "no_adapters"]}}
+    raw["study"] = {"trained": ["full", "no_adapters", "msl"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
+                    "ablations": {"components": ["full", "no_adapters"], "prior_method": ["full", "msl"]}}
     return raw
 
 
@@ -163,7 +164,7 @@ def test_micro_study_end_to_end(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"micro study: dvc repro {elapsed:.0f} s")
 
-    for run in ("full-s42", "full-s43", "no_adapters-s42", "no_adapters-s43", "zs_maxframe"):
+    for run in ("full-s42", "full-s43", "no_adapters-s42", "no_adapters-s43", "msl-s42", "msl-s43", "zs_maxframe"):
         metrics = json.loads((repo / "metrics" / "synthetic" / "runs" / f"{run}.json").read_text())
         assert metrics["variant"] == run.split("-s")[0] and 0.0 <= metrics["R1"] <= metrics["R100"] <= 100.0
         assert metrics["SumR"] == pytest.approx(sum(metrics[k] for k in ("R1", "R5", "R10", "R100")))
@@ -183,6 +184,8 @@ def test_micro_study_end_to_end(tmp_path):
     with open(repo / "reports" / "tables" / "data" / "sampled_coverage.csv", newline="") as f:
         coverage, = csv.DictReader(f)
     assert coverage["outside the sampled frames"] == "0" and float(coverage["video not covered, max (%)"]) == 0.0
+    assert [r["variant"] for r in comparisons["tables"]["prior_method"]] == ["msl"]  # MS-SL vs ProPy
+    assert (repo / "data" / "features" / "test" / "manifest.json").is_file()  # the features stage ran
     log = json.loads((repo / "logs" / "train" / "synthetic" / "full-s42.json").read_text())
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0

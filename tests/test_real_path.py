@@ -71,6 +71,15 @@ def test_real_format_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     full = evaluate("full", "full-s42", "--checkpoint", "models/tvr/full-s42/best.pt")
     assert full["dataset"] == "tvr" and full["variant"] == "full" and 0 <= full["R1"] <= full["R100"] == 100
     archive = evaluate("zs_meanpool", "zs_meanpool")
+    # MS-SL on the same cached frames: their frozen CLIP embeddings once, then one step at its own lr
+    assert main(["features", "--params", "params.yaml", *LAYOUT, "--out", "data/features", "--device", "cpu"]) == 0
+    assert main(["train", "--params", "params.yaml", "--variant", "msl", "--seed", "42", *LAYOUT,
+                 "--features", "data/features", "--out", "models/tvr/msl-s42", "--log", "logs/train/tvr/msl-s42.json",
+                 "--device", "cpu"]) == 0
+    assert [(e["epoch"], e["step"]) for e in json.loads(Path("logs/train/tvr/msl-s42.json").read_text())] == [(1, 1)]
+    assert json.loads(Path("logs/train/tvr/msl-s42.json").read_text())[0]["lr"] == pytest.approx(2.5e-4, rel=0.5)
+    msl = evaluate("msl", "msl-s42", "--features", "data/features", "--checkpoint", "models/tvr/msl-s42/best.pt")
+    assert msl["kind"] == "msl" and 0 <= msl["R1"] <= msl["R100"] == 100 and msl["vcmr"]
 
     # 4. the other accepted weight formats give the same CLIP (the archive holds float16 values)
     assert main(["convert-weights", "weights/ViT-B-32.pt", "weights/converted.pt"]) == 0

@@ -24,7 +24,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to evaluate")
     parser.add_argument("--split", default="test", choices=SPLITS, help="annotation split (default: test)")
-    add_layout_args(parser)
+    add_layout_args(parser, features=True)
     parser.add_argument("--checkpoint", type=Path,
                         help="trained weights, e.g. models/synthetic/full-s42/best.pt (trained variants only)")
     parser.add_argument("--metrics", required=True, type=Path, help="metrics JSON, e.g. metrics/synthetic/runs/full-s42.json")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"clip: {clip_name} (random weights), image {size}px, "
           f"{model.clip.visual.grid_size[0] ** 2 + 1} tokens per frame, "
           f"{len(clip.visual.transformer.resblocks)} vision blocks")
-    print(f"model: kind {model_cfg.kind}, {model_cfg.num_frames} frames, interaction {model_cfg.interaction}")
+    print(f"model: kind {model_cfg.kind}, {model_cfg.input_frames} frames, interaction {model_cfg.interaction}")
     if hasattr(model, "pyramid"):
         print(model.pyramid.describe())
     print(f"Ne = {model.num_events} events per video")
@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'total trainable':34s} {trained:>12,d}  ({100 * trained / (trained + frozen):.2f}% of all)")
     print(f"  {'total frozen':34s} {frozen:>12,d}")
 
-    frames = torch.randn(args.batch, model_cfg.num_frames, 3, size, size)
+    frames = torch.randn(args.batch, model_cfg.input_frames, 3, size, size)
     timed = encode_timings(model, frames, args.repeats)
     propy_wall, propy_cpu, clip_wall, clip_cpu = timed["propy"].wall, timed["propy"].cpu, timed["clip"].wall, timed["clip"].cpu
-    nframes = args.batch * model_cfg.num_frames
-    print(f"encode_video: {args.batch} videos x {model_cfg.num_frames} frames on CPU, "
+    nframes = args.batch * model_cfg.input_frames
+    print(f"encode_video: {args.batch} videos x {model_cfg.input_frames} frames on CPU, "
           f"{torch.get_num_threads()} threads, median of {args.repeats} (wall / process CPU time):")
     print(f"  {model_cfg.kind:8s} {1000 * propy_wall:9.1f} ms / {1000 * propy_cpu:9.1f} ms"
           f"  ({1000 * propy_wall / nframes:.2f} ms/frame)")

@@ -19,7 +19,7 @@ from propy.train.trainer import launch, processes, train_job
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
-    add_layout_args(parser)
+    add_layout_args(parser, features=True)
     parser.add_argument("--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. models/synthetic/full-s42")
     parser.add_argument("--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/synthetic/full-s42.json")

@@ -7,20 +7,21 @@ per-event scores (which ``propy.evaluation.evaluate`` also needs for VCMR) stay 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from propy.config import Layout, Params
 from propy.data.annotations import Record, load_annotations
 from propy.data.cache import FrameCache
 from propy.data.datasets import VideoClips, cached_queries, query_tokens
+from propy.errors import ConfigError
 from propy.evaluation.metrics import positive_ranks, prvr_metrics
 from propy.model.backbone import Backbone
 from propy.model.network import scores
@@ -35,8 +36,24 @@ class SplitData:
     vid_names: list[str]  # the gallery, in order of first appearance
     positives: np.ndarray  # [Nt] gallery index of each query's own video
     durations: np.ndarray  # [Nv] seconds of each cached video: its Nf frames' segments tile it (proposals scale by it)
-    clips: VideoClips
+    clips: Dataset  # VideoClips, or FrameFeatures for MS-SL (video_inputs)
     tokens: torch.Tensor  # [Nt, max_words]
+
+
+def video_inputs(params: Params, layout: Layout, cache: FrameCache, vid_names: list[str], backbone: Backbone,
+                 train: bool, seed: int) -> Dataset:
+    """What the model's ``encode_video`` reads per video: normalised frames, or for MS-SL
+    (``model.kind: msl``) the frozen frame embeddings that ``propy features`` wrote."""
+    if params.model.kind != "msl":
+        return VideoClips(cache, vid_names, params.model.num_frames, backbone.mean, backbone.std, train=train,
+                          seed=seed)
+    from propy.data.features import FrameFeatures
+
+    if layout.features is None:
+        raise ConfigError(f"variant {params.variant!r} (model.kind msl) reads frozen frame embeddings: pass "
+                          "--features (written by `python -m propy features`, e.g. data/features)")
+    return FrameFeatures(layout.features / cache.dir.name, params.clip, cache, vid_names, params.model.msl.frames,
+                         train=train, seed=seed)
 
 
 def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -> SplitData:
@@ -44,8 +61,8 @@ def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -
     path = layout.annotations(split)
     cache = FrameCache(layout.cache, split).require_size(backbone.image_size, params.clip.model)
     queries = cached_queries(load_annotations(path), cache.names, str(path))
-    clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
-                       train=False, seed=0)  # evaluation samples segment centres: no randomness
+    clips = video_inputs(params, layout, cache, queries.vid_names, backbone,
+                         train=False, seed=0)  # evaluation samples segment centres: no randomness
     return SplitData(
         split=split,
         records=queries.records,
@@ -69,8 +86,8 @@ def _inference(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def encode_videos(model: nn.Module, clips: VideoClips, batch_videos: int, device: torch.device) -> torch.Tensor:
-    """[Nv, Ne, D] un-normalised event embeddings of every clip, in clip order."""
+def encode_videos(model: nn.Module, clips: Dataset, batch_videos: int, device: torch.device) -> torch.Tensor:
+    """[Nv, Ne, D] un-normalised event embeddings (MS-SL: its packed features) of every clip, in clip order."""
     loader = DataLoader(clips, batch_size=batch_videos, shuffle=False)
     with _inference(model):
         out = [model.encode_video(frames.to(device)).float() for frames in tqdm(loader, desc="videos", disable=None)]
@@ -92,6 +109,7 @@ class Encoded:
     data: SplitData
     queries: torch.Tensor
     videos: torch.Tensor
+    scorer: Callable = scores  # the model's ``score`` (MS-SL scores a video by more than its events)
 
     def score_chunks(
         self, batch: int, normalize_events: bool = True
@@ -99,7 +117,7 @@ class Encoded:
         """(query slice, logits [n, Nv], per-event cosines [n, Nv, Ne]) for chunks of ``batch`` queries."""
         for start in range(0, len(self.queries), batch):
             rows = slice(start, min(start + batch, len(self.queries)))
-            logits, per_event = scores(self.queries[rows], self.videos, normalize_events=normalize_events)
+            logits, per_event = self.scorer(self.queries[rows], self.videos, normalize_events=normalize_events)
             yield rows, logits, per_event
 
     def ranks(self, batch: int, normalize_events: bool = True) -> np.ndarray:
@@ -115,6 +133,7 @@ def encode_split(model: nn.Module, data: SplitData, batch_videos: int, batch_que
         data=data,
         queries=encode_queries(model, data.tokens, batch_queries, device),
         videos=encode_videos(model, data.clips, batch_videos, device),
+        scorer=model.score,
     )
 
 

@@ -35,6 +35,7 @@ from propy.model.prompts import (
     per_level1_event,
 )
 from propy.model.pyramid import Pyramid
+from propy.train.losses import symmetric_infonce
 
 # --------------------------------------------------------------------------- shared CLIP pieces
 
@@ -67,6 +68,19 @@ def encode_clip_text(
     prefix/postfix: [layers, Nvp, Wt]; text layer i gets prompt i (i < layers).
     With no prompts this equals ``clip.encode_text`` for L == context length.
     """
+    x = clip_text_states(clip, tokens, prefix, postfix)
+    x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+    proj = clip.text_projection
+    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+
+def clip_text_states(
+    clip: open_clip.CLIP,
+    tokens: torch.Tensor,
+    prefix: torch.Tensor | None = None,
+    postfix: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[Nt, L, Wt]: every token's state after CLIP's text blocks and ``ln_final``, before pooling."""
     n, length = tokens.shape
     context = clip.positional_embedding.shape[0]
     if length > context:
@@ -87,10 +101,7 @@ def encode_clip_text(
         seq = torch.cat(parts, dim=1)
         seq = block(seq, attn_mask=_causal_mask(seq.shape[1], seq))
         x = torch.cat([seq[:, :1], seq[:, first:first + length - 1]], dim=1)  # prompts dropped
-    x = clip.ln_final(x)
-    x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
-    proj = clip.text_projection
-    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+    return clip.ln_final(x)
 
 
 class VideoModel(nn.Module):
@@ -115,6 +126,18 @@ class VideoModel(nn.Module):
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return encode_clip_text(self.clip, tokens)
+
+    def score(self, text_emb: torch.Tensor, video_emb: torch.Tensor,
+              normalize_events: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [Nt, Nv], per-proposal scores [Nt, Nv, Ne]) of ``encode_text`` / ``encode_video``
+        outputs: here the max over events of the cosine (:func:`scores`)."""
+        return scores(text_emb, video_emb, normalize_events)
+
+    def loss(self, video_emb: torch.Tensor, text_emb: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The training loss of one batch (``labels`` [Nt]: each query's video); symmetric InfoNCE
+        over the scaled logits. ``epoch`` (0-based) is for losses with a schedule (MS-SL's)."""
+        logits, _ = self.score(text_emb, video_emb)
+        return symmetric_infonce(logits * self.logit_scale, labels)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the trained tensors (CLIP is frozen and loaded from its own checkpoint)."""
@@ -366,7 +389,11 @@ class ProPy(VideoModel):
 # --------------------------------------------------------------------------- factory and scoring
 
 def build_model(model_cfg: ModelConfig, clip_model: open_clip.CLIP) -> VideoModel:
-    """ProPy, SeqConvCLIP, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    """ProPy, SeqConvCLIP, MsSL, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""
+    if model_cfg.kind == "msl":
+        from propy.model.msl import MsSL  # a prior method, in its own module
+
+        return MsSL(model_cfg.msl, clip_model)
     if model_cfg.kind == "seqconv":
         return SeqConvCLIP(clip_model, model_cfg.num_frames, model_cfg.adapter_kernel)
     if model_cfg.kind == "meanpool":

@@ -55,7 +55,7 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
         trainable = sum(n for n, t in counts.values() if t)
         total = sum(n for n, _ in counts.values())
         size = clip.visual.image_size[0]
-        frames = torch.randn(batch, params.model.num_frames, 3, size, size)
+        frames = torch.randn(batch, params.model.input_frames, 3, size, size)
         timed = encode_timings(model, frames, repeats)
         rows[name] = {"trainable parameters": trainable, "trainable %": 100.0 * trainable / total,
                       "s / epoch": float(logs.loc[logs["variant"] == name, "seconds"].mean()),

@@ -68,6 +68,10 @@ class Encoder:
         from propy.model.checkpoint import pick_device
         from propy.model.loading import load_model
 
+        if params.model.kind == "msl":
+            raise ConfigError(f"variant {params.variant!r}: model.kind msl scores a query against a video's frames "
+                              "as well as its proposals, which the index (one vector per event) cannot store; "
+                              "index a variant of another kind")
         self.params = params
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.backbone = load_clip(params.clip)

@@ -50,15 +50,9 @@ from propy.config import (
 )
 from propy.data.annotations import load_annotations
 from propy.data.cache import MANIFEST, FrameCache
-from propy.data.datasets import (
-    VideoClips,
-    cached_queries,
-    epoch_batches,
-    query_tokens,
-    rival_groups,
-)
+from propy.data.datasets import cached_queries, epoch_batches, query_tokens, rival_groups
 from propy.errors import ConfigError, PropyError
-from propy.evaluation.encode import load_split, retrieval
+from propy.evaluation.encode import load_split, retrieval, video_inputs
 from propy.model.backbone import load_clip
 from propy.model.checkpoint import (
     file_digest,
@@ -69,11 +63,10 @@ from propy.model.checkpoint import (
     save_trained,
 )
 from propy.model.loading import load_weights
-from propy.model.network import build_model, scores
+from propy.model.network import build_model
 from propy.runtime.files import atomic_write_json, prepare_output, read_json
 from propy.runtime.locks import exclusive
 from propy.runtime.progress import progress
-from propy.train.losses import symmetric_infonce
 from propy.train.optim import make_optimizer, make_scheduler
 
 
@@ -252,8 +245,7 @@ class Trainer:
         cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
         self.groups = queries.groups
-        self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
-                                train=True, seed=seed)
+        self.clips = video_inputs(params, layout, cache, queries.vid_names, backbone, train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
         self.together = None
         if cfg.rival_batches:
@@ -329,7 +321,7 @@ class Trainer:
         if self.epoch >= self.cfg.epochs and self.proc.main:
             atomic_write_json(self.log_path, self.log)
             print(f"{self.out / 'last.pt'}: already trained for {self.epoch} epochs; nothing to do")
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < self.cfg.epochs and not self._should_stop():
             started = time.perf_counter()
             loss, lr, steps_per_s = self._train_epoch()
             self.epoch += 1
@@ -337,6 +329,24 @@ class Trainer:
                 self._end_epoch(loss, lr, started, steps_per_s)
             if self.proc.world > 1:
                 dist.barrier()
+
+    def _should_stop(self) -> bool:
+        """Early stopping (``train.patience``): that many epochs in a row without a better validation
+        SumR. Rank 0 decides (it alone validates) and tells the others."""
+        patience, stop = self.cfg.patience, False
+        if patience is None:
+            return False
+        if self.proc.main and self.log:
+            best_epoch = next(e["epoch"] for e in self.log if e["val_SumR"] == self.best)
+            stop = self.epoch - best_epoch >= patience
+            if stop:
+                print(f"early stop after epoch {self.epoch}: no better validation SumR since epoch {best_epoch} "
+                      f"(train.patience {patience})")
+        if self.proc.world > 1:
+            flag = torch.tensor([float(stop)], device=self.proc.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
 
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
@@ -368,8 +378,7 @@ class Trainer:
             video_emb, text_emb = self.net(frames, tokens)
         videos = _gather_rows(video_emb.float(), batch.video_sizes, self.proc)
         texts = _gather_rows(text_emb.float(), batch.query_sizes, self.proc)
-        logits, _ = scores(texts, videos)
-        loss = symmetric_infonce(logits * self.model.logit_scale, batch.labels.to(device))
+        loss = self.model.loss(videos, texts, batch.labels.to(device), self.epoch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * self.proc.world).backward()
         self.scaler.unscale_(self.optimizer)
