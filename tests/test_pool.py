@@ -135,6 +135,11 @@ def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
     assert lines[2] == "| tiny | 2 | 40.0 | 80.0 | 120.0 | 160.0 | 400.0 ± 0.0 [400.0, 400.0] |  |"
     assert lines[3].startswith("| worse | 2 | 5.0 | 10.0 | 15.0 | 20.0 | 50.0 ± 70.7 [0.0, 0.0] | -400.0 [-400.0, -400.0] loss |")
     assert "3 queries, 4 videos; seeds 3, 4" in lines[-1] and "Test CPU (2 cores), Python 3.11.7, torch 2.0" in lines[-1]
+    claims = json.loads((root / "pooled" / "claims.json").read_text())["claims"]
+    header = lines.index("| claim | primary test | Δ [95% CI] | MDE | ceiling | p (Holm) | verdict |")
+    rows = lines[header + 2:header + 2 + len(claims)]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [c["claim"] for c in claims]
+    assert all(r.endswith(f"| {c['verdict']} |") for r, c in zip(rows, claims))
     readme = f"intro\n{START}\nold numbers\n{END}\nrest\n"
     assert replace_block(readme, table, "README.md") == f"intro\n{START}\n{table}\n{END}\nrest\n"
     with pytest.raises(DataError, match="README.md: no <!-- headline:start -->"):

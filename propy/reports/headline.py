@@ -12,6 +12,7 @@ from pathlib import Path
 
 from propy.config import Params
 from propy.errors import DataError
+from propy.reports.tables import to_markdown, verdict_table
 from propy.reports.text import claim_sentences
 from propy.runtime.files import read_json
 
@@ -42,7 +43,7 @@ def headline_markdown(params: Params, metrics: Path) -> str:
         "|---|---|" + "---|" * len(recalls) + "---|---|",
         *(_row(n, pooled[n], deltas.get(n), recalls) for n in names),
     ]
-    lines += probe_markdown(params, pooled) + claim_lines(comparisons)
+    lines += verdict_markdown(params, metrics) + probe_markdown(params, pooled) + claim_lines(comparisons)
     env = pooled[names[0]].get("environment")
     if env is None:
         raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")
@@ -74,11 +75,21 @@ def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
             *(f"| {n} | " + " | ".join(cell(pooled[n]["probes"][k]) for k in kinds) + " |" for n in names)]
 
 
+def verdict_markdown(params: Params, metrics: Path) -> list[str]:
+    """The pre-registered tests (``claims.json``): the only verdicts the study gives."""
+    table = verdict_table(metrics)
+    return ["", f"Verdicts: one pre-registered test per claim (params.yaml `claims`), Holm-corrected at family-wise "
+            f"level {params.claims.alpha:g}; MDE = the smallest effect the test detects with "
+            f"{100 * params.claims.power:.0f}% power; a localisation claim is judged on the moments both variants' "
+            "proposals can reach (ceiling: the share each can reach).", "", to_markdown(table.set_index("claim")).rstrip()]
+
+
 def claim_lines(comparisons: dict) -> list[str]:
-    """One bullet per compared variant: its change on the kind that isolates its claim, with the verdict."""
+    """One bullet per compared variant: its change on the kind that isolates its claim (exploratory)."""
     lines = [f"- {sentence}" for sentence in claim_sentences(comparisons)]
-    return ["", "Each claim on the query kind that isolates it (change from the reference, 95% CI over queries "
-            "and seeds; \"no difference\" when the interval holds 0):", "", *lines] if lines else []
+    return ["", "Exploratory, not pre-registered (no correction for the many comparisons): each ablation on the "
+            "query kind that isolates it (change from the reference, 95% CI over queries and seeds):", "",
+            *lines] if lines else []
 
 
 def replace_block(text: str, block: str, where: str) -> str:
