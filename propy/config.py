@@ -39,7 +39,7 @@ from propy.model.pyramid import Pyramid, build_pyramid
 ModelKind = Literal["propy", "seqconv", "msl", "meanpool", "maxframe"]
 TRAINED_KINDS = ("propy", "seqconv", "msl")  # the others are zero-shot baselines
 QUERY_KINDS = ("appearance", "order", "composition", "context")  # of the synthetic benchmark (synth.py)
-Interaction = Literal[INTERACTIONS]
+Interaction = Literal[INTERACTIONS]  # type: ignore[valid-type]  # values from masks, read by build()
 SPLITS = ("train", "val", "test")
 PyramidSpec = Union[list[int], list[list[int]]]  # overlap flags (Nf = 2^p) or windows [[c, o], ...]
 
@@ -49,6 +49,16 @@ def bounded(lo: float | None = None, hi: float | None = None, *, above: float | 
     """A required field whose number (or every number of its list) must lie in a range:
     ``lo <= x <= hi``, ``x > above``, ``x < below``; build() checks it and names the key."""
     return field(metadata={"range": (lo, hi, above, below)})
+
+
+T = typing.TypeVar("T")
+
+
+@typing.dataclass_transform(field_specifiers=(field, bounded))
+def params_block(cls: type[T]) -> type[T]:
+    """``@dataclass`` for a params.yaml block; it also tells type checkers that ``bounded(...)`` declares
+    a required field (a bare ``@dataclass`` would read it as a default)."""
+    return dataclass(cls)
 
 
 def _out_of_range(value: Any, lo, hi, above, below) -> Optional[str]:
@@ -64,14 +74,14 @@ def _out_of_range(value: Any, lo, hi, above, below) -> Optional[str]:
     return None
 
 
-@dataclass
+@params_block
 class SplitSizes:
     train: int = bounded(1)
     val: int = bounded(1)
     test: int = bounded(1)
 
 
-@dataclass
+@params_block
 class SynthConfig:
     """The synthetic PRVR benchmark (see propy/data/synth.py)."""
 
@@ -96,7 +106,7 @@ class SynthConfig:
                                + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
 
 
-@dataclass
+@params_block
 class DatasetEntry:
     """One benchmark: its video file extension, the preset it starts from and its own overrides.
     Where its files live is dvc.yaml's business (``--data data/<name>`` on each stage's command)."""
@@ -106,7 +116,7 @@ class DatasetEntry:
     overrides: dict
 
 
-@dataclass
+@params_block
 class ExtractConfig:
     """The frame cache: frames decoded once, resampled at training time."""
 
@@ -117,7 +127,7 @@ class ExtractConfig:
     skip_bad: bool  # skip missing/corrupt/too short videos (listed in the manifest) instead of failing
 
 
-@dataclass
+@params_block
 class ClipConfig:
     """The frozen CLIP: an open_clip model name or JSON config path, and its weights."""
 
@@ -125,7 +135,7 @@ class ClipConfig:
     pretrained: str  # open_clip tag, local checkpoint, or "" (random init)
 
 
-@dataclass
+@params_block
 class OptimConfig:
     """AdamW with a linear warm-up then cosine decay: the settings pre-training and training share."""
 
@@ -140,7 +150,7 @@ class OptimConfig:
             yield "betas", f"expected a list of two numbers, got {self.betas!r}"
 
 
-@dataclass
+@params_block
 class PretrainClipConfig(OptimConfig):
     """Contrastive pre-training of the small CLIP on synthetic frames + captions."""
 
@@ -151,7 +161,7 @@ class PretrainClipConfig(OptimConfig):
     seed: int
 
 
-@dataclass
+@params_block
 class MslConfig:
     """MS-SL (Dong et al. 2022), the prior PRVR method, on frozen CLIP frame embeddings (docs/msl.md).
     Names in comments are the reference code's options."""
@@ -177,7 +187,7 @@ class MslConfig:
                 yield name, f"expected a list of two numbers, got {getattr(self, name)!r}"
 
 
-@dataclass
+@params_block
 class ModelConfig:
     kind: ModelKind
     num_frames: int = bounded(1)
@@ -222,7 +232,7 @@ class ModelConfig:
         return build_pyramid(self.num_frames, self.pyramid)
 
 
-@dataclass
+@params_block
 class TrainConfig(OptimConfig):
     epochs: int = bounded(1)
     batch_videos: int = bounded(1)
@@ -235,7 +245,7 @@ class TrainConfig(OptimConfig):
     patience: Optional[int] = bounded(1)
 
 
-@dataclass
+@params_block
 class EvalConfig:
     batch_videos: int = bounded(1)
     batch_queries: int = bounded(1)
@@ -255,7 +265,7 @@ class EvalConfig:
                 yield name, f"expected a non-empty increasing list without repeats, got {values!r}"
 
 
-@dataclass
+@params_block
 class StudyConfig:
     """Which variants the DVC pipeline runs (``foreach`` lists) and how the ablation tables group them.
 
@@ -270,10 +280,10 @@ class StudyConfig:
 
 
 CLAIM_METRICS = ("SumR", "pairwise", "loc")  # per-query values pool pairs: SumR share, own-vs-rival, localisation
-ClaimMetric = Literal[CLAIM_METRICS]
+ClaimMetric = Literal[CLAIM_METRICS]  # type: ignore[valid-type]  # read by build()
 
 
-@dataclass
+@params_block
 class ClaimTest:
     """One pre-registered test: ``variant`` against ``against`` on one metric of one query kind.
     The change is variant minus against; ``loc`` is judged on the moments both variants'
@@ -292,7 +302,7 @@ class ClaimTest:
             yield "against", f"compares {self.variant!r} with itself; expected another variant"
 
 
-@dataclass
+@params_block
 class ClaimsConfig:
     """The pre-registered tests, one per claim, and the error rates they are judged at: a claim's
     verdict is its test at family-wise level ``alpha`` after Holm's correction across the tests
@@ -307,7 +317,7 @@ class ClaimsConfig:
             yield "tests", "expected at least one claim"
 
 
-@dataclass
+@params_block
 class SweepConfig:
     """Validation-only tuning (``propy sweep``): every combination of ``grid`` trained once."""
 
@@ -326,7 +336,7 @@ class SweepConfig:
                 yield f"grid.{key}", "expected a non-empty list of values"
 
 
-@dataclass
+@params_block
 class ReportConfig:
     """Settings of the report notebooks (``python -m propy report``)."""
 
@@ -335,7 +345,7 @@ class ReportConfig:
     top_k: int = bounded(1)
 
 
-@dataclass
+@params_block
 class Params:
     dataset: str
     datasets: dict[str, DatasetEntry]
@@ -401,6 +411,8 @@ class Layout:
         return self.data / "captions.jsonl"
 
     def cache_split(self, split: str) -> Path:
+        if self.cache is None:
+            raise ConfigError("no frame cache folder given (--cache)")
         return self.cache / split
 
 
@@ -454,7 +466,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
+        return build(typing.cast(type, tp), value, where)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -528,7 +540,8 @@ def merged(raw: dict, variant: Optional[str], source: str) -> dict:
     if name not in datasets:
         raise ConfigError(f"{source}: dataset: {name!r} is not one of {', '.join(map(str, datasets))}")
     entry = datasets[name] if isinstance(datasets[name], dict) else {}
-    layers, per_variant = [], {}
+    layers: list[tuple[str, dict]] = []
+    per_variant: dict[str, Any] = {}
     preset = entry.get("preset")
     variants = raw.get("variants") or {}
     if preset is not None:

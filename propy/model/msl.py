@@ -19,6 +19,8 @@ model's events, so VCMR ranks moments by their clip-scale cosines as it ranks Pr
 """
 from __future__ import annotations
 
+import typing
+
 from typing import Optional
 
 import numpy as np
@@ -98,8 +100,9 @@ class MsSL(VideoModel):
         for module in (m for part in trained for m in part.modules()):  # the reference's (BERT's) init
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                bias = getattr(module, "bias", None)
+                if isinstance(bias, torch.Tensor):
+                    nn.init.zeros_(bias)
             elif isinstance(module, nn.MultiheadAttention):
                 nn.init.normal_(module.in_proj_weight, std=0.02)
                 nn.init.zeros_(module.in_proj_bias)
@@ -130,7 +133,7 @@ class MsSL(VideoModel):
         slots = F.adaptive_avg_pool1d(x.transpose(1, 2), self.cfg.slots).transpose(1, 2)
         clips = self.clip_encoder(slots)  # [B, S, H]
         sums = F.pad(clips.cumsum(dim=1), (0, 0, 1, 0))  # sums[:, i] = clips[:, :i].sum(1)
-        start, end = self.window_bounds.unbind(dim=1)
+        start, end = typing.cast(torch.Tensor, self.window_bounds).unbind(dim=1)
         proposals = (sums[:, end] - sums[:, start]) / (end - start)[:, None].to(clips.dtype)
         frames = self.frame_encoder(x)
         return torch.cat([proposals, self.frame_key(frames), self.frame_value(frames)], dim=1)

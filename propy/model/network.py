@@ -14,6 +14,8 @@ inserted after [SOS] in each layer and dropped again after it.
 """
 from __future__ import annotations
 
+import typing
+
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -107,6 +109,9 @@ def clip_text_states(
 class VideoModel(nn.Module):
     """What every video model shares: the frozen CLIP (always in eval mode), proposals, logit scale."""
 
+    proposals: torch.Tensor  # buffers, declared for type checkers
+    logit_scale: torch.Tensor
+
     def __init__(self, clip: open_clip.CLIP, proposals: torch.Tensor):
         super().__init__()
         check_clip(clip)
@@ -122,7 +127,7 @@ class VideoModel(nn.Module):
 
     @property
     def num_events(self) -> int:
-        return self.proposals.shape[0]
+        return int(self.proposals.shape[0])
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return encode_clip_text(self.clip, tokens)
@@ -213,7 +218,7 @@ class SeqConvCLIP(_FrameBaseline):
         dim = clip.visual.output_dim
         self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
         nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.zeros_(typing.cast(torch.Tensor, self.conv.bias))
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         f = self.encode_frames(frames)  # [B, Nf, D]
@@ -285,8 +290,8 @@ class ProPy(VideoModel):
         )
         # Built once per config (additive: 0 allowed, -inf blocked). Layers past the deep
         # prompts use the same mask without the frame-prompt columns.
-        mask = event_attention_mask(pyramid, cfg.interaction, self.tokens_per_frame, cfg.frame_prompts)
-        mask = torch.from_numpy(mask)
+        mask = torch.from_numpy(event_attention_mask(pyramid, cfg.interaction, self.tokens_per_frame,
+                                                     cfg.frame_prompts))
         ne, copies = pyramid.num_events, cfg.frame_prompts * self.num_level1
         self.register_buffer("mask_with_prompts", mask, persistent=False)
         self.register_buffer("mask_without_prompts", torch.cat([mask[:, :ne], mask[:, ne + copies:]], 1),
@@ -298,7 +303,9 @@ class ProPy(VideoModel):
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, Nf, D] frame CLS embeddings of the ProPy pass (CLIP's encode_image while adapters are 0)."""
-        return self._encode(frames, frame_cls=True)[1]
+        cls = self._encode(frames, frame_cls=True)[1]
+        assert cls is not None  # frame_cls=True always returns them
+        return cls
 
     def _encode(
         self, frames: torch.Tensor, frame_cls: bool
@@ -364,9 +371,10 @@ class ProPy(VideoModel):
         weight, bias = attn.in_proj_weight, attn.in_proj_bias
         query, event_kv = F.linear(block.ln_1(events), weight, bias).split([width, 2 * width], dim=-1)
         kv = [event_kv]
-        with_prompts = self.frame_prompts is not None and index < self.frame_prompts.num_layers
-        if with_prompts:
-            prompts = block.ln_1(self.frame_prompts.prompts[index].to(events.dtype))
+        prompts_of = self.frame_prompts
+        with_prompts = prompts_of is not None and index < prompts_of.num_layers
+        if prompts_of is not None and with_prompts:
+            prompts = block.ln_1(prompts_of.prompts[index].to(events.dtype))
             prompt_kv = F.linear(prompts, weight[width:], bias[width:])
             kv.append(per_level1_event(prompt_kv, self.num_level1).expand(batch, -1, -1))
         frames = frame_kv.unflatten(0, (batch, -1))  # [B, Nf, T, 2W]
@@ -374,13 +382,13 @@ class ProPy(VideoModel):
             frames = frames + F.linear(self.temporal_embedding[index].to(frames.dtype), weight[width:])[None, :, None]
         kv.append(frames.flatten(1, 2))  # token t of frame f at f*T + t
         key, value = (_heads(t, attn.num_heads) for t in torch.cat(kv, dim=1).split(width, dim=-1))
-        mask = (self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(key.dtype)
+        mask = typing.cast(torch.Tensor, self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(key.dtype)
         out = F.scaled_dot_product_attention(_heads(query, attn.num_heads), key, value, attn_mask=mask)
         return attn.out_proj(_merge(out))
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """[Nt, L] -> [Nt, D]; with text prompts, layer i sees the projection of frame prompts i."""
-        if self.text_prompts is None:
+        if self.text_prompts is None or self.frame_prompts is None:  # text prompts come from frame prompts
             return encode_clip_text(self.clip, tokens)
         prefix, postfix = self.text_prompts(self.frame_prompts.prompts)
         return encode_clip_text(self.clip, tokens, prefix, postfix)

@@ -10,6 +10,8 @@ Pure Python + numpy (no torch) so configs can be validated without a model.
 """
 from __future__ import annotations
 
+import typing
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -153,7 +155,7 @@ class Pyramid:
     @property
     def event_spans(self) -> tuple[tuple[int, int], ...]:
         """Frame span [start, end) of each event, event order."""
-        spans = []
+        spans: list[tuple[int, int]] = []
         for k in range(self.num_levels, 0, -1):
             width, stride = self.composed(k, 0)
             spans.extend((i * stride, i * stride + width) for i in range(self.counts[k]))
@@ -224,5 +226,5 @@ def build_pyramid(num_frames: int, spec: Sequence[int] | Sequence[Sequence[int]]
     """Pyramid from `model.pyramid` in params.yaml: overlap flags ``[0, 1, 1]`` when every
     entry is a number, else windows ``[[c, o], ...]``."""
     if all(isinstance(x, (int, np.integer)) for x in spec):
-        return Pyramid.from_overlaps(num_frames, spec)
-    return Pyramid.from_windows(num_frames, spec)
+        return Pyramid.from_overlaps(num_frames, typing.cast(Sequence[int], spec))
+    return Pyramid.from_windows(num_frames, typing.cast(Sequence[Sequence[int]], spec))
