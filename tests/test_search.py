@@ -268,3 +268,63 @@ def test_gallery_ranks_ties_in_index_order_and_lists_distinct_moments():
     assert [m.event for m in picked] == [0]  # the whole video overlaps every other moment
     picked = distinct_moments(np.array([0.1, 0.8, 0.7, 0.6]), spans, 3)
     assert [m.event for m in picked] == [1, 3]
+
+
+# --------------------------------------------------------------------------- issue 23: bad input, second sweep
+
+def test_a_symlink_loop_lists_each_real_file_once(tmp_path):
+    """Issue 23 case 4: ``ln -s . vids/self`` used to list one video 41 times (until ELOOP)."""
+    from propy.index_store import scan
+
+    videos = tmp_path / "vids"
+    (videos / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "sub/b.mp4"):
+        (videos / name).write_bytes(b"x")
+    (videos / "self").symlink_to(".")
+    (videos / "sub" / "up").symlink_to("..")
+    assert [k.path for k in scan(videos)] == ["a.mp4", "sub/b.mp4"]
+    (videos / "again.mp4").symlink_to("sub/b.mp4")  # one real file under two names: under the first one met
+    assert [k.path for k in scan(videos)] == ["a.mp4", "again.mp4"]
+
+
+def test_empty_queries_nan_events_and_undecodable_names_in_search(study, tmp_path, capsys):
+    """Issue 23 cases 6 and 7: an empty query was searched; NaN events answered "top 0 of 5" with exit 0;
+    a file name that is not UTF-8 made ``search --html`` fail with UnicodeEncodeError."""
+    import os
+
+    root, params_path, records = study
+    folder = tmp_path / "videos"
+    shutil.copytree(root / "videos", folder)
+    odd = Path(os.fsdecode(b"caf\xe9.mp4"))
+    shutil.copy2(sorted(folder.iterdir())[0], folder / odd)
+    index_args = ["--params", str(params_path), "--variant", "tiny", "--checkpoint",
+                  str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]
+    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), *index_args]) == 0
+    capsys.readouterr()
+    page = tmp_path / "page.html"
+    assert main(["search", str(tmp_path / "idx"), records[0].desc, "-k", "5", "--html", str(page),
+                 "--device", "cpu"]) == 0
+    assert "caf\\xe9.mp4  moments: " in capsys.readouterr().out
+    assert page.read_text().count("caf\\xe9.mp4</h2>") == 1
+    assert main(["search", str(tmp_path / "idx"), "  ", "--device", "cpu"]) == 2
+    assert "error: the query is empty" in capsys.readouterr().err
+    store = IndexStore(tmp_path / "idx")
+    manifest = store.manifest()
+    events = np.load(store.dir / manifest["events"])
+    events[2, 1, 0] = np.nan
+    np.save(store.dir / manifest["events"], events)
+    assert main(["search", str(tmp_path / "idx"), records[0].desc, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"the events of 1 video(s) are not finite numbers (NaN or inf), e.g. {manifest['videos'][2]['path']}" in err
+
+
+def test_an_unwritable_index_folder_fails_before_any_video_is_encoded(study, tmp_path, monkeypatch):
+    """Issue 23 case 8: the output was found unwritable only when the first encoded batch was stored."""
+    import propy.search as search
+
+    built = []
+    monkeypatch.setattr(search, "Encoder", lambda *args: built.append(args))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DataError, match=r"file: is a file, so .*idx cannot be created inside it"):
+        _index(study, tmp_path / "file" / "idx")
+    assert built == []
