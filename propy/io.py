@@ -28,6 +28,7 @@ _CAUSES = {
     errno.EACCES: "permission denied; make the folder writable or choose another output path",
     errno.EPERM: "operation not permitted; make the folder writable or choose another output path",
     errno.EROFS: "read-only file system; choose an output path on a writable disk",
+    errno.EFBIG: "file too large for the file system or the process's file size limit (ulimit -f)",
 }
 
 
@@ -151,11 +152,20 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
 
 
 def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    """``numpy.save``'s bytes, written through Python's file object: numpy's own writer reports a
+    short write as "N requested and M written" without its cause (ENOSPC, EFBIG...)."""
     import numpy as np
+
+    fmt = np.lib.format
+    array = np.asarray(array)
+    array = array if array.flags.c_contiguous else array.copy(order="C")
+    if array.dtype.hasobject:
+        raise TypeError("atomic_save_npy writes plain arrays, not object arrays")
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.save(f, array)
+            fmt.write_array_header_1_0(f, fmt.header_data_from_array_1_0(array))
+            f.write(memoryview(array.reshape(-1)).cast("B"))
 
     atomic_write_with(path, write)
 
