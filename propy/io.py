@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -131,6 +132,27 @@ def prepare_output(path: str | os.PathLike, folder: bool = False) -> Path:
     except OSError as exc:
         raise write_error(where, exc) from None
     return path
+
+
+def partial_folder(out: str | os.PathLike) -> Path:
+    """A fresh ``<out>.partial`` folder to fill and then :func:`swap_in` (a killed run's is removed)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    return partial
+
+
+def swap_in(partial: Path, out: Path) -> None:
+    """Replace the folder ``out`` by ``partial`` with renames only, so ``out`` is never half-written."""
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(partial, out)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

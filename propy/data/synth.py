@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -54,7 +53,7 @@ import numpy as np
 from propy.config import QUERY_KINDS, SPLITS, SynthConfig, load_params
 from propy.data.annotations import Record, write_annotations
 from propy.errors import ConfigError, DataError
-from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output
+from propy.io import atomic_write_json, atomic_write_text, atomic_write_with, prepare_output, swap_in
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -595,7 +594,7 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     atomic_write_text(partial / "captions.jsonl", "".join(json.dumps(c) + "\n" for c in all_captions))
     atomic_write_json(partial / "stats.json", stats)
     (partial / STAMP).unlink()
-    _swap_in(partial, out)
+    swap_in(partial, out)
     return stats
 
 
@@ -605,18 +604,6 @@ def _prepare_partial(partial: Path, settings: dict) -> None:
     if partial.exists() and (not stamp.is_file() or json.loads(stamp.read_text(encoding="utf-8")) != settings):
         shutil.rmtree(partial)
     atomic_write_json(stamp, settings)
-
-
-def _swap_in(partial: Path, out: Path) -> None:
-    """Replace ``out`` by ``partial`` with renames only, so ``out`` is never half-written."""
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 # --------------------------------------------------------------------------- CLI
