@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -200,6 +201,15 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
             torch.save(obj, f)
 
     atomic_write_with(path, write)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def read_json(path: str | os.PathLike, missing: str, error: type[Exception] | None = None) -> Any:

@@ -223,6 +223,7 @@ class Trainer:
         path = layout.annotations("train")
         cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
+        cache.verify(queries.vid_names)  # here, once: DataLoader workers inherit the checked set
         self.groups = queries.groups
         self.clips = VideoClips(cache, queries.vid_names, params.model.num_frames, backbone.mean, backbone.std,
                                 train=True, seed=seed)
