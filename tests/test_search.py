@@ -287,33 +287,43 @@ def test_a_symlink_loop_lists_each_real_file_once(tmp_path):
     assert [k.path for k in scan(videos)] == ["a.mp4", "again.mp4"]
 
 
-def test_empty_queries_nan_events_and_undecodable_names_in_search(study, tmp_path, capsys):
-    """Issue 23 cases 6 and 7: an empty query was searched; NaN events answered "top 0 of 5" with exit 0;
-    a file name that is not UTF-8 made ``search --html`` fail with UnicodeEncodeError."""
-    import os
-
-    root, params_path, records = study
+def _index_copy(study, tmp_path, extra=None):
+    """The study's videos copied (plus ``extra``: name -> a copy of the first video) and indexed."""
+    root, params_path, _ = study
     folder = tmp_path / "videos"
     shutil.copytree(root / "videos", folder)
-    odd = Path(os.fsdecode(b"caf\xe9.mp4"))
-    shutil.copy2(sorted(folder.iterdir())[0], folder / odd)
-    index_args = ["--params", str(params_path), "--variant", "tiny", "--checkpoint",
-                  str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]
-    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), *index_args]) == 0
+    for name in extra or ():
+        shutil.copy2(sorted(folder.iterdir())[0], folder / name)
+    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), "--params", str(params_path), "--variant",
+                 "tiny", "--checkpoint", str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]) == 0
+    return tmp_path / "idx"
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(study, tmp_path, capsys):
+    """Issue 23 case 7: such a name made ``search --html`` fail with UnicodeEncodeError."""
+    import os
+
+    index = _index_copy(study, tmp_path, [os.fsdecode(b"caf\xe9.mp4")])
     capsys.readouterr()
     page = tmp_path / "page.html"
-    assert main(["search", str(tmp_path / "idx"), records[0].desc, "-k", "5", "--html", str(page),
-                 "--device", "cpu"]) == 0
+    assert main(["search", str(index), study[2][0].desc, "-k", "5", "--html", str(page), "--device", "cpu"]) == 0
     assert "caf\\xe9.mp4  moments: " in capsys.readouterr().out
     assert page.read_text().count("caf\\xe9.mp4</h2>") == 1
-    assert main(["search", str(tmp_path / "idx"), "  ", "--device", "cpu"]) == 2
+
+
+def test_an_empty_query_and_nan_events_are_errors(study, tmp_path, capsys):
+    """Issue 23 case 6: an empty query was searched (exit 0); an index whose events hold NaN answered
+    "top 0 of 5" with exit 0."""
+    index = _index_copy(study, tmp_path)
+    capsys.readouterr()
+    assert main(["search", str(index), "  ", "--device", "cpu"]) == 2
     assert "error: the query is empty" in capsys.readouterr().err
-    store = IndexStore(tmp_path / "idx")
+    store = IndexStore(index)
     manifest = store.manifest()
     events = np.load(store.dir / manifest["events"])
     events[2, 1, 0] = np.nan
     np.save(store.dir / manifest["events"], events)
-    assert main(["search", str(tmp_path / "idx"), records[0].desc, "--device", "cpu"]) == 2
+    assert main(["search", str(index), study[2][0].desc, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"the events of 1 video(s) are not finite numbers (NaN or inf), e.g. {manifest['videos'][2]['path']}" in err
 
