@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -277,6 +278,14 @@ class StudyConfig:
     seeds: list[int]  # each trained variant is trained once per seed; results pool over them
     zero_shot: list[str]
     ablations: dict[str, list[str]]  # table name -> rows in order
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        # DVC runs one stage per distinct entry, while pooling would count a repeated seed twice
+        for name in ("trained", "seeds", "zero_shot"):
+            values = getattr(self, name)
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                yield name, f"{', '.join(repeated)} listed more than once; list each once"
 
 
 CLAIM_METRICS = ("SumR", "pairwise", "loc")  # per-query values pool pairs: SumR share, own-vs-rival, localisation
@@ -655,11 +664,20 @@ def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml
     return params
 
 
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # DVC's stage names (`train@<variant>-<seed>`),
+# dvc.yaml's `variants.${...}` keys and the output folders all take it as it is
+
+
 def _check_study(params: Params, source: str) -> None:
-    """Names in ``study``, ``claims`` and ``report.headline`` must be variants; ablation rows must be
-    trained; zero-shot variants must not train. A claim's variants need not be in the study (``pool``
-    skips its test with a note)."""
+    """Variant names are plain words; names in ``study``, ``claims`` and ``report.headline`` must be
+    variants; ablation rows must be trained; zero-shot variants must not train; the headline, which every
+    comparison of ``pool`` is made against, must be trained. A claim's variants need not be in the study
+    (``pool`` skips its test with a note)."""
     variants, study = params.variants, params.study
+    for name in variants:
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise ConfigError(f"{source}: variants: {name!r} is not a usable variant name; expected letters, "
+                              "digits, '_' and '-' only (DVC's stage names and the output folders use it)")
     named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot,
              "report.headline": [params.report.headline], "sweep.variant": [params.sweep.variant]}
     named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
@@ -688,6 +706,10 @@ def _check_study(params: Params, source: str) -> None:
     both = sorted(set(study.trained) & set(study.zero_shot))
     if both:
         raise ConfigError(f"{source}: study: {', '.join(both)} listed both as trained and as zero_shot")
+    if params.report.headline not in study.trained:
+        raise ConfigError(f"{source}: report.headline: {params.report.headline!r} is not in study.trained "
+                          f"({', '.join(study.trained) or 'empty'}); `pool` compares every variant with it, so "
+                          "it must be trained in the study")
 
 
 _OVERRIDABLE = ("synth", "extract", "clip", "pretrain_clip", "model", "train", "eval")

@@ -77,6 +77,7 @@ def test_loader_skips_blank_lines_and_accepts_int_desc_id(tmp_path):
         (line(ts=[2, 11]), "field 'ts': expected 0 <= start <= end <= duration, got [2, 11] with duration 10"),
         (line(ts=[-1, 3]), "field 'ts': expected 0 <= start <= end <= duration, got [-1, 3] with duration 10"),
         (line(ts=[5, 4]), "field 'ts': expected 0 <= start <= end <= duration, got [5, 4] with duration 10"),
+        (line(ts=[1.0, 1.0]), "field 'ts': zero-length moment (start = end): it can never be localised, got [1, 1]"),
         (line(desc_id="q0"), "field 'desc_id': duplicate: 'q0' is also used at line 1"),
         (line(duration=12.0, ts=[0, 1]),
          "field 'duration': differs from an earlier record of the same video: 12 here, 10 at line 1 for video 'v1'"),

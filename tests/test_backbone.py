@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import open_clip
 import pytest
@@ -84,13 +85,19 @@ def test_load_clip_freezes_and_reports_preprocessing():
 
 def test_tokenize_pads_and_truncates():
     tokenizer = load_clip(ClipConfig(model=TINY, pretrained="")).tokenizer
-    tokens = tokenize(tokenizer, ["a", "a a a a a a a a a a"], max_words=6)
+    with pytest.warns(UserWarning, match=r"^1 of 2 text\(s\) are longer than the text context of 6 tokens .* "
+                                         r"cut to fit it, e\.g\. 'a a a a a a a a a a'$") as caught:
+        tokens = tokenize(tokenizer, ["a", "a a a a a a a a a a"], max_words=6)
+    assert len(caught) == 1  # issue 23 case 8: a cut query used to pass without notice
     assert tokens.dtype == torch.long and tokens.shape == (2, 6)
     a = 320  # BPE id of "a</w>"
     assert tokens[0].tolist() == [SOS, a, EOS, 0, 0, 0]
     assert tokens[1].tolist() == [SOS, a, a, a, a, EOS]  # max_words - 2 words kept
     with pytest.raises(ConfigError, match="max_words"):
         tokenize(tokenizer, ["a"], max_words=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tokenize(tokenizer, ["a a a a"], max_words=6)[0].tolist() == [SOS, a, a, a, a, EOS]  # fits: no word
 
 
 def test_json_configs_sharing_a_stem_each_build_their_own_model(tmp_path):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import re
 import shutil
@@ -48,7 +49,8 @@ def test_extract_writes_frames_and_manifest(videos, tmp_path):
         x = normalize(frames, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert x.shape == (6, 3, 16, 16) and float(x[2, 1, 4, 5]) == pytest.approx(frames[2, 4, 5, 1] / 255)
     manifest = json.loads((tmp_path / "train" / MANIFEST).read_text())
-    assert manifest["videos"]["a"] == {"file": "a.npy", "num_frames": 4, "duration": 1.0}
+    digest = hashlib.sha256((tmp_path / "train" / "a.npy").read_bytes()).hexdigest()
+    assert manifest["videos"]["a"] == {"file": "a.npy", "num_frames": 4, "duration": 1.0, "sha256": digest}
     assert manifest["skipped"] == [] and manifest["size"] == 16
 
 
@@ -173,6 +175,7 @@ def test_default_size_is_the_clip_input_size(tmp_path):
     (lambda p: np.save(p, np.zeros((6, 8, 8, 3), np.uint8)), r"holds uint8 \[6, 8, 8, 3\], expected uint8 \[6, 16, 16, 3\]"),
     (lambda p: np.save(p, np.zeros((6, 16, 16, 3), np.float32)), r"holds float32"),
     (lambda p: p.unlink(), r"missing"),
+    (lambda p: _flip_inside_a_frame(p), r"its bytes differ from the SHA-256 recorded when it was written"),
 ])
 def test_damaged_cached_frames_are_decoded_again(videos, tmp_path, damage, problem):
     out = tmp_path / "train"
@@ -183,6 +186,45 @@ def test_damaged_cached_frames_are_decoded_again(videos, tmp_path, damage, probl
     assert again.decoded == ["b"] and again.reused == ["a", "c"]
     assert list(again.repaired) == ["b"] and re.match(problem, again.repaired["b"])
     assert (out / "b.npy").read_bytes() == good
+
+
+def _flip_inside_a_frame(path):
+    """Bytes of frame 3 inverted: header and size stay right, only the content changes."""
+    data = bytearray(path.read_bytes())
+    data[-3 * 16 * 16 * 3:-3 * 16 * 16 * 3 + 50] = bytes(255 - b for b in data[-3 * 16 * 16 * 3:-3 * 16 * 16 * 3 + 50])
+    path.write_bytes(bytes(data))
+
+
+def test_frames_damaged_after_extract_are_refused_on_read(videos, tmp_path):
+    """Issue 23 case 1: bytes flipped inside a cached frame went unnoticed by evaluate (a rank moved)
+    and by extract ("already cached"), which wrote the damaged file's hash to dvc.lock."""
+    out = tmp_path / "test"
+    extract(videos, out)
+    good = (out / "b.npy").read_bytes()
+    cache = FrameCache(tmp_path, "test")
+    np.testing.assert_array_equal(cache.frames_at("a", np.array([0, 2])), np.load(out / "a.npy")[[0, 2]])
+    _flip_inside_a_frame(out / "b.npy")
+    with pytest.raises(DataError, match=r"b\.npy: its bytes differ from the SHA-256 in .*manifest\.json \(damaged after "
+                                        r"extraction\); re-run `python -m propy extract`"):
+        FrameCache(tmp_path, "test").frames_at("b", np.array([0]))
+    with pytest.raises(DataError, match=r"b\.npy: its bytes differ"):
+        FrameCache(tmp_path, "test").verify()
+    again = extract(videos, out)
+    assert again.decoded == ["b"] and (out / "b.npy").read_bytes() == good
+    FrameCache(tmp_path, "test").verify()
+
+
+def test_a_cache_without_digests_is_upgraded_without_decoding(videos, tmp_path):
+    """A cache written before the digests: each reused file gets its digest, nothing is decoded."""
+    out = tmp_path / "train"
+    extract(videos, out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    lines = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]
+    (out / JOURNAL).write_text("".join(json.dumps({k: v for k, v in e.items() if k != "sha256"}) + "\n" for e in lines))
+    again = extract(videos, out)
+    assert again.decoded == [] and again.reused == ["a", "b", "c"]
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert all("sha256" in json.loads(line) for line in (out / JOURNAL).read_text().splitlines())
 
 
 def test_cli_says_which_cached_files_it_repaired(tmp_path, capsys):

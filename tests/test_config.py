@@ -3,6 +3,7 @@ kind of mistake fails with the dotted path of the key (through `propy check-para
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,28 @@ def test_check_params_error_is_one_line_with_exit_2(tmp_path, capsys):
     assert "variants.ia_none: model.interaction: 'nothing' is not one of" in err
     assert main(["check-params", "--params", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml: no such parameters file" in capsys.readouterr().err
+
+
+def _with_variant(name: str) -> dict:
+    raw = edited()
+    raw["variants"][name] = {}
+    return raw
+
+
+@pytest.mark.parametrize("raw, message", [
+    # issue 23 case 3: DVC ran one stage per distinct seed, pool counted seed 42 twice
+    (edited(study__seeds=[42, 42, 43]), r"study\.seeds: 42 listed more than once; list each once"),
+    (edited(study__trained=["full", "depth1", "full"]), r"study\.trained: full listed more than once"),
+    # issue 23 case 7: pool failed with KeyError 'full' after writing the zero-shot metrics
+    (edited(study__trained=[], study__ablations={}),
+     r"report\.headline: 'full' is not in study\.trained \(empty\); `pool` compares every variant with it"),
+    # issue 23 case 8: DVC failed later on the stage name `train@a@b-42`
+    (_with_variant("a@b"), r"variants: 'a@b' is not a usable variant name; expected letters, digits, '_' and '-'"),
+    (_with_variant("x/y"), r"variants: 'x/y' is not a usable variant name"),
+])
+def test_check_params_refuses_what_a_stage_would_trip_on(tmp_path, capsys, raw, message):
+    assert run_check(tmp_path, raw) == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_sources_name_the_layer_of_each_value():

@@ -58,6 +58,14 @@ def test_tvr_drops_extra_fields_clamps_and_skips_with_reasons():
     assert report.skipped["field 'ts': missing"] == 1 and sum(report.skipped.values()) == 7
 
 
+def test_a_zero_length_moment_is_skipped_like_other_bad_moments():
+    """Issue 23 case 5: ``"ts": [1.0, 1.0]`` used to pass convert, extract and evaluate."""
+    records, report = convert_tvr(jsonl({**json.loads(TVR.splitlines()[0]), "desc_id": 7, "ts": [1.0, 1.0]},
+                                        TVR.splitlines()[0]))
+    assert [r.desc_id for r in records] == ["1"]
+    assert report.skips == (("line 1", "field 'ts': zero-length moment (start = end): it can never be localised"),)
+
+
 def test_tvr_missing_ts_whole_uses_the_whole_video():
     records, report = convert_tvr(TVR, missing_ts="whole")
     assert records[2] == Record("s02", "3", "Leonard laughs.", 30.0, (0.0, 30.0))

@@ -253,3 +253,30 @@ def test_a_trained_variant_without_weights_is_a_clear_error(study, tiny_bench, t
     assert code == 2
     assert "missing.pt: no trained weights for variant 'tiny'" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_failed_write_leaves_the_previous_results_whole(study, tiny_bench, tmp_path, monkeypatch, capsys):
+    """Issue 23 case 8: on a full disk evaluate left a new rankings.jsonl beside no events.npz."""
+    import errno
+    import os
+    import shutil
+
+    params_path, root = study
+    results, metrics = tmp_path / "results", tmp_path / "m.json"
+    shutil.copytree(root / "results" / "zs_maxframe", results)
+    (results / "rankings.jsonl").write_text("the previous run's\n")
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full_disk)  # events.npz, written after rankings.jsonl
+    code = main(["evaluate", "--params", str(params_path), "--variant", "zs_maxframe", "--device", "cpu",
+                 *layout_args(tiny_bench), "--metrics", str(metrics), "--results", str(results)])
+    assert code == 2 and "events.npz: cannot write: no space left on the device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before and not metrics.exists()
+    monkeypatch.undo()
+    assert main(["evaluate", "--params", str(params_path), "--variant", "zs_maxframe", "--device", "cpu",
+                 *layout_args(tiny_bench), "--metrics", str(metrics), "--results", str(results)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "results"]  # no .partial or .old left
+    assert (results / "rankings.jsonl").read_bytes() == (root / "results" / "zs_maxframe" / "rankings.jsonl").read_bytes()

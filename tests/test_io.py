@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from propy.runtime.files import atomic_write_json, atomic_write_text, atomic_write_with
+from propy.runtime.files import atomic_save_npy, atomic_write_json, atomic_write_text, atomic_write_with
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_written_file_follows_the_umask(tmp_path):
@@ -143,3 +149,35 @@ def test_prepare_output_refuses_a_folder_for_a_file_and_the_reverse(tmp_path):
         prepare_output(tmp_path / "file", folder=True)
     with pytest.raises(DataError, match=r"file: is a file, so .*file/sub/out\.json cannot be created"):
         prepare_output(tmp_path / "file" / "sub" / "out.json")
+
+
+def test_a_short_array_write_names_its_cause(tmp_path):
+    """Issue 23 case 8: numpy's writer reported "100000 requested and 8064 written", not why. A file
+    size limit (``ulimit -f``, in a child process) makes the write stop short for real."""
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "from propy.errors import DataError\n"
+        "from propy.runtime.files import atomic_save_npy\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    atomic_save_npy(sys.argv[1], np.zeros((100, 1000), np.uint8))\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "frames.npy")], capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    assert out == (f"{tmp_path / 'frames.npy'}: cannot write: file too large for the file system or the process's "
+                   "file size limit (ulimit -f) (EFBIG)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("array", [np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.zeros((0, 3), np.uint8),
+                                   np.array(5), np.zeros((4, 6, 6, 3), np.uint8)[:, ::2]])
+def test_saved_arrays_are_numpy_save_bytes(tmp_path, array):
+    """The frame cache's .npy files keep their bytes (and so DVC's hash of the cache)."""
+    expected = io.BytesIO()
+    np.save(expected, np.ascontiguousarray(array) if array.ndim else array)
+    atomic_save_npy(tmp_path / "a.npy", array)
+    assert (tmp_path / "a.npy").read_bytes() == expected.getvalue()

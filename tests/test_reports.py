@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -465,6 +466,19 @@ def test_render_removes_what_a_killed_or_failed_run_left(report_repo):
     render_here("tiny")
     assert not any(path.exists() for path in left)
     assert other.exists() and Path("reports/executed/tiny.ipynb").is_file()
+
+
+def test_a_running_report_writes_nothing_among_its_outputs(report_repo):
+    """Issue 23 case 8: papermill filled ``reports/executed/.NAME.running.ipynb`` as it went, which a
+    killed run left there. The notebook looks at its outputs' folder while it runs."""
+    cell = ("import json, os\n"
+            "json.dump(sorted(os.listdir('reports/executed')), open('seen.json', 'w'))")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]),
+                   report_repo / "notebooks" / "peek.ipynb")
+    render_here("peek")
+    assert json.loads(Path("seen.json").read_text()) == []
+    assert sorted(os.listdir("reports/executed")) == ["peek.ipynb"]
+    assert nbformat.read("reports/executed/peek.ipynb", as_version=4).cells[0].source == cell
 
 
 # --------------------------------------------------------------------------- every page (real papermill)

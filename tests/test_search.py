@@ -281,3 +281,72 @@ def test_gallery_ranks_ties_in_index_order_and_lists_distinct_moments():
     assert [m.event for m in picked] == [0]  # the whole video overlaps every other moment
     picked = distinct_moments(np.array([0.1, 0.8, 0.7, 0.6]), spans, 3)
     assert [m.event for m in picked] == [1, 3]
+
+
+# --------------------------------------------------------------------------- issue 23: bad input, second sweep
+
+def test_a_symlink_loop_lists_each_real_file_once(tmp_path):
+    """Issue 23 case 4: ``ln -s . vids/self`` used to list one video 41 times (until ELOOP)."""
+    from propy.search.store import scan
+
+    videos = tmp_path / "vids"
+    (videos / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "sub/b.mp4"):
+        (videos / name).write_bytes(b"x")
+    (videos / "self").symlink_to(".")
+    assert [k.path for k in scan(videos)] == ["a.mp4", "sub/b.mp4"]
+    (videos / "again.mp4").symlink_to("sub/b.mp4")  # one real file under two names: under the first one met
+    assert [k.path for k in scan(videos)] == ["a.mp4", "again.mp4"]
+
+
+def _index_copy(study, tmp_path, extra=None):
+    """The study's videos copied (plus ``extra``: name -> a copy of the first video) and indexed."""
+    root, params_path, _ = study
+    folder = tmp_path / "videos"
+    shutil.copytree(root / "videos", folder)
+    for name in extra or ():
+        shutil.copy2(sorted(folder.iterdir())[0], folder / name)
+    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), "--params", str(params_path), "--variant",
+                 "tiny", "--checkpoint", str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]) == 0
+    return tmp_path / "idx"
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(study, tmp_path, capsys):
+    """Issue 23 case 7: such a name made ``search --html`` fail with UnicodeEncodeError."""
+    import os
+
+    index = _index_copy(study, tmp_path, [os.fsdecode(b"caf\xe9.mp4")])
+    capsys.readouterr()
+    page = tmp_path / "page.html"
+    assert main(["search", str(index), study[2][0].desc, "-k", "5", "--html", str(page), "--device", "cpu"]) == 0
+    assert "caf\\xe9.mp4  moments: " in capsys.readouterr().out
+    assert page.read_text().count("caf\\xe9.mp4</h2>") == 1
+
+
+def test_an_empty_query_and_nan_events_are_errors(study, tmp_path, capsys):
+    """Issue 23 case 6: an empty query was searched (exit 0); an index whose events hold NaN answered
+    "top 0 of 5" with exit 0."""
+    index = _index_copy(study, tmp_path)
+    capsys.readouterr()
+    assert main(["search", str(index), "  ", "--device", "cpu"]) == 2
+    assert "error: the query is empty" in capsys.readouterr().err
+    store = IndexStore(index)
+    manifest = store.manifest()
+    events = np.load(store.dir / manifest["events"])
+    events[2, 1, 0] = np.nan
+    np.save(store.dir / manifest["events"], events)
+    assert main(["search", str(index), study[2][0].desc, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"the events of 1 video(s) are not finite numbers (NaN or inf), e.g. {manifest['videos'][2]['path']}" in err
+
+
+def test_an_unwritable_index_folder_fails_before_any_video_is_encoded(study, tmp_path, monkeypatch):
+    """Issue 23 case 8: the output was found unwritable only when the first encoded batch was stored."""
+    import propy.search.engine as search
+
+    built = []
+    monkeypatch.setattr(search, "Encoder", lambda *args: built.append(args))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DataError, match=r"file: is a file, so .*idx cannot be created inside it"):
+        _index(study, tmp_path / "file" / "idx")
+    assert built == []

@@ -198,3 +198,40 @@ def test_a_truncated_faststart_mp4_is_a_bad_video_not_repeats(tmp_path):
 def test_a_video_whose_last_frame_is_long_is_not_truncated(counting):
     """The tail rule only fires when frames stop far before the header's end."""
     assert grey_index(decode(counting, fps=16, max_frames=100, size=24))[-2:] == [15, 15]
+
+
+def _write_turned(path, rotation, frames=4):
+    """A 64 x 32 landscape H.264 file whose display matrix turns it by ``rotation`` degrees
+    counter-clockwise, as a phone writes a portrait video (None: no matrix at all)."""
+    import av
+
+    yy, xx = np.mgrid[0:32, 0:64]
+    image = np.stack([xx * 4, yy * 8, np.full_like(xx, 128)], axis=-1).astype(np.uint8)  # no symmetry to hide a turn
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("rotation, turns", [(-90, -1), (90, 1), (180, 2)])
+def test_a_display_matrix_turns_the_frames_upright(tmp_path, rotation, turns):
+    """Issue 23 case 2: a phone's portrait video (display matrix "rotate 90", which PyAV reads as -90)
+    was cached sideways, byte for byte the frames of the same file without the matrix."""
+    import av
+
+    _write_turned(tmp_path / "plain.mp4", None)
+    _write_turned(tmp_path / "turned.mp4", rotation)
+    with av.open(str(tmp_path / "turned.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == (rotation if rotation != 180 else -180)
+    plain = read_video(tmp_path / "plain.mp4", 8.0, 4, 16).frames
+    turned = read_video(tmp_path / "turned.mp4", 8.0, 4, 16).frames
+    assert turned.shape == plain.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(turned, np.rot90(plain, turns, axes=(1, 2)))
+    if rotation == -90:  # turned clockwise: the stored frame's left edge (red 0) is now its top
+        assert turned[0, 0, :, 0].mean() < turned[0, -1, :, 0].mean()

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.query!r}: top {len(hits)} of {len(index.gallery)} videos")
         for hit in hits:
             moments = ", ".join(f"{m.start:.1f}-{m.end:.1f} s ({m.score:.3f})" for m in hit.moments)
-            print(f"{hit.rank:3d}. {hit.score:.4f}  {hit.path}  moments: {moments}")
+            print(f"{hit.rank:3d}. {hit.score:.4f}  {hit.shown_path}  moments: {moments}")
     if args.html:
         from propy.search.html import write_page
 

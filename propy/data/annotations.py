@@ -18,6 +18,7 @@ from propy.errors import DataError
 from propy.runtime.files import atomic_write_text
 
 FIELDS = ("vid_name", "desc_id", "desc", "duration", "ts")
+ZERO_LENGTH = "zero-length moment (start = end): it can never be localised"
 
 
 class FieldError(DataError):
@@ -72,7 +73,8 @@ class Record:
     """One query and the moment of its video that it describes.
 
     The constructor validates and normalises: ``desc_id`` ints become strings,
-    ``duration`` and ``ts`` become floats, and ``0 <= start <= end <= duration``.
+    ``duration`` and ``ts`` become floats, and ``0 <= start < end <= duration`` (a moment of
+    length 0 overlaps no proposal, so no model could ever localise it).
     """
 
     vid_name: str
@@ -93,6 +95,8 @@ class Record:
                 "expected 0 <= start <= end <= duration",
                 f", got [{start:g}, {end:g}] with duration {self.duration:g}",
             )
+        if start == end:
+            raise FieldError("ts", ZERO_LENGTH, f", got [{start:g}, {end:g}]")
         object.__setattr__(self, "ts", (start, end))
 
     @property

@@ -5,7 +5,8 @@ Layout, per split (``<extract.root>/<split>/``): ``<vid_name>.npy`` (uint8
 set, ``<vid_name>.npz`` (the T frames as JPEG, see :mod:`propy.data.frames`), and ``manifest.json``::
 
     {"size": S, "fps": f, "max_frames": m, "jpeg_quality": q or null,
-     "videos": {vid_name: {"file": "<vid_name>.npy", "num_frames": T, "duration": seconds}},
+     "videos": {vid_name: {"file": "<vid_name>.npy", "num_frames": T, "duration": seconds,
+                           "sha256": "<hex digest of the file's bytes>"}},
      "skipped": [vid_name, ...]}
 
 A video shorter than its annotations' duration by more than ``extract.duration_tolerance``
@@ -17,9 +18,15 @@ the split's journal (``.journal.jsonl``). A re-run reuses a video when its journ
 line matches the current settings and source file (size, fps, max_frames, byte
 size and mtime of the video) and its frame file is whole (see
 :func:`propy.data.frames.frames_problem`: a raw ``.npy`` of exactly the recorded uint8 shape, or a
-JPEG ``.npz`` whose offsets and bytes agree); a damaged or foreign file is decoded again. An interrupted run thus
+JPEG ``.npz`` whose offsets and bytes agree) and still has the SHA-256 recorded when it was
+written; a damaged or foreign file is decoded again (bytes flipped inside a frame keep the header
+and the size: only the digest sees them). A journal line of an older version, without a digest,
+gets the digest of its whole file instead of a decode. An interrupted run thus
 loses at most the video it was decoding. The manifest is removed when a run starts
 and written last, atomically, so its presence means the split is complete.
+
+Reading. :class:`FrameCache` checks a video's digest the first time a process reads it, so
+frames damaged after ``extract`` stop a stage with an error instead of silently changing results.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ import numpy as np
 from propy.data.frames import frames_problem, read_frames, suffix, write_frames
 from propy.data.video import read_video
 from propy.errors import DataError
-from propy.runtime.files import atomic_write_json, atomic_write_text, prepare_output
+from propy.runtime.files import atomic_write_json, atomic_write_text, file_digest, prepare_output
 from propy.runtime.hold import hold
 from propy.runtime.progress import progress as reporting
 
@@ -86,6 +93,18 @@ def _read_journal(path: Path) -> dict[str, dict]:
 def _reusable(entry: dict | None, key: list | None, out_dir: Path) -> bool:
     """A journal entry still valid for this source and these settings (its frames are checked apart)."""
     return key is not None and entry is not None and entry.get("key") == key
+
+
+def _cached_problem(path: Path, entry: dict, size: int) -> Optional[str]:
+    """What is wrong with a journal entry's cached file, or None; an entry without a digest (an
+    older version's) gets the digest of its file, which is whole by its header and size."""
+    problem = frames_problem(path, (entry["num_frames"], size, size, 3))
+    if problem is not None:
+        return problem
+    digest = file_digest(path)
+    if entry.setdefault("sha256", digest) != digest:
+        return "its bytes differ from the SHA-256 recorded when it was written (damaged on disk)"
+    return None
 
 
 def _source_key(path: Path, size: int, fps: float, max_frames: int, quality: Optional[int]) -> list | None:
@@ -141,7 +160,7 @@ def extract_split(
             key = _source_key(source, size, fps, max_frames, jpeg_quality)
             entry = previous.get(vid)
             if _reusable(entry, key, out_dir):
-                problem = frames_problem(out_dir / str(entry.get("file", "")), (entry["num_frames"], size, size, 3))
+                problem = _cached_problem(out_dir / str(entry.get("file", "")), entry, size)
                 if problem is not None:
                     result.repaired[vid] = problem
                     entry = None
@@ -155,9 +174,10 @@ def extract_split(
                 except DataError as exc:
                     result.skipped[vid] = str(exc)
                     continue
-                entry = {"file": f"{vid}{suffix(jpeg_quality)}", "num_frames": len(video.frames),
-                         "duration": video.duration, "key": key}
-                write_frames(out_dir / entry["file"], video.frames, jpeg_quality)
+                file = f"{vid}{suffix(jpeg_quality)}"
+                write_frames(out_dir / file, video.frames, jpeg_quality)
+                entry = {"file": file, "num_frames": len(video.frames), "duration": video.duration,
+                         "sha256": file_digest(out_dir / file), "key": key}
                 stale = previous.get(vid, {}).get("file")
                 if isinstance(stale, str) and stale != entry["file"]:  # the other format's file: no longer used
                     (out_dir / stale).unlink(missing_ok=True)
@@ -177,7 +197,7 @@ def extract_split(
         "fps": fps,
         "max_frames": max_frames,
         "jpeg_quality": jpeg_quality,
-        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration")} for v, e in entries.items()
+        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration", "sha256")} for v, e in entries.items()
                    if v not in result.skipped},
         "skipped": sorted(result.skipped),
     }
@@ -196,6 +216,7 @@ class FrameCache:
             self.size = int(manifest["size"])
             self.fps = float(manifest["fps"])
             self._videos: dict[str, dict] = manifest["videos"]
+            self._verified: set[str] = set()
             self.skipped: list[str] = list(manifest.get("skipped", []))
         except FileNotFoundError:
             raise DataError(
@@ -237,9 +258,28 @@ class FrameCache:
         """uint8 ``[T, S, S, 3]``, every frame (raw caches: memory-mapped, read-only)."""
         return self.frames_at(vid, None)
 
+    def verify(self, names: Optional[list[str]] = None) -> "FrameCache":
+        """Itself, once the files of ``names`` (default: all) have the SHA-256 of the manifest; else a
+        DataError. Each video is checked once per process; a stage whose DataLoader forks workers
+        calls this first, so the workers inherit the checked set instead of re-reading every file."""
+        for vid in self.names if names is None else names:
+            if vid in self._verified:
+                continue
+            entry = self._entry(vid)
+            path = self.dir / entry["file"]
+            shape = (int(entry["num_frames"]), self.size, self.size, 3)
+            # a file of the wrong shape or size is named more precisely by the read itself
+            if "sha256" in entry and frames_problem(path, shape) is None and file_digest(path) != entry["sha256"]:
+                raise DataError(
+                    f"{path}: its bytes differ from the SHA-256 in {self.manifest_path} (damaged after "
+                    "extraction); re-run `python -m propy extract`, which decodes the video again"
+                )
+            self._verified.add(vid)
+        return self
+
     def frames_at(self, vid: str, index: Optional[np.ndarray]) -> np.ndarray:
         """uint8 ``[len(index), S, S, 3]``: only the frames a sample needs are read (and decoded)."""
-        path = self.dir / self._entry(vid)["file"]
+        path = self.verify([vid]).dir / self._entry(vid)["file"]
         frames = read_frames(path, index)
         expected = (self.num_frames(vid) if index is None else len(index), self.size, self.size, 3)
         if frames.shape != expected or frames.dtype != np.uint8:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from propy.runtime.files import (
     atomic_write_text,
     atomic_write_with,
     prepare_output,
+    swap_in,
 )
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -598,7 +598,7 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     atomic_write_text(partial / "captions.jsonl", "".join(json.dumps(c) + "\n" for c in all_captions))
     atomic_write_json(partial / "stats.json", stats)
     (partial / STAMP).unlink()
-    _swap_in(partial, out)
+    swap_in(partial, out)
     return stats
 
 
@@ -608,18 +608,6 @@ def _prepare_partial(partial: Path, settings: dict) -> None:
     if partial.exists() and (not stamp.is_file() or json.loads(stamp.read_text(encoding="utf-8")) != settings):
         shutil.rmtree(partial)
     atomic_write_json(stamp, settings)
-
-
-def _swap_in(partial: Path, out: Path) -> None:
-    """Replace ``out`` by ``partial`` with renames only, so ``out`` is never half-written."""
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 # --------------------------------------------------------------------------- CLI

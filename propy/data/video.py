@@ -129,11 +129,18 @@ def _pick(decoded, targets: np.ndarray, size: int) -> tuple[list[np.ndarray], fl
 
 
 def _rgb(frame, size: int) -> np.ndarray:
-    """Short side resized to ``size`` (area averaging), then the centre ``size`` x ``size`` crop."""
-    w, h = frame.width, frame.height
+    """The frame as it is shown (turned upright by its display matrix), short side resized to
+    ``size`` (area averaging), then the centre ``size`` x ``size`` crop.
+
+    A phone stores a portrait video as landscape frames and a display matrix that turns them;
+    players obey it, so the model must see what a viewer sees. ``frame.rotation`` is the matrix's
+    counter-clockwise angle (-90 for a phone's "rotate 90"), taken to the nearest quarter turn."""
+    turns = round(frame.rotation / 90) % 4
+    w, h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)  # as shown
     scale = size / min(w, h)
     rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
-    image = frame.to_ndarray(format="rgb24", width=rw, height=rh, interpolation="AREA")
+    stored = (rh, rw) if turns % 2 else (rw, rh)
+    image = np.rot90(frame.to_ndarray(format="rgb24", width=stored[0], height=stored[1], interpolation="AREA"), turns)
     top, left = (rh - size) // 2, (rw - size) // 2
     return np.ascontiguousarray(image[top:top + size, left:left + size])
 

@@ -58,6 +58,8 @@ from propy.runtime.files import (
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
+    partial_folder,
+    swap_in,
 )
 
 TOP = 10  # videos listed per query in rankings.jsonl
@@ -175,8 +177,12 @@ def write_outputs(
     params: Params, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored, proposals: np.ndarray,
     metrics_path: Path, results: Path, kinds: Optional[list[str]] = None, probes: Optional[dict] = None,
 ) -> dict:
-    """Write the metrics JSON (with ``probes`` merged in) and the per-query results; return the metrics."""
+    """Write the per-query results, then the metrics JSON (with ``probes`` merged in); return the metrics.
+
+    The results are written into ``<results>.partial`` and swapped in whole, so a failure on the way
+    (a full disk) leaves the previous results as they were, not a mixture of old and new files."""
     cfg, data = params.eval, encoded.data
+    final, results = results, partial_folder(results)
     reported, other = scored.ranks[cfg.normalize_events], scored.ranks[not cfg.normalize_events]
     other_metrics = prvr_metrics(other, cfg.ks)
     metrics = {
@@ -211,6 +217,7 @@ def write_outputs(
             np.savez(f, **arrays)
 
     atomic_write_with(results / "events.npz", save_npz)
+    swap_in(results, final)
     atomic_write_json(metrics_path, metrics)  # last: its presence means the run finished
     return metrics
 

@@ -11,6 +11,7 @@ whose activation (QuickGELU or GELU) the model config does not build.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -139,10 +140,18 @@ def load_clip(clip_cfg: ClipConfig) -> Backbone:
 
 
 def tokenize(tokenizer: Callable, texts: list[str], max_words: int) -> torch.LongTensor:
-    """[N, max_words]: [SOS] + BPE tokens truncated to max_words - 2 + [EOS], zero padded."""
+    """[N, max_words]: [SOS] + BPE tokens truncated to max_words - 2 + [EOS], zero padded.
+
+    Cutting changes what a query asks, so a call that cuts any text warns once, with the count."""
     if max_words < 2:
         raise ConfigError(f"train.max_words must be at least 2 ([SOS] and [EOS]), got {max_words}")
-    return tokenizer(list(texts), context_length=max_words)
+    texts = list(texts)
+    longer = (tokenizer(texts, context_length=max_words + 1)[:, max_words] != 0).nonzero().flatten().tolist()
+    if longer:
+        warnings.warn(f"{len(longer)} of {len(texts)} text(s) are longer than the text context of {max_words} "
+                      f"tokens (for queries: train.max_words) and are cut to fit it, e.g. {texts[longer[0]]!r}", stacklevel=2)
+    return tokenizer(texts, context_length=max_words)
+
 
 
 def model_input_size(params: Params) -> int:

@@ -27,20 +27,11 @@ import torch
 from propy import __version__
 from propy.config import flatten
 from propy.errors import ConfigError, DataError
-from propy.runtime.files import atomic_torch_save
+from propy.runtime.files import atomic_torch_save, file_digest
 
 FORMAT = 1
 RESUME_MODES = ("auto", "require", "never")
 _UNREADABLE = (OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def json_digest(obj: Any) -> str:

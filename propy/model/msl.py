@@ -20,7 +20,6 @@ model's events, so VCMR ranks moments by their clip-scale cosines as it ranks Pr
 from __future__ import annotations
 
 import typing
-
 from typing import Optional
 
 import numpy as np

@@ -11,7 +11,6 @@ Pure Python + numpy (no torch) so configs can be validated without a model.
 from __future__ import annotations
 
 import typing
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -5,23 +5,25 @@ root as working directory, so it behaves the same on any machine. It gets the va
 declares in its ``parameters`` cell: variant lists and report settings from params.yaml,
 folders from the command line (dvc.yaml owns them). Outputs, under ``--out``:
 ``executed/NAME.ipynb`` and ``NAME.html`` (no input cells; titled after the notebook's first
-heading, with a navigation bar to every page), both moved into place only
-when the whole notebook succeeded; figures and tables in ``figures/NAME/`` and
+heading, with a navigation bar to every page), both written only when the whole notebook
+succeeded: papermill fills the notebook in a temporary folder outside the outputs, so a killed
+run leaves nothing half-done among them; figures and tables in ``figures/NAME/`` and
 ``tables/NAME/``. A failing cell is reported in one line (a DataError inside the notebook
 keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb`` until the next
-run of the report, which first removes it, a ``.NAME.running.ipynb`` a killed run left, and
+run of the report, which first removes it, the ``.NAME.running.ipynb`` of older versions, and
 temporary files of killed atomic writes (see :func:`propy.runtime.files.prepare_output`).
 """
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from propy.config import Layout, Params, load_params
 from propy.errors import ConfigError, DataError, PropyError
 from propy.reports.text import PAGES
-from propy.runtime.files import atomic_write_text, prepare_output
+from propy.runtime.files import atomic_write_text, atomic_write_with, prepare_output
 
 NOTEBOOKS = Path("notebooks")
 
@@ -67,8 +69,9 @@ def notebook_values(params: Params, params_path: str, name: str, layout: Layout,
     }
 
 
-def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -> None:
-    """Run ``notebook`` into ``output``; cell failures become NotebookError / DataError."""
+def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str, failed: Path) -> None:
+    """Run ``notebook`` into ``output``; cell failures become NotebookError / DataError, the executed
+    copy (with the traceback) moved to ``failed``."""
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
     from traitlets.config import Config
@@ -88,8 +91,7 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str) -
             f"report.kernel: Jupyter kernel {kernel!r} is not installed; `make install` registers it"
         ) from None
     except papermill.PapermillExecutionError as exc:
-        failed = failed_path(output.with_name(f"{notebook.stem}.ipynb"))
-        os.replace(output, failed)
+        shutil.move(output, failed)
         if exc.ename in (DataError.__name__, ConfigError.__name__):
             raise (DataError if exc.ename == DataError.__name__ else ConfigError)(exc.evalue) from None
         raise NotebookError(
@@ -147,24 +149,21 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
         prepare_output(values[key], folder=True)
         Path(values[key]).mkdir(parents=True, exist_ok=True)
     executed = out / "executed" / f"{name}.ipynb"
-    running = executed.with_name(f".{name}.running.ipynb")
     html = out / f"{name}.html"
     for path in (executed, html):
         prepare_output(path)
-    for stale in (running, failed_path(executed)):
+    for stale in (executed.with_name(f".{name}.running.ipynb"), failed_path(executed)):
         stale.unlink(missing_ok=True)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        execute(notebook, running, values, params.report.kernel)
+    with tempfile.TemporaryDirectory(prefix=f"propy-report-{name}-") as scratch:
+        running = Path(scratch) / f"{name}.ipynb"
+        execute(notebook, running, values, params.report.kernel, failed_path(executed))
         for key in ("figures_dir", "tables_dir"):  # DVC warns about an empty output folder on every run
             folder = Path(values[key])
             if not any(folder.iterdir()):
                 atomic_write_text(folder / "NONE.txt", f"report {name} wrote nothing here with these inputs\n")
         atomic_write_text(html, to_html(running, name, available()))
-        os.replace(running, executed)
-    finally:
-        if running.exists():
-            running.unlink()
+        atomic_write_with(executed, lambda tmp: shutil.copyfile(running, tmp))
     return html
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,6 +30,7 @@ _CAUSES = {
     errno.EACCES: "permission denied; make the folder writable or choose another output path",
     errno.EPERM: "operation not permitted; make the folder writable or choose another output path",
     errno.EROFS: "read-only file system; choose an output path on a writable disk",
+    errno.EFBIG: "file too large for the file system or the process's file size limit (ulimit -f)",
 }
 
 
@@ -132,6 +135,27 @@ def prepare_output(path: str | os.PathLike, folder: bool = False) -> Path:
     return path
 
 
+def partial_folder(out: str | os.PathLike) -> Path:
+    """A fresh ``<out>.partial`` folder to fill and then :func:`swap_in` (a killed run's is removed)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    return partial
+
+
+def swap_in(partial: Path, out: Path) -> None:
+    """Replace the folder ``out`` by ``partial`` with renames only, so ``out`` is never half-written."""
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(partial, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -151,11 +175,20 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
 
 
 def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    """``numpy.save``'s bytes, written through Python's file object: numpy's own writer reports a
+    short write as "N requested and M written" without its cause (ENOSPC, EFBIG...)."""
     import numpy as np
+
+    fmt = np.lib.format
+    array = np.asarray(array)
+    array = array if array.flags.c_contiguous else array.copy(order="C")
+    if array.dtype.hasobject:
+        raise TypeError("atomic_save_npy writes plain arrays, not object arrays")
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.save(f, array)
+            fmt.write_array_header_1_0(f, fmt.header_data_from_array_1_0(array))
+            f.write(memoryview(array.reshape(-1)).cast("B"))
 
     atomic_write_with(path, write)
 
@@ -168,6 +201,15 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
             torch.save(obj, f)
 
     atomic_write_with(path, write)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def read_json(path: str | os.PathLike, missing: str, error: type[Exception] | None = None) -> Any:

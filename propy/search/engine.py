@@ -20,6 +20,7 @@ query embeddings of another model would be compared with stale event embeddings.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 from propy.config import TRAINED_KINDS
 from propy.errors import ConfigError, DataError
 from propy.model.checkpoint import differences, file_digest, fingerprint, json_digest
+from propy.runtime.files import prepare_output
 from propy.runtime.progress import progress
 from propy.search.store import FileKey, IndexStore, Located, Video, scan
 
@@ -148,6 +150,7 @@ def add_videos(
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
     if not video_dir.is_dir():
         raise DataError(f"{video_dir}: no such folder of videos")
+    prepare_output(index_dir, folder=True)  # an output that cannot be written fails now, not after a batch
     params = load_params(params_path, variant)
     checkpoint = Path(checkpoint) if checkpoint else None
     wanted = index_fingerprint(params, checkpoint)
@@ -251,6 +254,12 @@ def _check_same(manifest: dict, wanted: dict, index_dir: Path, advice: str) -> N
 
 # --------------------------------------------------------------------------- searching
 
+def printable(text: str) -> str:
+    """``text`` as any output can encode it: the bytes of a file name that are not UTF-8 (Python
+    keeps them as lone surrogates, which no encoder accepts) appear as ``\\xNN``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Moment:
     event: int  # index of the event (row of ``model.proposals``)
@@ -270,6 +279,10 @@ class Hit:
     moments: list[Moment]
     event_scores: np.ndarray  # [Ne] cosine of the query with every event
     spans: np.ndarray  # [Ne, 2] seconds
+
+    @property
+    def shown_path(self) -> str:
+        return printable(str(self.path))
 
     def to_json(self) -> dict:
         return {"rank": self.rank, "path": str(self.path), "score": self.score, "duration": self.duration,
@@ -343,6 +356,8 @@ class VideoIndex:
         self.encoder = encoder
 
     def search(self, query: str, k: int = 10, moments: int = 3) -> list[Hit]:
+        if not query.strip():
+            raise ConfigError("the query is empty: give the words of the moment you look for")
         if self.encoder is None:
             raise ConfigError("this index was opened without a model (with_model=False): use gallery.search")
         return self.gallery.search(self.encoder.text(query), k, moments)

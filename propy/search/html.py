@@ -16,7 +16,7 @@ import numpy as np
 
 from propy.errors import DataError
 from propy.runtime.files import atomic_write_text
-from propy.search.engine import Hit, Moment
+from propy.search.engine import Hit, Moment, printable
 
 THUMB = 112  # thumbnail side, pixels
 STRIP = 6  # frames per moment
@@ -94,7 +94,7 @@ def strips(hit: Hit) -> str:
     try:
         video = read_video(hit.path, DECODE_FPS, DECODE_MAX, THUMB)
     except DataError as exc:
-        return f'<p class="bad">no thumbnails: {html.escape(str(exc))}</p>'
+        return f'<p class="bad">no thumbnails: {html.escape(printable(str(exc)))}</p>'
     rows = []
     for number, moment in enumerate(hit.moments, start=1):
         index = strip_indices(moment, video.duration, STRIP, len(video.frames))
@@ -122,7 +122,7 @@ def page(query: str, hits: list[Hit], variant: str, gallery: int) -> str:
     sections = []
     for hit in hits:
         sections.append(
-            f"<section><h2>{hit.rank}. {html.escape(str(hit.path))}</h2>"
+            f"<section><h2>{hit.rank}. {html.escape(hit.shown_path)}</h2>"
             f'<div class="meta">score {hit.score:.4f} · {hit.duration:.1f} s · '
             f"{len(hit.event_scores)} events</div>{strips(hit)}"
             f'<div class="meta">event scores (rows: pyramid levels, whole video on top; '

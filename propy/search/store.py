@@ -84,13 +84,27 @@ class Located:
 
 def scan(root: Path, exclude: Optional[Path] = None) -> list[FileKey]:
     """Every non-hidden file under ``root`` (recursively, symlinks followed), sorted by path;
-    ``exclude`` (the index folder, when it lies inside) is left out."""
+    ``exclude`` (the index folder, when it lies inside) is left out.
+
+    Each real folder is walked once and each real file listed once (under the first path the walk
+    meets), so a link back up the tree (``ln -s . videos/self``) neither loops nor lists a video again."""
     keys = []
+    folders: set[str] = set()
+    files_seen: set[str] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
+        real = os.path.realpath(here)
+        if real in folders:
+            dirs[:] = []
+            continue
+        folders.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (exclude is None or here / d != exclude))
-        keys.extend(FileKey.of(root, here / name) for name in files if not name.startswith(".")
-                    and (here / name).is_file())
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or not path.is_file() or os.path.realpath(path) in files_seen:
+                continue
+            files_seen.add(os.path.realpath(path))
+            keys.append(FileKey.of(root, path))
     return sorted(keys, key=lambda k: k.path)
 
 
@@ -138,6 +152,10 @@ class IndexStore:
         if events.shape != expected or events.dtype != np.float32:
             raise DataError(f"{path}: expected float32 {list(expected)} as {self.manifest_path} says, "
                             f"got {events.dtype} {list(events.shape)}; re-create the index")
+        bad = np.flatnonzero(~np.isfinite(events).all(axis=(1, 2)))  # a NaN video would silently never rank
+        if bad.size:
+            raise DataError(f"{path}: the events of {bad.size} video(s) are not finite numbers (NaN or inf), "
+                            f"e.g. {manifest['videos'][bad[0]]['path']}; the file is damaged: re-create the index")
         return events
 
     def stored(self, manifest: Optional[dict], model: str) -> dict[str, Located]:

@@ -244,6 +244,7 @@ class Trainer:
         path = layout.annotations("train")
         cache = FrameCache(layout.cache, "train").require_size(backbone.image_size, params.clip.model)
         queries = cached_queries(load_annotations(path), cache.names, str(path))
+        cache.verify(queries.vid_names)  # here, once: DataLoader workers inherit the checked set
         self.groups = queries.groups
         self.clips = video_inputs(params, layout, cache, queries.vid_names, backbone, train=True, seed=seed)
         self.tokens = query_tokens(queries.records, backbone.tokenizer, cfg.max_words)
