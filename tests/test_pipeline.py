@@ -241,7 +241,7 @@ def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
         assert time.monotonic() < deadline, "extraction never reached its 5th video"
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    output = run.communicate(timeout=120)[0]
+    output = run.communicate(timeout=3600)[0]  # a bound on a hang only: a busy machine may be slow to stop
     assert run.returncode != 0, f"extract finished although it was held at its 5th video:\n{output[-3000:]}"
     done = len(journal.read_text().splitlines())
     assert done == 5
