@@ -8,6 +8,7 @@ video's frames, read with FrameCache.frames_at and normalised as VideoClips does
 
     PYTHONPATH=. python docs/measure_cache.py
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,15 @@ def measure(frames: np.ndarray, quality: int | None, root: Path, samples: int = 
     split = root / str(quality)
     split.mkdir()
     write_frames(split / f"v{suffix(quality)}", frames, quality)
-    (split / "manifest.json").write_text(json.dumps({"size": S, "fps": 3.0, "videos": {
-        "v": {"file": f"v{suffix(quality)}", "num_frames": T, "duration": T / 3}}}))
+    (split / "manifest.json").write_text(
+        json.dumps(
+            {
+                "size": S,
+                "fps": 3.0,
+                "videos": {"v": {"file": f"v{suffix(quality)}", "num_frames": T, "duration": T / 3}},
+            }
+        )
+    )
     cache = FrameCache(root, str(quality))
     rng = np.random.default_rng(0)
     cache.frames_at("v", sample_indices(T, NF, True, rng))  # warm the page cache
@@ -62,8 +70,11 @@ def measure(frames: np.ndarray, quality: int | None, root: Path, samples: int = 
         normalize(picked, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     seconds = time.perf_counter() - started
     error = float(np.abs(cache.frames("v").astype(int) - frames.astype(int)).mean())
-    return {"MB_per_video": (split / f"v{suffix(quality)}").stat().st_size / 1e6,
-            "frames_per_s_per_core": samples * NF / seconds, "mean_abs_error": error}
+    return {
+        "MB_per_video": (split / f"v{suffix(quality)}").stat().st_size / 1e6,
+        "frames_per_s_per_core": samples * NF / seconds,
+        "mean_abs_error": error,
+    }
 
 
 def main() -> None:
@@ -75,9 +86,11 @@ def main() -> None:
                 root = Path(tmp) / f"{name}-{quality}"
                 root.mkdir()
                 row = measure(frames, quality, root)
-                print(f"{name:<13} {('raw' if quality is None else f'jpeg q{quality}'):<9} "
-                      f"{row['MB_per_video']:7.2f} MB/video  {row['frames_per_s_per_core']:7.0f} frames/s/core  "
-                      f"mean |error| {row['mean_abs_error']:.2f}")
+                print(
+                    f"{name:<13} {('raw' if quality is None else f'jpeg q{quality}'):<9} "
+                    f"{row['MB_per_video']:7.2f} MB/video  {row['frames_per_s_per_core']:7.0f} frames/s/core  "
+                    f"mean |error| {row['mean_abs_error']:.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """``python -m propy``: the command line (``propy.cli``)."""
+
 from propy.cli import main
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Each command lives in its own module, which defines ``configure_parser(parser)``
 and ``run(args) -> int``. Modules are imported only when their command runs, so
 ``--help`` and light commands do not pay for importing torch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,10 @@ from propy.runtime.locks import stop_with_parent
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("propy.commands.synth", "generate the synthetic PRVR benchmark (mp4 + annotations)"),
     "convert": ("propy.commands.convert", "convert a public dataset's annotations to the canonical jsonl"),
-    "convert-weights": ("propy.commands.convert_weights", "convert OpenAI's TorchScript CLIP archive to an open_clip state dict"),
+    "convert-weights": (
+        "propy.commands.convert_weights",
+        "convert OpenAI's TorchScript CLIP archive to an open_clip state dict",
+    ),
     "split-val": ("propy.commands.split_val", "split a canonical train.jsonl into train and val by video (seeded)"),
     "extract": ("propy.commands.extract", "decode every video once into the uint8 frame cache"),
     "features": ("propy.commands.features", "embed every cached frame with the frozen CLIP once (MS-SL's input)"),
@@ -28,12 +32,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "headline": ("propy.commands.headline", "rewrite README.md's headline table from the pooled metrics"),
     "sweep": ("propy.commands.sweep", "train a grid of settings once each and score them on the validation split"),
     "pool": ("propy.commands.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
-    "import-reference": ("propy.commands.import_reference", "import a checkpoint of the authors' ProPy as a propy checkpoint"),
+    "import-reference": (
+        "propy.commands.import_reference",
+        "import a checkpoint of the authors' ProPy as a propy checkpoint",
+    ),
     "index": ("propy.commands.index", "encode a folder of videos (recursively, incrementally) for `propy search`"),
     "search": ("propy.commands.search", "search an index by text: ranked videos and their best moments"),
     "bench": ("propy.commands.bench", "measure throughput, memory and ProPy/CLIP encode ratios"),
     "report": ("propy.commands.report", "execute a report notebook with papermill and render it to HTML"),
-    "check-params": ("propy.commands.check_params", "validate params.yaml (and every variant) and print the resolved values"),
+    "check-params": (
+        "propy.commands.check_params",
+        "validate params.yaml (and every variant) and print the resolved values",
+    ),
 }
 
 

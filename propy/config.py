@@ -18,6 +18,7 @@ that the preset sets (``train.epochs``) has no effect. ``Params.sources`` record
 set each key; check-params and training list every base value a dataset layer replaces, and
 ``Params.where(key)`` lets an error name the layer and the key to edit instead.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,7 +30,7 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -42,11 +43,12 @@ TRAINED_KINDS = ("propy", "seqconv", "msl")  # the others are zero-shot baseline
 QUERY_KINDS = ("appearance", "order", "composition", "context")  # of the synthetic benchmark (synth.py)
 Interaction = Literal[INTERACTIONS]  # type: ignore[valid-type]  # values from masks, read by build()
 SPLITS = ("train", "val", "test")
-PyramidSpec = Union[list[int], list[list[int]]]  # overlap flags (Nf = 2^p) or windows [[c, o], ...]
+PyramidSpec = Union[list[int], list[list[int]]]  # noqa: UP007 (build() reads it at run time)  # overlap flags (Nf = 2^p) or windows [[c, o], ...]
 
 
-def bounded(lo: float | None = None, hi: float | None = None, *, above: float | None = None,
-            below: float | None = None) -> Any:
+def bounded(
+    lo: float | None = None, hi: float | None = None, *, above: float | None = None, below: float | None = None
+) -> Any:
     """A required field whose number (or every number of its list) must lie in a range:
     ``lo <= x <= hi``, ``x > above``, ``x < below``; build() checks it and names the key."""
     return field(metadata={"range": (lo, hi, above, below)})
@@ -62,15 +64,23 @@ def params_block(cls: type[T]) -> type[T]:
     return dataclass(cls)
 
 
-def _out_of_range(value: Any, lo, hi, above, below) -> Optional[str]:
+def _out_of_range(value: Any, lo, hi, above, below) -> str | None:
     numbers = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
     for x in numbers:
         if x is None:
             continue
-        if (lo is not None and x < lo) or (hi is not None and x > hi) or \
-                (above is not None and x <= above) or (below is not None and x >= below):
-            parts = [f">= {lo}" if lo is not None else "", f"> {above}" if above is not None else "",
-                     f"<= {hi}" if hi is not None else "", f"< {below}" if below is not None else ""]
+        if (
+            (lo is not None and x < lo)
+            or (hi is not None and x > hi)
+            or (above is not None and x <= above)
+            or (below is not None and x >= below)
+        ):
+            parts = [
+                f">= {lo}" if lo is not None else "",
+                f"> {above}" if above is not None else "",
+                f"<= {hi}" if hi is not None else "",
+                f"< {below}" if below is not None else "",
+            ]
             return f"{value!r} is out of range; expected {' and '.join(p for p in parts if p)}"
     return None
 
@@ -103,8 +113,13 @@ class SynthConfig:
                 yield name, f"expected [min, max] with min <= max, got {values!r}"
         unknown = sorted(set(self.kind_mix) - set(QUERY_KINDS))
         if unknown or sum(self.kind_mix.values()) <= 0:
-            yield "kind_mix", (f"expected non-negative weights of some of {', '.join(QUERY_KINDS)}, not all 0"
-                               + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+            yield (
+                "kind_mix",
+                (
+                    f"expected non-negative weights of some of {', '.join(QUERY_KINDS)}, not all 0"
+                    + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+                ),
+            )
 
 
 @params_block
@@ -113,7 +128,7 @@ class DatasetEntry:
     Where its files live is dvc.yaml's business (``--data data/<name>`` on each stage's command)."""
 
     video_ext: str
-    preset: Optional[str]  # a key of `presets`, applied before `overrides`
+    preset: str | None  # a key of `presets`, applied before `overrides`
     overrides: dict
 
 
@@ -123,7 +138,7 @@ class ExtractConfig:
 
     fps: float = bounded(above=0)  # frames cached per second of video
     max_frames: int = bounded(1)  # cap per video (long videos are cached at a lower rate)
-    jpeg_quality: Optional[int] = bounded(1, 95)  # None: raw uint8 frames; else JPEG (propy/data/frames.py)
+    jpeg_quality: int | None = bounded(1, 95)  # None: raw uint8 frames; else JPEG (propy/data/frames.py)
     duration_tolerance: float = bounded(0)  # seconds a video may fall short of its annotations' duration
     skip_bad: bool  # skip missing/corrupt/too short videos (listed in the manifest) instead of failing
 
@@ -175,7 +190,7 @@ class MslConfig:
     scale_weights: list[float] = bounded(0)  # [clip_scale_w, frame_scale_w] of the ranking score
     margin: float = bounded(above=0)  # of both triplet ranking losses
     nce_weights: list[float] = bounded(0)  # [clip, frame] InfoNCE weights (the reference's 0.02, 0.04)
-    hard_negative_start_epoch: Optional[int] = bounded(0)  # 0-based epoch from which negatives are hard; null: never
+    hard_negative_start_epoch: int | None = bounded(0)  # 0-based epoch from which negatives are hard; null: never
     hard_pool_size: int = bounded(1)  # hard negatives are drawn from this many highest-scoring ones
 
     def problems(self) -> Iterator[tuple[str, str]]:
@@ -200,9 +215,9 @@ class ModelConfig:
     frame_prompts: int = bounded(0)  # Nvp per layer; 0 switches frame prompts off
     text_prompts: bool  # prefix prompts projected from the frame prompts
     postfix_prompts: bool  # inert under the causal text mask (kept as a documented switch)
-    prompt_layers: Optional[int] = bounded(1)  # deep prompts in the first N layers (None: all)
+    prompt_layers: int | None = bounded(1)  # deep prompts in the first N layers (None: all)
     adapters: bool
-    adapter_layers: Optional[int] = bounded(0)  # None: every vision block but the last
+    adapter_layers: int | None = bounded(0)  # None: every vision block but the last
     adapter_width: int = bounded(1)
     adapter_kernel: int = bounded(1)
     # beyond the paper: learned per-frame position embeddings that the event attention sees (zero-init)
@@ -220,7 +235,7 @@ class ModelConfig:
         if self.adapter_kernel % 2 == 0:
             yield "adapter_kernel", f"must be odd, got {self.adapter_kernel}"
         try:  # a pyramid that does not fit num_frames fails here, not deep inside a stage
-            self.event_pyramid
+            _ = self.event_pyramid
         except ConfigError as exc:
             yield "pyramid", str(exc)
 
@@ -243,7 +258,7 @@ class TrainConfig(OptimConfig):
     num_workers: int = bounded(0)
     rival_batches: bool  # keep each video's rivals (the dataset's rivals.json) in its batch: hard negatives
     # stop after this many epochs without a better validation SumR (best.pt keeps the best); null: run every epoch
-    patience: Optional[int] = bounded(1)
+    patience: int | None = bounded(1)
 
 
 @params_block
@@ -371,7 +386,7 @@ class Params:
     claims: ClaimsConfig
     sweep: SweepConfig
     report: ReportConfig
-    variant: Optional[str]  # the variant these params were resolved for
+    variant: str | None  # the variant these params were resolved for
     sources: dict[str, str]  # dotted key -> the layer that set it (see `merged`); keys not listed: base
 
     @property
@@ -393,8 +408,8 @@ class Layout:
     line (``--data data/<dataset> --cache data/cache``), so no path is stated twice."""
 
     data: Path  # annotations/{train,val,test}.jsonl, videos/, and for the synthetic set its extras
-    cache: Optional[Path]  # the frame cache: <cache>/<split>/ (None for a reader of the dataset folder only)
-    features: Optional[Path] = None  # frozen CLIP frame embeddings <features>/<split>/ (`propy features`; MS-SL)
+    cache: Path | None  # the frame cache: <cache>/<split>/ (None for a reader of the dataset folder only)
+    features: Path | None = None  # frozen CLIP frame embeddings <features>/<split>/ (`propy features`; MS-SL)
 
     def annotations(self, split: str) -> Path:
         return self.data / "annotations" / f"{split}.jsonl"
@@ -404,13 +419,13 @@ class Layout:
         return self.data / "videos"
 
     @property
-    def query_kinds(self) -> Optional[Path]:
+    def query_kinds(self) -> Path | None:
         """``query_kinds.json`` when the dataset has one (the synthetic benchmark does)."""
         path = self.data / "query_kinds.json"
         return path if path.is_file() else None
 
     @property
-    def rivals(self) -> Optional[Path]:
+    def rivals(self) -> Path | None:
         """``rivals.json`` (``{desc_id: [rival vid_name, ...]}``, the rival probes) when the dataset has one."""
         path = self.data / "rivals.json"
         return path if path.is_file() else None
@@ -426,6 +441,7 @@ class Layout:
 
 
 # --------------------------------------------------------------------------- loading
+
 
 def deep_merge(base: dict, override: dict) -> dict:
     """Return ``base`` updated recursively by ``override`` (dicts merge, the rest replaces)."""
@@ -538,10 +554,10 @@ def build(cls: type, data: Any, where: str) -> Any:
     return obj
 
 
-def merged(raw: dict, variant: Optional[str], source: str) -> dict:
+def merged(raw: dict, variant: str | None, source: str) -> dict:
     """The raw blocks of ``variant``: base <- ``presets[datasets.<dataset>.preset]`` <-
-    ``datasets.<dataset>.overrides`` <- ``variants.<variant>`` <- ``presets.<preset>.variants.<variant>``; each layer may touch only the
-    overridable blocks (an error names the layer where the user wrote it)."""
+    ``datasets.<dataset>.overrides`` <- ``variants.<variant>`` <- ``presets.<preset>.variants.<variant>``;
+    each layer may touch only the overridable blocks (an error names the layer where the user wrote it)."""
     datasets = raw.get("datasets")
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError(f"{source}: datasets: expected a mapping of dataset entries")
@@ -556,14 +572,18 @@ def merged(raw: dict, variant: Optional[str], source: str) -> dict:
     if preset is not None:
         presets = raw.get("presets") or {}
         if preset not in presets:
-            raise ConfigError(f"{source}: datasets.{name}.preset: {preset!r} is not one of "
-                              f"{', '.join(presets) or '(no presets defined)'}")
+            raise ConfigError(
+                f"{source}: datasets.{name}.preset: {preset!r} is not one of "
+                f"{', '.join(presets) or '(no presets defined)'}"
+            )
         blocks = dict(presets[preset]) if isinstance(presets[preset], dict) else presets[preset]
         per_variant = blocks.pop("variants", None) or {} if isinstance(blocks, dict) else {}
         stray = [v for v in per_variant if v not in variants] if isinstance(per_variant, dict) else [per_variant]
         if stray:
-            raise ConfigError(f"{source}: presets.{preset}.variants: {', '.join(map(repr, stray))} is not a "
-                              f"variant; expected a mapping of some of {', '.join(map(str, variants))}")
+            raise ConfigError(
+                f"{source}: presets.{preset}.variants: {', '.join(map(repr, stray))} is not a "
+                f"variant; expected a mapping of some of {', '.join(map(str, variants))}"
+            )
         layers.append((f"presets.{preset}", blocks))
     layers.append((f"datasets.{name}.overrides", entry.get("overrides") or {}))
     if variant is not None:
@@ -614,15 +634,19 @@ def describe_source(key: str, layer: str, dataset: str) -> str:
     if layer == "base":
         return f"{key} (params.yaml: {key})"
     at = change_at(key, layer, dataset)
-    return (f"{key} (set by {layer} in params.yaml, which replaces the base value; change it at {at}, "
-            f"e.g. `dvc exp run -S ++{at}=...`)")
+    return (
+        f"{key} (set by {layer} in params.yaml, which replaces the base value; change it at {at}, "
+        f"e.g. `dvc exp run -S ++{at}=...`)"
+    )
 
 
 def shadowed_notes(raw: dict, params: Params) -> list[str]:
     """One line per :func:`shadowed` value, for check-params and the training log."""
-    return [f"{key}: the base value {base!r} is not used; {layer} sets {value!r} "
-            f"(to change it, edit {change_at(key, layer, params.dataset)})"
-            for key, base, value, layer in shadowed(raw, params)]
+    return [
+        f"{key}: the base value {base!r} is not used; {layer} sets {value!r} "
+        f"(to change it, edit {change_at(key, layer, params.dataset)})"
+        for key, base, value, layer in shadowed(raw, params)
+    ]
 
 
 def shadowed(raw: dict, params: Params) -> list[tuple[str, Any, Any, str]]:
@@ -632,12 +656,15 @@ def shadowed(raw: dict, params: Params) -> list[tuple[str, Any, Any, str]]:
     training print them. Variants are left out: changing the base is what a variant is for."""
     base = flatten({block: raw.get(block) for block in _OVERRIDABLE})
     used = flatten({block: dataclasses.asdict(getattr(params, block)) for block in _OVERRIDABLE})
-    out = [(key, base[key], used.get(key), layer) for key, layer in params.sources.items()
-           if not _per_variant(layer) and key in base]
+    out = [
+        (key, base[key], used.get(key), layer)
+        for key, layer in params.sources.items()
+        if not _per_variant(layer) and key in base
+    ]
     return [item for item in out if item[1] != item[2]]
 
 
-def resolve(raw: dict, variant: Optional[str] = None, source: str = "params.yaml") -> Params:
+def resolve(raw: dict, variant: str | None = None, source: str = "params.yaml") -> Params:
     """Validated params of one variant (or of the base blocks with ``variant=None``).
 
     The base is checked first, so a mistake in a base block is reported there and not under
@@ -676,10 +703,16 @@ def _check_study(params: Params, source: str) -> None:
     variants, study = params.variants, params.study
     for name in variants:
         if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
-            raise ConfigError(f"{source}: variants: {name!r} is not a usable variant name; expected letters, "
-                              "digits, '_' and '-' only (DVC's stage names and the output folders use it)")
-    named = {"study.trained": study.trained, "study.zero_shot": study.zero_shot,
-             "report.headline": [params.report.headline], "sweep.variant": [params.sweep.variant]}
+            raise ConfigError(
+                f"{source}: variants: {name!r} is not a usable variant name; expected letters, "
+                "digits, '_' and '-' only (DVC's stage names and the output folders use it)"
+            )
+    named = {
+        "study.trained": study.trained,
+        "study.zero_shot": study.zero_shot,
+        "report.headline": [params.report.headline],
+        "sweep.variant": [params.sweep.variant],
+    }
     named.update({f"study.ablations.{k}": v for k, v in study.ablations.items()})
     for name, test in params.claims.tests.items():
         named.update({f"claims.tests.{name}.variant": [test.variant], f"claims.tests.{name}.against": [test.against]})
@@ -692,24 +725,29 @@ def _check_study(params: Params, source: str) -> None:
     for table, names in study.ablations.items():
         stray = [n for n in names if n not in study.trained]
         if stray:
-            raise ConfigError(f"{source}: study.ablations.{table}: {', '.join(stray)} not in study.trained "
-                              "(the ablation tables compare trained variants)")
+            raise ConfigError(
+                f"{source}: study.ablations.{table}: {', '.join(stray)} not in study.trained "
+                "(the ablation tables compare trained variants)"
+            )
     for where, names in (("study.trained", study.trained), ("study.zero_shot", study.zero_shot)):
         for name in names:
             kind = ((variants[name] or {}).get("model") or {}).get("kind", params.model.kind)
             if (kind in TRAINED_KINDS) != (where == "study.trained"):
-                expected = (f"a trained kind ({', '.join(TRAINED_KINDS)})" if where == "study.trained"
-                            else "a zero-shot kind (meanpool, maxframe)")
-                raise ConfigError(
-                    f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}"
+                expected = (
+                    f"a trained kind ({', '.join(TRAINED_KINDS)})"
+                    if where == "study.trained"
+                    else "a zero-shot kind (meanpool, maxframe)"
                 )
+                raise ConfigError(f"{source}: {where}: variant {name!r} has model.kind {kind!r}; expected {expected}")
     both = sorted(set(study.trained) & set(study.zero_shot))
     if both:
         raise ConfigError(f"{source}: study: {', '.join(both)} listed both as trained and as zero_shot")
     if params.report.headline not in study.trained:
-        raise ConfigError(f"{source}: report.headline: {params.report.headline!r} is not in study.trained "
-                          f"({', '.join(study.trained) or 'empty'}); `pool` compares every variant with it, so "
-                          "it must be trained in the study")
+        raise ConfigError(
+            f"{source}: report.headline: {params.report.headline!r} is not in study.trained "
+            f"({', '.join(study.trained) or 'empty'}); `pool` compares every variant with it, so "
+            "it must be trained in the study"
+        )
 
 
 _OVERRIDABLE = ("synth", "extract", "clip", "pretrain_clip", "model", "train", "eval")
@@ -732,8 +770,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise ConfigError(f"{self.name}: line {line}: key {key!r} is given twice "
-                                  f"(first on line {seen[key]}); merge the two into one")
+                raise ConfigError(
+                    f"{self.name}: line {line}: key {key!r} is given twice "
+                    f"(first on line {seen[key]}); merge the two into one"
+                )
             seen[key] = line
         return super().construct_mapping(node, deep)
 
@@ -757,20 +797,23 @@ def read_params(path: str | Path) -> dict:
         loader.dispose()
 
 
-def load_params(path: str | Path = "params.yaml", variant: Optional[str] = None) -> Params:
+def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Params:
     return resolve(read_params(path), variant=variant, source=str(path))
 
 
 def add_layout_args(parser, cache: bool = True, required: bool = True, features: bool = False) -> None:
     """``--data`` (and ``--cache``, ``--features``): the input folders a stage reads, given by dvc.yaml."""
-    parser.add_argument("--data", required=required, type=Path,
-                        help="the dataset's folder (annotations/, videos/), e.g. data/synthetic")
+    parser.add_argument(
+        "--data", required=required, type=Path, help="the dataset's folder (annotations/, videos/), e.g. data/synthetic"
+    )
     if cache:
         parser.add_argument("--cache", required=required, type=Path, help="the frame cache folder, e.g. data/cache")
     if features:
-        parser.add_argument("--features", type=Path,
-                            help="the frozen frame embeddings (`propy features`), e.g. data/features; "
-                                 "model.kind msl reads them")
+        parser.add_argument(
+            "--features",
+            type=Path,
+            help="the frozen frame embeddings (`propy features`), e.g. data/features; model.kind msl reads them",
+        )
 
 
 def layout_from(args) -> Layout:

@@ -22,6 +22,7 @@ Usage (after ``propy bench --profile tvr --work WORK``):
         --batch 24 --workers 15 --epochs 2
 Writes ``OUT/reference/timing.json`` and prints a markdown row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,15 +67,40 @@ def stub_s3_modules() -> list[str]:
 def reference_flags(args: argparse.Namespace, data: Path, out: Path) -> list[str]:
     """``scripts/prvr_tvr.sh``'s flags, with this run's data, batch, workers and epochs."""
     flags = {
-        "do_train": 1, "do_eval": 0, "num_thread_reader": args.workers, "epochs": args.epochs,
-        "batch_size": args.batch, "n_display": 40, "prvr_train_annos": data / "annotations" / "train.jsonl",
-        "prvr_val_annos": data / "annotations" / "val.jsonl", "video_dir": data / "videos",
-        "output_dir": out / "run", "optim": "AdamW", "lr": 8e-4, "coef_lr": 1e-3, "wd": 0.2, "max_words": 32,
-        "batch_size_val": 16, "datatype": "tvr", "feature_framerate": 3, "freeze_layer_num": 12,
-        "slice_framepos": 2, "linear_patch": "2d", "sim_header": "meanP", "pretrained_clip_name": "ViT-B/32",
-        "precision": args.precision, "pretrained_dir": out / "CLIP_weights", "freeze_clip": 1, "resume": "None",
-        "load_from_pretrained": 0, "shared_latent_space": "linear", "Nvp": 4, "num_adapter_layers": 12,
-        "temp_kernel_sz": 5, "adapter_channels": 384, "pyr_config_path": "pyr_configs/cfg_32.json",
+        "do_train": 1,
+        "do_eval": 0,
+        "num_thread_reader": args.workers,
+        "epochs": args.epochs,
+        "batch_size": args.batch,
+        "n_display": 40,
+        "prvr_train_annos": data / "annotations" / "train.jsonl",
+        "prvr_val_annos": data / "annotations" / "val.jsonl",
+        "video_dir": data / "videos",
+        "output_dir": out / "run",
+        "optim": "AdamW",
+        "lr": 8e-4,
+        "coef_lr": 1e-3,
+        "wd": 0.2,
+        "max_words": 32,
+        "batch_size_val": 16,
+        "datatype": "tvr",
+        "feature_framerate": 3,
+        "freeze_layer_num": 12,
+        "slice_framepos": 2,
+        "linear_patch": "2d",
+        "sim_header": "meanP",
+        "pretrained_clip_name": "ViT-B/32",
+        "precision": args.precision,
+        "pretrained_dir": out / "CLIP_weights",
+        "freeze_clip": 1,
+        "resume": "None",
+        "load_from_pretrained": 0,
+        "shared_latent_space": "linear",
+        "Nvp": 4,
+        "num_adapter_layers": 12,
+        "temp_kernel_sz": 5,
+        "adapter_channels": 384,
+        "pyr_config_path": "pyr_configs/cfg_32.json",
     }
     argv = [f"--{k}={v}" for k, v in flags.items()]
     return argv + ["--expand_msrvtt_sentences", "--loose_type"]
@@ -119,6 +145,7 @@ def main() -> int:
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - started)
             return result
+
         return wrapper
 
     for name in times:
@@ -135,9 +162,14 @@ def main() -> int:
     val_videos = len({json.loads(line)["vid_name"] for line in (data / "annotations" / "val.jsonl").open()})
     per_epoch = train_videos // args.batch * args.batch  # its loader drops the last partial batch
     result = {
-        "reference": "BUAAPY/ProPy main_prvr.py", "batch": args.batch, "workers": args.workers,
-        "precision": args.precision, "epochs": args.epochs, "train_videos_per_epoch": per_epoch,
-        "train_epoch_s": times["train_epoch"], "eval_s": times["prvr_eval_epoch"],
+        "reference": "BUAAPY/ProPy main_prvr.py",
+        "batch": args.batch,
+        "workers": args.workers,
+        "precision": args.precision,
+        "epochs": args.epochs,
+        "train_videos_per_epoch": per_epoch,
+        "train_epoch_s": times["train_epoch"],
+        "eval_s": times["prvr_eval_epoch"],
         "train_videos_per_s": [per_epoch / s for s in times["train_epoch"]],
         "eval_gallery_videos_per_s": [val_videos / s for s in times["prvr_eval_epoch"]],
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
@@ -146,16 +178,20 @@ def main() -> int:
     }
     (out / "timing.json").write_text(json.dumps(result, indent=2))
     last = result["train_videos_per_s"][-1]
-    print(f"reference (BUAAPY/ProPy) on {result['device']}, batch {args.batch}, {args.precision}, epoch {args.epochs} "
-          f"of {per_epoch} videos: {last:.2f} videos/s (loader start-up included); evaluation (queries, gallery, "
-          f"scores) {result['eval_gallery_videos_per_s'][-1]:.2f} gallery videos/s; peak GPU "
-          f"{result['peak_cuda_mb'] or 0:.0f} MiB")
+    print(
+        f"reference (BUAAPY/ProPy) on {result['device']}, batch {args.batch}, {args.precision}, epoch {args.epochs} "
+        f"of {per_epoch} videos: {last:.2f} videos/s (loader start-up included); evaluation (queries, gallery, "
+        f"scores) {result['eval_gallery_videos_per_s'][-1]:.2f} gallery videos/s; peak GPU "
+        f"{result['peak_cuda_mb'] or 0:.0f} MiB"
+    )
     if args.propy:
         rows = [r for r in json.loads(args.propy.read_text())["train"] if r["batch_videos"] == args.batch]
         if rows:
             ratio = rows[0]["epoch_videos_per_s"] / last
-            print(f"propy / reference training speed at batch {args.batch} (whole epochs, loader start-up "
-                  f"included): {rows[0]['epoch_videos_per_s']:.2f} / {last:.2f} = {ratio:.2f}x")
+            print(
+                f"propy / reference training speed at batch {args.batch} (whole epochs, loader start-up "
+                f"included): {rows[0]['epoch_videos_per_s']:.2f} / {last:.2f} = {ratio:.2f}x"
+            )
     return 0
 
 

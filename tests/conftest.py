@@ -4,6 +4,7 @@ Everything is real (mp4 from propy.data.synth, cache from propy.data.cache, a
 random-init tiny open_clip from configs/propy-tiny.json) and small enough for
 a test to train on in seconds. Extend by adding functions; keep these stable.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,14 @@ from propy.data.synth import generate
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_SYNTH = SynthConfig(
-    seed=1, videos=SplitSizes(train=8, val=4, test=4), size=32, fps=8,
-    events_per_video=[5, 6], event_seconds=[0.5, 1.0],
-    kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0}, composition_events=[2, 3],
+    seed=1,
+    videos=SplitSizes(train=8, val=4, test=4),
+    size=32,
+    fps=8,
+    events_per_video=[5, 6],
+    event_seconds=[0.5, 1.0],
+    kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0},
+    composition_events=[2, 3],
 )
 TINY_SIZE = 32  # the input size of configs/propy-tiny.json
 TINY_FPS = 8.0
@@ -36,8 +42,16 @@ def tiny_bench(tmp_path_factory) -> Path:
     generate(TINY_SYNTH, data, progress=False)
     for split in SPLITS:
         names = list(group_by_video(load_annotations(data / "annotations" / f"{split}.jsonl")))
-        extract_split(names, data / "videos", ".mp4", root / "cache" / split,
-                      size=TINY_SIZE, fps=TINY_FPS, max_frames=TINY_MAX_FRAMES, progress=False)
+        extract_split(
+            names,
+            data / "videos",
+            ".mp4",
+            root / "cache" / split,
+            size=TINY_SIZE,
+            fps=TINY_FPS,
+            max_frames=TINY_MAX_FRAMES,
+            progress=False,
+        )
     return root
 
 
@@ -46,26 +60,44 @@ def tiny_params_dict(overrides: dict | None = None) -> dict:
     2 epochs of 4 videos, seed 3. Variants: ``tiny`` (ProPy) and ``zs_meanpool`` / ``zs_maxframe``;
     ``overrides`` merge onto the base blocks. The folders go on the command line (``layout_args``)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw = deep_merge(raw, {
-        "dataset": "synthetic",
-        "synth": {"seed": TINY_SYNTH.seed, "size": TINY_SYNTH.size, "fps": TINY_SYNTH.fps,
-                  "videos": {"train": 8, "val": 4, "test": 4},
-                  "events_per_video": TINY_SYNTH.events_per_video, "event_seconds": TINY_SYNTH.event_seconds},
-        "extract": {"fps": TINY_FPS, "max_frames": TINY_MAX_FRAMES},
-        "clip": {"model": str(REPO / "configs" / "propy-tiny.json"), "pretrained": ""},
-        "pretrain_clip": {"enabled": False},
-        "model": {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3},
-        "train": {"epochs": 2, "batch_videos": 4, "lr": 1.0e-3, "max_words": 16},
-        "eval": {"batch_videos": 4, "batch_queries": 16, "ks": [1, 2, 3, 4]},
-        "study": {"trained": ["tiny"], "seeds": [3], "zero_shot": ["zs_meanpool", "zs_maxframe"]},
-        "report": {"headline": "tiny"},
-        "sweep": {"variant": "tiny", "seed": 3},
-    })
-    raw["variants"] = {"tiny": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},
-                       "zs_maxframe": {"model": {"kind": "maxframe"}}}
+    raw = deep_merge(
+        raw,
+        {
+            "dataset": "synthetic",
+            "synth": {
+                "seed": TINY_SYNTH.seed,
+                "size": TINY_SYNTH.size,
+                "fps": TINY_SYNTH.fps,
+                "videos": {"train": 8, "val": 4, "test": 4},
+                "events_per_video": TINY_SYNTH.events_per_video,
+                "event_seconds": TINY_SYNTH.event_seconds,
+            },
+            "extract": {"fps": TINY_FPS, "max_frames": TINY_MAX_FRAMES},
+            "clip": {"model": str(REPO / "configs" / "propy-tiny.json"), "pretrained": ""},
+            "pretrain_clip": {"enabled": False},
+            "model": {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3},
+            "train": {"epochs": 2, "batch_videos": 4, "lr": 1.0e-3, "max_words": 16},
+            "eval": {"batch_videos": 4, "batch_queries": 16, "ks": [1, 2, 3, 4]},
+            "study": {"trained": ["tiny"], "seeds": [3], "zero_shot": ["zs_meanpool", "zs_maxframe"]},
+            "report": {"headline": "tiny"},
+            "sweep": {"variant": "tiny", "seed": 3},
+        },
+    )
+    raw["variants"] = {
+        "tiny": {},
+        "zs_meanpool": {"model": {"kind": "meanpool"}},
+        "zs_maxframe": {"model": {"kind": "maxframe"}},
+    }
     raw["study"]["ablations"] = {}
-    raw["claims"]["tests"] = {"vs_maxframe": {"claim": "ProPy beats max-frame CLIP", "variant": "tiny",
-                                              "against": "zs_maxframe", "kind": "all", "metric": "SumR"}}
+    raw["claims"]["tests"] = {
+        "vs_maxframe": {
+            "claim": "ProPy beats max-frame CLIP",
+            "variant": "tiny",
+            "against": "zs_maxframe",
+            "kind": "all",
+            "metric": "SumR",
+        }
+    }
     return deep_merge(raw, overrides or {})
 
 
@@ -110,8 +142,10 @@ def write_openai_archive(state_dict: dict, path: Path, quick_gelu: bool = True) 
 
     archive = Archive()
     sizes = {"input_resolution": 224, "context_length": 77, "vocab_size": 49408}
-    entries = {**{k: v.detach().half() for k, v in state_dict.items()},
-               **{k: torch.tensor(v) for k, v in sizes.items()}}
+    entries = {
+        **{k: v.detach().half() for k, v in state_dict.items()},
+        **{k: torch.tensor(v) for k, v in sizes.items()},
+    }
     for key, tensor in entries.items():
         *parents, leaf = key.split(".")
         node = archive

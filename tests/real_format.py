@@ -4,6 +4,7 @@ sizes and frame rates than the synthetic ones, and OpenAI-format CLIP weights, u
 The CLIP is the tiny config with QuickGELU (as ViT-B-32-quickgelu is to ViT-B-32), so a real-path
 run takes seconds; ``params`` keeps presets.paper and overrides only what makes it small.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,13 @@ def _video(name: str, seed: int) -> np.ndarray:
 def _release_line(desc_id: int, vid: str, rng: np.random.Generator, with_ts: bool) -> dict:
     duration = VIDEOS[vid][3]
     start = float(rng.uniform(0, duration / 2))
-    line = {"desc_id": desc_id, "desc": " ".join(rng.choice(WORDS, 4)), "vid_name": vid, "duration": duration,
-            "type": "v"}
+    line = {
+        "desc_id": desc_id,
+        "desc": " ".join(rng.choice(WORDS, 4)),
+        "vid_name": vid,
+        "duration": duration,
+        "type": "v",
+    }
     if with_ts:
         line["ts"] = [round(start, 2), round(start + duration / 3, 2)]
     return line
@@ -59,7 +65,10 @@ def write_dataset(root: Path) -> dict[str, Path]:
     release.mkdir(parents=True, exist_ok=True)
     train = [_release_line(i, vid, rng, True) for i, vid in enumerate(v for v in TRAIN for _ in range(3))]
     test = [_release_line(100 + i, vid, rng, False) for i, vid in enumerate(v for v in TEST for _ in range(2))]
-    paths = {"train_release": release / "tvr_train_release.jsonl", "test_release": release / "tvr_test_public_release.jsonl"}
+    paths = {
+        "train_release": release / "tvr_train_release.jsonl",
+        "test_release": release / "tvr_test_public_release.jsonl",
+    }
     paths["train_release"].write_text("".join(json.dumps(x) + "\n" for x in train))
     paths["test_release"].write_text("".join(json.dumps(x) + "\n" for x in test))
     videos = root / "data" / "tvr" / "videos"
@@ -68,12 +77,15 @@ def write_dataset(root: Path) -> dict[str, Path]:
         write_mp4(videos / f"{name}.mp4", _video(name, i), VIDEOS[name][2], "libx264")
     config = root / "configs" / "tiny-quickgelu.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({**json.loads((REPO / "configs" / "propy-tiny.json").read_text()), "quick_gelu": True}))
+    config.write_text(
+        json.dumps({**json.loads((REPO / "configs" / "propy-tiny.json").read_text()), "quick_gelu": True})
+    )
     torch.manual_seed(0)
     state = create_clip(str(config)).state_dict()
     (root / "weights").mkdir(exist_ok=True)
-    paths.update(config=config, archive=write_openai_archive(state, root / "weights" / "ViT-B-32.pt"),
-                 plain=root / "plain.pt")
+    paths.update(
+        config=config, archive=write_openai_archive(state, root / "weights" / "ViT-B-32.pt"), plain=root / "plain.pt"
+    )
     torch.save(state, paths["plain"])
     return paths
 
@@ -86,20 +98,40 @@ def params(config: Path, small_batch: bool = True) -> dict:
     overrides = copy.deepcopy(raw["datasets"]["tvr"]["overrides"])
     overrides["clip"] = {"model": str(config)}  # weights: presets.paper's weights/ViT-B-32.pt
     overrides["extract"] = {"fps": 2.0, "max_frames": 8}
-    overrides["model"] = {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8, "adapter_kernel": 3,
-                          "msl": {"frames": 8, "slots": 4, "hidden": 16, "heads": 2}}
+    overrides["model"] = {
+        "num_frames": 4,
+        "pyramid": [0, 1],
+        "frame_prompts": 2,
+        "adapter_width": 8,
+        "adapter_kernel": 3,
+        "msl": {"frames": 8, "slots": 4, "hidden": 16, "heads": 2},
+    }
     overrides["train"].update(epochs=1, max_words=16, **({"batch_videos": 4} if small_batch else {}))
     overrides["eval"] = {"batch_videos": 4, "batch_queries": 16}
     raw["datasets"]["tvr"]["overrides"] = overrides
-    raw["variants"] = {"full": {}, "zs_meanpool": {"model": {"kind": "meanpool"}},  # deeper ones need Nf > 4
-                       "msl": raw["variants"]["msl"]}
+    raw["variants"] = {
+        "full": {},
+        "zs_meanpool": {"model": {"kind": "meanpool"}},  # deeper ones need Nf > 4
+        "msl": raw["variants"]["msl"],
+    }
     # MS-SL's published training (presets.paper.variants.msl) shrunk to the tiny data; its lr stays
     shrunk = raw["presets"]["paper"]["variants"]["msl"]
     shrunk["train"].update(epochs=1, **({"batch_videos": 4} if small_batch else {}))
-    raw["study"] = {"trained": ["full", "msl"], "seeds": [42], "zero_shot": ["zs_meanpool"],
-                    "ablations": {"components": ["full"]}}
-    raw["claims"]["tests"] = {"vs_meanpool": {"claim": "ProPy beats mean-pooled CLIP", "variant": "full",
-                                              "against": "zs_meanpool", "kind": "all", "metric": "SumR"}}
+    raw["study"] = {
+        "trained": ["full", "msl"],
+        "seeds": [42],
+        "zero_shot": ["zs_meanpool"],
+        "ablations": {"components": ["full"]},
+    }
+    raw["claims"]["tests"] = {
+        "vs_meanpool": {
+            "claim": "ProPy beats mean-pooled CLIP",
+            "variant": "full",
+            "against": "zs_meanpool",
+            "kind": "all",
+            "metric": "SumR",
+        }
+    }
     raw["sweep"]["variant"] = "full"
     raw["report"]["headline"] = "full"
     return raw

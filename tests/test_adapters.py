@@ -1,4 +1,5 @@
 """Temporal adapter: zero at init, the reference's Conv3d (k,1,1) map, temporal locality."""
+
 from __future__ import annotations
 
 import pytest

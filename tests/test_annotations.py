@@ -34,7 +34,13 @@ def test_record_ratio_and_json_round_trip(tmp_path):
     assert records[0].ratio == pytest.approx(0.25)
     assert records[0].ts == (2.0, 4.5) and isinstance(records[0].duration, float)
     assert records[1].desc_id == "7"  # int ids (TVR, QVHighlights) become strings
-    assert records[1].to_json() == {"vid_name": "v2", "desc_id": "7", "desc": "rain falls", "duration": 4.0, "ts": [0.0, 4.0]}
+    assert records[1].to_json() == {
+        "vid_name": "v2",
+        "desc_id": "7",
+        "desc": "rain falls",
+        "duration": 4.0,
+        "ts": [0.0, 4.0],
+    }
 
     path = tmp_path / "out" / "train.jsonl"
     write_annotations(path, records)
@@ -69,8 +75,10 @@ def test_loader_skips_blank_lines_and_accepts_int_desc_id(tmp_path):
         (line(desc="  "), "field 'desc': expected a non-empty string, got '  '"),
         (line(duration=0), "field 'duration': expected a number > 0, got 0"),
         (line(duration="10"), "field 'duration': expected a number > 0, got '10'"),
-        ('{"vid_name": "v1", "desc_id": "q2", "desc": "d", "duration": NaN, "ts": [0, 1]}',
-         "field 'duration': expected a number > 0, got nan"),
+        (
+            '{"vid_name": "v1", "desc_id": "q2", "desc": "d", "duration": NaN, "ts": [0, 1]}',
+            "field 'duration': expected a number > 0, got nan",
+        ),
         (line(ts="2-4"), "field 'ts': expected a list of two numbers [start, end], got '2-4'"),
         (line(ts=[1, 2, 3]), "field 'ts': expected a list of two numbers [start, end], got [1, 2, 3]"),
         (line(ts=[1, "2"]), "field 'ts': expected a list of two numbers [start, end], got [1, '2']"),
@@ -79,8 +87,10 @@ def test_loader_skips_blank_lines_and_accepts_int_desc_id(tmp_path):
         (line(ts=[5, 4]), "field 'ts': expected 0 <= start <= end <= duration, got [5, 4] with duration 10"),
         (line(ts=[1.0, 1.0]), "field 'ts': zero-length moment (start = end): it can never be localised, got [1, 1]"),
         (line(desc_id="q0"), "field 'desc_id': duplicate: 'q0' is also used at line 1"),
-        (line(duration=12.0, ts=[0, 1]),
-         "field 'duration': differs from an earlier record of the same video: 12 here, 10 at line 1 for video 'v1'"),
+        (
+            line(duration=12.0, ts=[0, 1]),
+            "field 'duration': differs from an earlier record of the same video: 12 here, 10 at line 1 for video 'v1'",
+        ),
     ],
 )
 def test_loader_names_file_line_and_field(tmp_path, bad, message):
@@ -111,5 +121,7 @@ def test_writer_refuses_what_the_loader_would_reject(tmp_path):
 
 
 def test_record_constructor_validates():
-    with pytest.raises(DataError, match=r"field 'ts': expected 0 <= start <= end <= duration, got \[0, 6\] with duration 5"):
+    with pytest.raises(
+        DataError, match=r"field 'ts': expected 0 <= start <= end <= duration, got \[0, 6\] with duration 5"
+    ):
         Record("v", "q", "d", 5.0, (0.0, 6.0))

@@ -4,6 +4,7 @@ Regenerate the block after adding, moving or re-describing a module:
 ``python tests/test_architecture.py --write`` (or ``make docs``). The layering rule is checked too:
 no library module imports a command module.
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,17 +73,25 @@ def test_no_library_module_imports_a_command_module():
         if rel.startswith("propy/commands/") or rel == "propy/cli.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{rel} imports {n}" for n in names if n == "propy.commands" or n.startswith("propy.commands.")]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{rel} imports {n}" for n in names if n == "propy.commands" or n.startswith("propy.commands.")
+            ]
     assert not offenders, offenders
 
 
 def test_every_command_lives_in_the_module_named_after_it():
     from propy.cli import COMMANDS
 
-    wrong = {name: module for name, (module, _) in COMMANDS.items()
-             if module != f"propy.commands.{name.replace('-', '_')}"}
+    wrong = {
+        name: module for name, (module, _) in COMMANDS.items() if module != f"propy.commands.{name.replace('-', '_')}"
+    }
     assert not wrong, wrong
     modules = {p.stem for p in (REPO / "propy" / "commands").glob("*.py")} - {"__init__"}
     assert modules == {name.replace("-", "_") for name in COMMANDS}, "a command module without a command, or back"

@@ -1,4 +1,5 @@
 """open_clip loading: configs by name or JSON, local checkpoints, freezing, preprocessing, tokenizer."""
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,11 @@ def test_load_clip_freezes_and_reports_preprocessing():
 
 def test_tokenize_pads_and_truncates():
     tokenizer = load_clip(ClipConfig(model=TINY, pretrained="")).tokenizer
-    with pytest.warns(UserWarning, match=r"^1 of 2 text\(s\) are longer than the text context of 6 tokens .* "
-                                         r"cut to fit it, e\.g\. 'a a a a a a a a a a'$") as caught:
+    with pytest.warns(
+        UserWarning,
+        match=r"^1 of 2 text\(s\) are longer than the text context of 6 tokens .* "
+        r"cut to fit it, e\.g\. 'a a a a a a a a a a'$",
+    ) as caught:
         tokens = tokenize(tokenizer, ["a", "a a a a a a a a a a"], max_words=6)
     assert len(caught) == 1  # issue 23 case 8: a cut query used to pass without notice
     assert tokens.dtype == torch.long and tokens.shape == (2, 6)

@@ -1,4 +1,5 @@
 """``propy bench`` runs on the tiny benchmark and writes every figure (no timing asserts)."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,38 @@ import pytest
 from propy.cli import main
 from tests.conftest import layout_args, write_tiny_params
 
-POSITIVE = ["train_steps_per_s", "gallery_videos_per_s", "queries_per_s", "propy_encode_s", "clip_encode_s",
-            "propy_over_clip", "peak_rss_mb"]
+POSITIVE = [
+    "train_steps_per_s",
+    "gallery_videos_per_s",
+    "queries_per_s",
+    "propy_encode_s",
+    "clip_encode_s",
+    "propy_over_clip",
+    "peak_rss_mb",
+]
 
 
 def test_bench_writes_every_figure(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml")
     out = tmp_path / "bench.json"
-    code = main(["bench", "--params", str(params), "--variant", "tiny", "--device", "cpu", *layout_args(tiny_bench),
-                 "--steps", "2", "--repeats", "2", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "--params",
+            str(params),
+            "--variant",
+            "tiny",
+            "--device",
+            "cpu",
+            *layout_args(tiny_bench),
+            "--steps",
+            "2",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["variant"] == "tiny" and result["device"] == "cpu"
@@ -31,15 +55,30 @@ def test_bench_writes_every_figure(tiny_bench, tmp_path, capsys):
 
 def test_bench_refuses_a_zero_shot_variant(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml")
-    assert main(["bench", "--params", str(params), "--variant", "zs_meanpool", *layout_args(tiny_bench),
-                 "--out", str(tmp_path / "b.json")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--params",
+                str(params),
+                "--variant",
+                "zs_meanpool",
+                *layout_args(tiny_bench),
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 2
+    )
     assert "bench times ProPy" in capsys.readouterr().err
 
 
 def test_bench_search_times_every_size(tmp_path, capsys):
     out = tmp_path / "bench_search.json"
-    assert main(["bench", "--search", "30", "200", "--events", "5", "--dim", "8", "--queries", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["bench", "--search", "30", "200", "--events", "5", "--dim", "8", "--queries", "3", "--out", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [row["videos"] for row in result["sizes"]] == [30, 200]
     for row in result["sizes"]:
@@ -67,6 +106,10 @@ def test_bench_output_defaults_outside_every_stage(tiny_bench, tmp_path, monkeyp
     written = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "logs").iterdir())
     assert written == ["logs/bench.json", "logs/bench_search.json"]
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    paths = [str(p if isinstance(p, str) else next(iter(p))) for s in stages.values() for key in ("deps", "outs")
-             for p in s.get("do", s).get(key, [])]
+    paths = [
+        str(p if isinstance(p, str) else next(iter(p)))
+        for s in stages.values()
+        for key in ("deps", "outs")
+        for p in s.get("do", s).get(key, [])
+    ]
     assert not [p for p in paths for out in written if out.startswith(p.rstrip("/") + "/") or out == p]

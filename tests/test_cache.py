@@ -131,15 +131,31 @@ def test_frame_cache_errors_name_the_file(videos, tmp_path):
 
 
 def write_params(tmp_path, clip_model="configs/propy-tiny.json", skip_bad=False):
-    return write_tiny_params(tmp_path / "params.yaml", {
-        "synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]},
-        "extract": {"fps": 4.0, "skip_bad": skip_bad}, "clip": {"model": clip_model},
-    })
+    return write_tiny_params(
+        tmp_path / "params.yaml",
+        {
+            "synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]},
+            "extract": {"fps": 4.0, "skip_bad": skip_bad},
+            "clip": {"model": clip_model},
+        },
+    )
 
 
 def extract_cli(params, tmp_path, *flags):
-    return main(["extract", "--params", str(params), "--data", str(tmp_path / "bench"),
-                 "--out", str(tmp_path / "cache"), "--size", "16", *flags])
+    return main(
+        [
+            "extract",
+            "--params",
+            str(params),
+            "--data",
+            str(tmp_path / "bench"),
+            "--out",
+            str(tmp_path / "cache"),
+            "--size",
+            "16",
+            *flags,
+        ]
+    )
 
 
 def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
@@ -153,30 +169,42 @@ def test_cli_extracts_every_split_and_reports_bad_videos(tmp_path, capsys):
     (tmp_path / "bench" / "videos" / "test0.mp4").write_text("broken")
     assert extract_cli(params, tmp_path, "--split", "all") == 2
     err = capsys.readouterr().err
-    assert "error: 2 video(s) missing, unreadable or shorter than annotated" in err and "train1" in err and "test0" in err
+    assert (
+        "error: 2 video(s) missing, unreadable or shorter than annotated" in err and "train1" in err and "test0" in err
+    )
     assert extract_cli(write_params(tmp_path, skip_bad=True), tmp_path) == 0
     assert FrameCache(tmp_path / "cache", "test").skipped == ["test0"]
 
 
 def test_default_size_is_the_clip_input_size(tmp_path):
     config = tmp_path / "tiny-clip.json"
-    config.write_text(json.dumps({
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 24, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "embed_dim": 32,
+                "vision_cfg": {"image_size": 24, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+                "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+            }
+        )
+    )
     assert model_input_size(load_params(write_params(tmp_path, clip_model=str(config)))) == 24
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-100]), r"\d+ bytes, expected \d+ for uint8 \[6, 16, 16, 3\]"),
-    (lambda p: p.write_bytes(p.read_bytes() + b"tail"), r"\d+ bytes, expected \d+"),
-    (lambda p: p.write_bytes(b"garbage"), r"not a readable \.npy file"),
-    (lambda p: np.save(p, np.zeros((6, 8, 8, 3), np.uint8)), r"holds uint8 \[6, 8, 8, 3\], expected uint8 \[6, 16, 16, 3\]"),
-    (lambda p: np.save(p, np.zeros((6, 16, 16, 3), np.float32)), r"holds float32"),
-    (lambda p: p.unlink(), r"missing"),
-    (lambda p: _flip_inside_a_frame(p), r"its bytes differ from the SHA-256 recorded when it was written"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-100]), r"\d+ bytes, expected \d+ for uint8 \[6, 16, 16, 3\]"),
+        (lambda p: p.write_bytes(p.read_bytes() + b"tail"), r"\d+ bytes, expected \d+"),
+        (lambda p: p.write_bytes(b"garbage"), r"not a readable \.npy file"),
+        (
+            lambda p: np.save(p, np.zeros((6, 8, 8, 3), np.uint8)),
+            r"holds uint8 \[6, 8, 8, 3\], expected uint8 \[6, 16, 16, 3\]",
+        ),
+        (lambda p: np.save(p, np.zeros((6, 16, 16, 3), np.float32)), r"holds float32"),
+        (lambda p: p.unlink(), r"missing"),
+        (lambda p: _flip_inside_a_frame(p), r"its bytes differ from the SHA-256 recorded when it was written"),
+    ],
+)
 def test_damaged_cached_frames_are_decoded_again(videos, tmp_path, damage, problem):
     out = tmp_path / "train"
     extract(videos, out)
@@ -191,7 +219,9 @@ def test_damaged_cached_frames_are_decoded_again(videos, tmp_path, damage, probl
 def _flip_inside_a_frame(path):
     """Bytes of frame 3 inverted: header and size stay right, only the content changes."""
     data = bytearray(path.read_bytes())
-    data[-3 * 16 * 16 * 3:-3 * 16 * 16 * 3 + 50] = bytes(255 - b for b in data[-3 * 16 * 16 * 3:-3 * 16 * 16 * 3 + 50])
+    data[-3 * 16 * 16 * 3 : -3 * 16 * 16 * 3 + 50] = bytes(
+        255 - b for b in data[-3 * 16 * 16 * 3 : -3 * 16 * 16 * 3 + 50]
+    )
     path.write_bytes(bytes(data))
 
 
@@ -204,8 +234,11 @@ def test_frames_damaged_after_extract_are_refused_on_read(videos, tmp_path):
     cache = FrameCache(tmp_path, "test")
     np.testing.assert_array_equal(cache.frames_at("a", np.array([0, 2])), np.load(out / "a.npy")[[0, 2]])
     _flip_inside_a_frame(out / "b.npy")
-    with pytest.raises(DataError, match=r"b\.npy: its bytes differ from the SHA-256 in .*manifest\.json \(damaged after "
-                                        r"extraction\); re-run `python -m propy extract`"):
+    with pytest.raises(
+        DataError,
+        match=r"b\.npy: its bytes differ from the SHA-256 in .*manifest\.json \(damaged after "
+        r"extraction\); re-run `python -m propy extract`",
+    ):
         FrameCache(tmp_path, "test").frames_at("b", np.array([0]))
     with pytest.raises(DataError, match=r"b\.npy: its bytes differ"):
         FrameCache(tmp_path, "test").verify()
@@ -247,17 +280,55 @@ def test_a_cache_of_another_frame_size_is_named_before_training(tiny_bench, tmp_
     for split in ("train", "val"):
         shutil.copytree(tiny_bench / "cache" / split, cache / split)
         manifest = json.loads((cache / split / MANIFEST).read_text())
-        for vid, entry in manifest["videos"].items():
+        for entry in manifest["videos"].values():
             np.save(cache / split / entry["file"], np.zeros((entry["num_frames"], 16, 16, 3), np.uint8))
         (cache / split / MANIFEST).write_text(json.dumps({**manifest, "size": 16}))
     params = write_tiny_params(tmp_path / "params.yaml")
     args = [a if a != str(tiny_bench / "cache") else str(cache) for a in layout_args(tiny_bench)]
-    assert main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *args,
-                 "--out", str(tmp_path / "m"), "--log", str(tmp_path / "log.json"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--params",
+                str(params),
+                "--variant",
+                "tiny",
+                "--seed",
+                "3",
+                *args,
+                "--out",
+                str(tmp_path / "m"),
+                "--log",
+                str(tmp_path / "log.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{cache / 'train' / MANIFEST}: frames are cached at 16 px but" in err and "takes 32 px" in err
-    assert main(["evaluate", "--params", str(params), "--variant", "zs_meanpool", "--split", "val", *args,
-                 "--metrics", str(tmp_path / "m.json"), "--results", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                str(params),
+                "--variant",
+                "zs_meanpool",
+                "--split",
+                "val",
+                *args,
+                "--metrics",
+                str(tmp_path / "m.json"),
+                "--results",
+                str(tmp_path / "r"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert f"{cache / 'val' / MANIFEST}: frames are cached at 16 px" in capsys.readouterr().err
 
 
@@ -265,7 +336,9 @@ def test_jpeg_cache_is_smaller_and_decodes_only_the_sampled_frames(videos, tmp_p
     extract(videos, tmp_path / "raw" / "train", size=64)  # at 16 px a JPEG header outweighs the pixels
     jpeg = extract(videos, tmp_path / "jpeg" / "train", size=64, jpeg_quality=90)
     assert jpeg.manifest["jpeg_quality"] == 90 and jpeg.manifest["videos"]["c"]["file"] == "c.npz"
-    assert (tmp_path / "jpeg" / "train" / "c.npz").stat().st_size < (tmp_path / "raw" / "train" / "c.npy").stat().st_size
+    assert (tmp_path / "jpeg" / "train" / "c.npz").stat().st_size < (
+        tmp_path / "raw" / "train" / "c.npy"
+    ).stat().st_size
     exact, lossy = FrameCache(tmp_path / "raw", "train"), FrameCache(tmp_path / "jpeg", "train")
     index = np.array([5, 0, 5])
     picked = lossy.frames_at("c", index)
@@ -273,6 +346,7 @@ def test_jpeg_cache_is_smaller_and_decodes_only_the_sampled_frames(videos, tmp_p
     assert np.abs(picked.astype(int) - exact.frames_at("c", index).astype(int)).mean() < 6  # JPEG, q 90
     np.testing.assert_array_equal(lossy.frames("c")[index], picked)
     import propy.data.frames as frames_module
+
     calls = []
     decode_one = frames_module._decode
     monkeypatch.setattr(frames_module, "_decode", lambda *a: calls.append(a[2]) or decode_one(*a))
@@ -288,14 +362,20 @@ def test_jpeg_cache_is_smaller_and_decodes_only_the_sampled_frames(videos, tmp_p
     # another quality (or raw) re-decodes, and the other format's file goes
     again = extract(videos, tmp_path / "jpeg" / "train", size=64)
     assert again.decoded == ["a", "b", "c"] and sorted(p.name for p in (tmp_path / "jpeg" / "train").glob("*.np?")) == [
-        "a.npy", "b.npy", "c.npy"]
+        "a.npy",
+        "b.npy",
+        "c.npy",
+    ]
 
 
 def test_a_video_shorter_than_annotated_is_reported_with_both_durations(videos, tmp_path):
     """c.mp4 lasts 3.0 s: annotations saying 4.5 s are beyond the 1 s tolerance, 3.8 s are not."""
     out = tmp_path / "train"
-    with pytest.raises(BadVideos, match=r"c\.mp4: the video lasts 3\.00 s but its annotations give duration "
-                                        r"4\.50 s \(shorter by more than extract\.duration_tolerance = 1 s"):
+    with pytest.raises(
+        BadVideos,
+        match=r"c\.mp4: the video lasts 3\.00 s but its annotations give duration "
+        r"4\.50 s \(shorter by more than extract\.duration_tolerance = 1 s",
+    ):
         extract(videos, out, durations={"a": 1.0, "c": 4.5})
     assert extract(videos, out, durations={"c": 3.8}).reused == ["a", "b", "c"]  # cached before the error
     listed = extract(videos, out, durations={"c": 4.5}, skip_bad=True)

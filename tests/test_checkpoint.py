@@ -1,4 +1,5 @@
 """Self-describing checkpoints: a checkpoint from another config is refused, naming the keys."""
+
 import pytest
 import torch
 from conftest import layout_args, write_tiny_params
@@ -31,23 +32,54 @@ def test_load_trained_refuses_another_config(tiny_bench, tmp_path):
     save_trained(tmp_path / "best.pt", {"w": torch.ones(2)}, params, epoch=3)
     assert load_trained(tmp_path / "best.pt", params)["epoch"] == 3
     # same tensor shapes, other interaction: would load silently without the fingerprint
-    other = load_params(write_tiny_params(tmp_path / "other.yaml",
-                                          {"model": {"interaction": "none"}}), "tiny")
+    other = load_params(write_tiny_params(tmp_path / "other.yaml", {"model": {"interaction": "none"}}), "tiny")
     with pytest.raises(ConfigError, match=r"model\.interaction: checkpoint 'full', requested 'none'"):
         load_trained(tmp_path / "best.pt", other)
 
 
 def test_evaluate_with_a_checkpoint_of_another_config_fails_and_writes_nothing(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml")
-    assert main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *layout_args(tiny_bench),
-                 "--out", str(tmp_path / "m"),
-                 "--log", str(tmp_path / "log.json"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--params",
+                str(params),
+                "--variant",
+                "tiny",
+                "--seed",
+                "3",
+                *layout_args(tiny_bench),
+                "--out",
+                str(tmp_path / "m"),
+                "--log",
+                str(tmp_path / "log.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     edited = write_tiny_params(tmp_path / "edited.yaml", {"model": {"frame_prompts": 3}})
     capsys.readouterr()
-    code = main(["evaluate", "--params", str(edited), "--variant", "tiny", *layout_args(tiny_bench),
-                 "--checkpoint", str(tmp_path / "m" / "best.pt"),
-                 "--metrics", str(tmp_path / "metrics.json"), "--results", str(tmp_path / "results"),
-                 "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(edited),
+            "--variant",
+            "tiny",
+            *layout_args(tiny_bench),
+            "--checkpoint",
+            str(tmp_path / "m" / "best.pt"),
+            "--metrics",
+            str(tmp_path / "metrics.json"),
+            "--results",
+            str(tmp_path / "results"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "model.frame_prompts: checkpoint 2, requested 3" in err and "best.pt" in err
@@ -84,9 +116,24 @@ def test_resume_modes(tmp_path):
 def test_evaluate_names_a_corrupt_best_pt(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml")
     (tmp_path / "best.pt").write_bytes(b"\x80\x04 half a pickle")
-    code = main(["evaluate", "--params", str(params), "--variant", "tiny", *layout_args(tiny_bench),
-                 "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "metrics.json"),
-                 "--results", str(tmp_path / "results"), "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(params),
+            "--variant",
+            "tiny",
+            *layout_args(tiny_bench),
+            "--checkpoint",
+            str(tmp_path / "best.pt"),
+            "--metrics",
+            str(tmp_path / "metrics.json"),
+            "--results",
+            str(tmp_path / "results"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2
     assert f"{tmp_path / 'best.pt'}: not a readable checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "metrics.json").exists()

@@ -1,5 +1,6 @@
 """CITATION.cff validates as GitHub and Zenodo read it (the CFF 1.2.0 schema, loaded the way
 ``cffconvert --validate`` loads it), and cites the version the package reports."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """propy.evaluation.claims: Holm's procedure, the MDE, the bootstrap p-value and reachability, each
 against a case worked out by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,8 @@ def test_holm_worked_example():
     assert {k: r["rejected"] for k, r in result.items()} == {"a": True, "b": False, "c": False, "d": True}
     assert {k: r["p_holm"] for k, r in result.items()} == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06, "d": 0.02})
     assert {k: r["alpha_holm"] for k, r in result.items()} == pytest.approx(
-        {"d": 0.0125, "a": 0.05 / 3, "c": 0.025, "b": 0.05})
+        {"d": 0.0125, "a": 0.05 / 3, "c": 0.025, "b": 0.05}
+    )
     # one test is not corrected; adjusted p-values stop at 1
     assert holm({"x": 0.04}, 0.05)["x"] == {"alpha_holm": 0.05, "p_holm": 0.04, "rejected": True}
     assert holm({"x": 0.6, "y": 0.7}, 0.05)["x"]["p_holm"] == 1.0

@@ -1,5 +1,6 @@
 """params.yaml and its validation: the repo's file loads in every variant and dataset, and every
 kind of mistake fails with the dotted path of the key (through `propy check-params` too)."""
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,10 @@ def test_synthetic_defaults_and_paper_settings():
     assert (base.model.num_frames, base.model.pyramid, base.clip.model) == (16, [0, 1, 1, 1], "configs/propy-tiny.json")
     charades = resolve(edited(dataset="charades"))
     assert (charades.model.adapter_kernel, charades.model.num_frames, charades.clip.model) == (
-        3, 32, "ViT-B-32-quickgelu")
+        3,
+        32,
+        "ViT-B-32-quickgelu",
+    )
     assert charades.model.pyramid == [0, 1, 1, 1, 1] and charades.model.event_pyramid.num_events == 42
     activitynet = resolve(edited(dataset="activitynet"))
     assert (activitynet.train.lr, activitynet.train.max_words, activitynet.model.adapter_kernel) == (1e-3, 64, 5)
@@ -82,55 +86,91 @@ def test_study_lists_split_trained_and_zero_shot():
     assert all(set(rows) <= set(study.trained) for rows in study.ablations.values())
 
 
-@pytest.mark.parametrize("raw, message", [
-    (edited(model__pyramd=None), r"model: unknown key\(s\) pyramd; expected some of kind, num_frames"),
-    (edited(variants__depth1={"model": {"pyramd": [0]}}), r"variants\.depth1: model: unknown key\(s\) pyramd"),
-    (edited(model__interaction="sparse"), r"model\.interaction: 'sparse' is not one of 'full', 'descendants'"),
-    (edited(variants__zs_meanpool={"model": {"kind": "meanpol"}}),
-     r"variants\.zs_meanpool: model\.kind: 'meanpol' is not one of"),
-    (edited(train__epochs="3"), r"train\.epochs: expected an integer, got '3'"),
-    (edited(study__trained=["full", "deph1"]), r"study\.trained: 'deph1' is not a variant; expected one of full"),
-    (edited(study__ablations={"depth": ["depth1", "depht2"]}), r"study\.ablations\.depth: 'depht2' is not a variant"),
-    (edited(study__trained=[*RAW["study"]["trained"], "zs_meanpool"]),
-     r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; expected a trained kind \(propy, seqconv, msl\)"),
-    (edited(report__headline="ful"), r"report\.headline: 'ful' is not a variant"),
-    (edited(model__pyramid=[0, 1, 1, 1, 1]),
-     r"model\.pyramid: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels"),
-    (edited(model__pyramid=[[3, 2]]),
-     r"model\.pyramid: pyramid level 1: \(n - c\) / o \+ 1 = \(16 - 3\) / 2 \+ 1 is not an integer"),
-    (edited(model__pyramid=[[2, 2, 1]]), r"model\.pyramid: pyramid level 1: window must be a pair \[c, o\]"),
-    (edited(model__pyramid=[0, 1.5]), r"model\.pyramid: \[0, 1\.5\] does not match"),
-    (edited(train__grad_clip=-1), r"train\.grad_clip: -1\.0 is out of range; expected > 0"),
-    (edited(train__batch_videos=0), r"train\.batch_videos: 0 is out of range; expected >= 1"),
-    (edited(train__betas=[1.5, 2]), r"train\.betas: \[1\.5, 2\.0\] is out of range; expected >= 0 and < 1"),
-    (edited(eval__ks=[0, -5]), r"eval\.ks: \[0, -5\] is out of range; expected >= 1"),
-    (edited(eval__iou_thresholds=[1.5]), r"eval\.iou_thresholds: \[1\.5\] is out of range; expected > 0 and <= 1"),
-    (edited(eval__ratio_bins=[0.4, 0.1]), r"eval\.ratio_bins: expected a non-empty increasing list"),
-    (edited(model__adapter_width=0), r"model\.adapter_width: 0 is out of range; expected >= 1"),
-    (edited(model__adapter_kernel=4), r"model\.adapter_kernel: must be odd, got 4"),
-    (edited(pretrain_clip__epochs=0), r"pretrain_clip\.epochs: 0 is out of range; expected >= 1"),
-    (edited(train__num_workers=-1), r"train\.num_workers: -1 is out of range; expected >= 0"),
-    (edited(study__ablations={"depth": ["full", "zs_meanpool"]}),
-     r"study\.ablations\.depth: zs_meanpool not in study\.trained"),
-    (edited(variants__bad={"data": {}}), r"variants\.bad: cannot override data"),
-    # claims: one pre-registered test per claim
-    (edited(claims__tests__pyramid_depth__against="depht1"),
-     r"claims\.tests\.pyramid_depth\.against: 'depht1' is not a variant; expected one of full"),
-    (edited(claims__tests__pyramid_depth__variant="ful"),
-     r"claims\.tests\.pyramid_depth\.variant: 'ful' is not a variant"),
-    (edited(claims__tests__pyramid_depth__metric="R1"),
-     r"claims\.tests\.pyramid_depth\.metric: 'R1' is not one of 'SumR', 'pairwise', 'loc'"),
-    (edited(claims__tests__pyramid_depth__kind="compositon"),
-     r"claims\.tests\.pyramid_depth\.kind: 'compositon' is not one of appearance, order, composition, context, all"),
-    (edited(claims__tests__pyramid_depth__against="full"),
-     r"claims\.tests\.pyramid_depth\.against: compares 'full' with itself"),
-    (edited(claims__tests={}), r"claims\.tests: expected at least one claim"),
-    (edited(claims__alpha=0.0), r"claims\.alpha: 0\.0 is out of range; expected > 0 and < 1"),
-    (edited(claims__power=1), r"claims\.power: 1\.0 is out of range; expected > 0 and < 1"),
-    (edited(claims__tests__text_prompts={"variant": "full", "against": "no_text_prompts", "kind": "all",
-                                         "metric": "SumR"}),
-     r"claims\.tests\.text_prompts\.claim: missing \(expected str\)"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (edited(model__pyramd=None), r"model: unknown key\(s\) pyramd; expected some of kind, num_frames"),
+        (edited(variants__depth1={"model": {"pyramd": [0]}}), r"variants\.depth1: model: unknown key\(s\) pyramd"),
+        (edited(model__interaction="sparse"), r"model\.interaction: 'sparse' is not one of 'full', 'descendants'"),
+        (
+            edited(variants__zs_meanpool={"model": {"kind": "meanpol"}}),
+            r"variants\.zs_meanpool: model\.kind: 'meanpol' is not one of",
+        ),
+        (edited(train__epochs="3"), r"train\.epochs: expected an integer, got '3'"),
+        (edited(study__trained=["full", "deph1"]), r"study\.trained: 'deph1' is not a variant; expected one of full"),
+        (
+            edited(study__ablations={"depth": ["depth1", "depht2"]}),
+            r"study\.ablations\.depth: 'depht2' is not a variant",
+        ),
+        (
+            edited(study__trained=[*RAW["study"]["trained"], "zs_meanpool"]),
+            r"study\.trained: variant 'zs_meanpool' has model\.kind 'meanpool'; "
+            r"expected a trained kind \(propy, seqconv, msl\)",
+        ),
+        (edited(report__headline="ful"), r"report\.headline: 'ful' is not a variant"),
+        (
+            edited(model__pyramid=[0, 1, 1, 1, 1]),
+            r"model\.pyramid: pyramid: 5 overlap flags given, but 16 = 2\^4 frames allow at most 4 levels",
+        ),
+        (
+            edited(model__pyramid=[[3, 2]]),
+            r"model\.pyramid: pyramid level 1: \(n - c\) / o \+ 1 = \(16 - 3\) / 2 \+ 1 is not an integer",
+        ),
+        (edited(model__pyramid=[[2, 2, 1]]), r"model\.pyramid: pyramid level 1: window must be a pair \[c, o\]"),
+        (edited(model__pyramid=[0, 1.5]), r"model\.pyramid: \[0, 1\.5\] does not match"),
+        (edited(train__grad_clip=-1), r"train\.grad_clip: -1\.0 is out of range; expected > 0"),
+        (edited(train__batch_videos=0), r"train\.batch_videos: 0 is out of range; expected >= 1"),
+        (edited(train__betas=[1.5, 2]), r"train\.betas: \[1\.5, 2\.0\] is out of range; expected >= 0 and < 1"),
+        (edited(eval__ks=[0, -5]), r"eval\.ks: \[0, -5\] is out of range; expected >= 1"),
+        (edited(eval__iou_thresholds=[1.5]), r"eval\.iou_thresholds: \[1\.5\] is out of range; expected > 0 and <= 1"),
+        (edited(eval__ratio_bins=[0.4, 0.1]), r"eval\.ratio_bins: expected a non-empty increasing list"),
+        (edited(model__adapter_width=0), r"model\.adapter_width: 0 is out of range; expected >= 1"),
+        (edited(model__adapter_kernel=4), r"model\.adapter_kernel: must be odd, got 4"),
+        (edited(pretrain_clip__epochs=0), r"pretrain_clip\.epochs: 0 is out of range; expected >= 1"),
+        (edited(train__num_workers=-1), r"train\.num_workers: -1 is out of range; expected >= 0"),
+        (
+            edited(study__ablations={"depth": ["full", "zs_meanpool"]}),
+            r"study\.ablations\.depth: zs_meanpool not in study\.trained",
+        ),
+        (edited(variants__bad={"data": {}}), r"variants\.bad: cannot override data"),
+        # claims: one pre-registered test per claim
+        (
+            edited(claims__tests__pyramid_depth__against="depht1"),
+            r"claims\.tests\.pyramid_depth\.against: 'depht1' is not a variant; expected one of full",
+        ),
+        (
+            edited(claims__tests__pyramid_depth__variant="ful"),
+            r"claims\.tests\.pyramid_depth\.variant: 'ful' is not a variant",
+        ),
+        (
+            edited(claims__tests__pyramid_depth__metric="R1"),
+            r"claims\.tests\.pyramid_depth\.metric: 'R1' is not one of 'SumR', 'pairwise', 'loc'",
+        ),
+        (
+            edited(claims__tests__pyramid_depth__kind="compositon"),
+            r"claims\.tests\.pyramid_depth\.kind: 'compositon' is not one of "
+            r"appearance, order, composition, context, all",
+        ),
+        (
+            edited(claims__tests__pyramid_depth__against="full"),
+            r"claims\.tests\.pyramid_depth\.against: compares 'full' with itself",
+        ),
+        (edited(claims__tests={}), r"claims\.tests: expected at least one claim"),
+        (edited(claims__alpha=0.0), r"claims\.alpha: 0\.0 is out of range; expected > 0 and < 1"),
+        (edited(claims__power=1), r"claims\.power: 1\.0 is out of range; expected > 0 and < 1"),
+        (
+            edited(
+                claims__tests__text_prompts={
+                    "variant": "full",
+                    "against": "no_text_prompts",
+                    "kind": "all",
+                    "metric": "SumR",
+                }
+            ),
+            r"claims\.tests\.text_prompts\.claim: missing \(expected str\)",
+        ),
+    ],
+)
 def test_mistakes_name_the_dotted_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         for variant in [None, *raw["variants"]]:  # what check-params does
@@ -147,7 +187,9 @@ def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
     path.write_text((REPO / "params.yaml").read_text() + "train:\n  epochs: 99\n")
     lines = path.read_text().splitlines()
     first = lines.index("train:") + 1
-    with pytest.raises(ConfigError, match=rf"line {len(lines) - 1}: key 'train' is given twice \(first on line {first}\)"):
+    with pytest.raises(
+        ConfigError, match=rf"line {len(lines) - 1}: key 'train' is given twice \(first on line {first}\)"
+    ):
         load_params(path)
 
 
@@ -197,17 +239,22 @@ def _with_variant(name: str) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("raw, message", [
-    # issue 23 case 3: DVC ran one stage per distinct seed, pool counted seed 42 twice
-    (edited(study__seeds=[42, 42, 43]), r"study\.seeds: 42 listed more than once; list each once"),
-    (edited(study__trained=["full", "depth1", "full"]), r"study\.trained: full listed more than once"),
-    # issue 23 case 7: pool failed with KeyError 'full' after writing the zero-shot metrics
-    (edited(study__trained=[], study__ablations={}),
-     r"report\.headline: 'full' is not in study\.trained \(empty\); `pool` compares every variant with it"),
-    # issue 23 case 8: DVC failed later on the stage name `train@a@b-42`
-    (_with_variant("a@b"), r"variants: 'a@b' is not a usable variant name; expected letters, digits, '_' and '-'"),
-    (_with_variant("x/y"), r"variants: 'x/y' is not a usable variant name"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        # issue 23 case 3: DVC ran one stage per distinct seed, pool counted seed 42 twice
+        (edited(study__seeds=[42, 42, 43]), r"study\.seeds: 42 listed more than once; list each once"),
+        (edited(study__trained=["full", "depth1", "full"]), r"study\.trained: full listed more than once"),
+        # issue 23 case 7: pool failed with KeyError 'full' after writing the zero-shot metrics
+        (
+            edited(study__trained=[], study__ablations={}),
+            r"report\.headline: 'full' is not in study\.trained \(empty\); `pool` compares every variant with it",
+        ),
+        # issue 23 case 8: DVC failed later on the stage name `train@a@b-42`
+        (_with_variant("a@b"), r"variants: 'a@b' is not a usable variant name; expected letters, digits, '_' and '-'"),
+        (_with_variant("x/y"), r"variants: 'x/y' is not a usable variant name"),
+    ],
+)
 def test_check_params_refuses_what_a_stage_would_trip_on(tmp_path, capsys, raw, message):
     assert run_check(tmp_path, raw) == 2
     assert re.search(message, capsys.readouterr().err)
@@ -252,8 +299,11 @@ def test_resolved_variant_yaml_names_each_layer(tmp_path, capsys):
 def test_an_error_in_a_preset_value_names_the_preset():
     raw = edited(dataset="tvr")
     raw["presets"]["paper"]["model"]["num_frames"] = 24
-    with pytest.raises(ConfigError, match=r"model\.pyramid: .*set by presets\.paper.*"
-                                          r"datasets\.tvr\.overrides\.model\.pyramid"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.pyramid: .*set by presets\.paper.*"
+        r"datasets\.tvr\.overrides\.model\.pyramid",
+    ):
         resolve(raw)
 
 

@@ -60,8 +60,9 @@ def test_tvr_drops_extra_fields_clamps_and_skips_with_reasons():
 
 def test_a_zero_length_moment_is_skipped_like_other_bad_moments():
     """Issue 23 case 5: ``"ts": [1.0, 1.0]`` used to pass convert, extract and evaluate."""
-    records, report = convert_tvr(jsonl({**json.loads(TVR.splitlines()[0]), "desc_id": 7, "ts": [1.0, 1.0]},
-                                        TVR.splitlines()[0]))
+    records, report = convert_tvr(
+        jsonl({**json.loads(TVR.splitlines()[0]), "desc_id": 7, "ts": [1.0, 1.0]}, TVR.splitlines()[0])
+    )
     assert [r.desc_id for r in records] == ["1"]
     assert report.skips == (("line 1", "field 'ts': zero-length moment (start = end): it can never be localised"),)
 
@@ -95,14 +96,19 @@ def test_a_conversion_with_no_record_is_an_error():
 
 
 def test_activitynet_one_record_per_sentence():
-    text = json.dumps({
-        "v_a": {"duration": 20.0, "timestamps": [[0, 5.5], [3, 25], [8, 6], [1, 2]],
-                "sentences": ["A man walks in.", "  He sits down. ", "He stands.", "   "]},
-        "v_b": {"duration": 10, "timestamps": [[0, 1]], "sentences": ["one", "two"]},
-        "v_c": {"duration": 10, "timestamps": [[12, 15], [-2, 3]], "sentences": ["outside", "starts early"]},
-        "v_d": [1],
-        "v_e": {"duration": 10, "sentences": ["no timestamps"]},
-    })
+    text = json.dumps(
+        {
+            "v_a": {
+                "duration": 20.0,
+                "timestamps": [[0, 5.5], [3, 25], [8, 6], [1, 2]],
+                "sentences": ["A man walks in.", "  He sits down. ", "He stands.", "   "],
+            },
+            "v_b": {"duration": 10, "timestamps": [[0, 1]], "sentences": ["one", "two"]},
+            "v_c": {"duration": 10, "timestamps": [[12, 15], [-2, 3]], "sentences": ["outside", "starts early"]},
+            "v_d": [1],
+            "v_e": {"duration": 10, "sentences": ["no timestamps"]},
+        }
+    )
     records, report = convert_activitynet(text)
     assert records == [
         Record("v_a", "v_a#0", "A man walks in.", 20.0, (0.0, 5.5)),
@@ -122,8 +128,10 @@ def test_activitynet_one_record_per_sentence():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("[1, 2]", "expected a JSON object keyed by video id, got list"),
-     ('{"v": ', "invalid JSON (Expecting value at line 1 column 7)")],
+    [
+        ("[1, 2]", "expected a JSON object keyed by video id, got list"),
+        ('{"v": ', "invalid JSON (Expecting value at line 1 column 7)"),
+    ],
 )
 def test_activitynet_rejects_a_file_of_the_wrong_shape(text, message):
     with pytest.raises(DataError) as err:
@@ -131,16 +139,21 @@ def test_activitynet_rejects_a_file_of_the_wrong_shape(text, message):
     assert str(err.value) == message
 
 
-CHARADES = "\n".join([
-    "AO8RW 0.0 6.9##a person is putting a book on a shelf.",
-    "AO8RW 5.2 40.0##person opens the closet door .",
-    "",
-    "Y6R7T 1.0 4.5##  the person eats a sandwich  ",
-    "garbage line",
-    "ZZZZZ 1 2##unknown video",
-    "Y6R7T one 4.5##bad start",
-    "Y6R7T 3 4##",
-]) + "\n"
+CHARADES = (
+    "\n".join(
+        [
+            "AO8RW 0.0 6.9##a person is putting a book on a shelf.",
+            "AO8RW 5.2 40.0##person opens the closet door .",
+            "",
+            "Y6R7T 1.0 4.5##  the person eats a sandwich  ",
+            "garbage line",
+            "ZZZZZ 1 2##unknown video",
+            "Y6R7T one 4.5##bad start",
+            "Y6R7T 3 4##",
+        ]
+    )
+    + "\n"
+)
 
 
 def test_charades_ids_follow_line_numbers_and_bad_lines_are_skipped():
@@ -221,10 +234,21 @@ def test_charades_cli_reads_durations_from_videos(tmp_path, capsys):
 
 
 QV = jsonl(
-    {"qid": 9, "query": "a dog runs", "vid": "vidA_60.0_210.0", "duration": 150,
-     "relevant_windows": [[10, 20]], "saliency_scores": [[1, 2, 3]]},
-    {"qid": 10, "query": "people cheer", "vid": "vidA_60.0_210.0", "duration": 150,
-     "relevant_windows": [[40, 50], [10, 14], [70, 152]]},
+    {
+        "qid": 9,
+        "query": "a dog runs",
+        "vid": "vidA_60.0_210.0",
+        "duration": 150,
+        "relevant_windows": [[10, 20]],
+        "saliency_scores": [[1, 2, 3]],
+    },
+    {
+        "qid": 10,
+        "query": "people cheer",
+        "vid": "vidA_60.0_210.0",
+        "duration": 150,
+        "relevant_windows": [[40, 50], [10, 14], [70, 152]],
+    },
     {"qid": 11, "query": "test query", "vid": "vidB", "duration": 150},
     {"qid": 12, "query": "empty windows", "vid": "vidB", "duration": 150, "relevant_windows": []},
     {"qid": 13, "query": "inverted", "vid": "vidB", "duration": 150, "relevant_windows": [[30, 20]]},
@@ -269,7 +293,11 @@ def test_cli_converts_tvr_and_prints_the_counts(tmp_path, capsys):
         (["tvr"], None, "{src}: file not found"),
         (["activitynet"], "[1, 2]", "{src}: expected a JSON object keyed by video id, got list"),
         (["tvr"], "{oops\n", "{src}: no record could be converted, all 1 items skipped (1x invalid JSON)"),
-        (["charades"], "AO8RW 0 1##x\n", "convert charades needs --durations CSV or --videos DIR (Charades-STA has no durations)"),
+        (
+            ["charades"],
+            "AO8RW 0 1##x\n",
+            "convert charades needs --durations CSV or --videos DIR (Charades-STA has no durations)",
+        ),
         (["charades", "--durations", "{tmp}/none.csv"], "AO8RW 0 1##x\n", "{tmp}/none.csv: file not found"),
         (["tvr", "--videos", "{tmp}"], "", "--durations and --videos only apply to charades"),
         (["activitynet", "--missing-ts", "whole"], "{}", "--missing-ts only applies to tvr and qvhighlights"),
@@ -300,6 +328,7 @@ def test_cli_a_folder_as_out_is_named_before_converting(tmp_path, capsys):
     src.write_text(TVR, encoding="utf-8")
     folder.mkdir()
     assert main(["convert", "tvr", str(src), str(folder)]) == 2
-    assert capsys.readouterr().err == (f"error: {folder}: expected a file path, found a folder; give a file name "
-                                       f"(e.g. {folder / 'out.json'})\n")
+    assert capsys.readouterr().err == (
+        f"error: {folder}: expected a file path, found a folder; give a file name (e.g. {folder / 'out.json'})\n"
+    )
     assert list(folder.iterdir()) == []

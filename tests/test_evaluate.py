@@ -1,5 +1,6 @@
 """``propy evaluate`` on the tiny synthetic benchmark with a random-init tiny CLIP: every output
 file and key exists, and every number agrees with an independent recomputation from the model."""
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,23 @@ def study(tiny_bench, tmp_path_factory):
     save_trained(root / "models" / "tiny" / "best.pt", model.trainable_state_dict(), params, epoch=7, val_SumR=1.0)
     for variant in ("zs_maxframe", "tiny"):
         weights = ["--checkpoint", str(root / "models" / variant / "best.pt")] if variant == "tiny" else []
-        code = main(["evaluate", "--params", str(params_path), "--variant", variant, "--device", "cpu",
-                     *layout_args(tiny_bench), *weights,
-                     "--metrics", str(root / "metrics" / f"{variant}.json"),
-                     "--results", str(root / "results" / variant)])
+        code = main(
+            [
+                "evaluate",
+                "--params",
+                str(params_path),
+                "--variant",
+                variant,
+                "--device",
+                "cpu",
+                *layout_args(tiny_bench),
+                *weights,
+                "--metrics",
+                str(root / "metrics" / f"{variant}.json"),
+                "--results",
+                str(root / "results" / variant),
+            ]
+        )
         assert code == 0
     BENCH[params_path] = tiny_bench
     return params_path, root
@@ -64,8 +78,15 @@ def _recompute(params_path, root, variant):
     layout = study_layout(params_path)
     records = load_annotations(layout.annotations("test"))
     videos = list(dict.fromkeys(r.vid_name for r in records))
-    clips = VideoClips(FrameCache(layout.cache, "test"), videos, params.model.num_frames,
-                       backbone.mean, backbone.std, train=False, seed=0)
+    clips = VideoClips(
+        FrameCache(layout.cache, "test"),
+        videos,
+        params.model.num_frames,
+        backbone.mean,
+        backbone.std,
+        train=False,
+        seed=0,
+    )
     with torch.no_grad():
         events = torch.cat([model.encode_video(clips[i][None]) for i in range(len(videos))])  # [Nv, Ne, D]
         text = F.normalize(model.encode_text(query_tokens(records, backbone.tokenizer, params.train.max_words)), dim=-1)
@@ -109,9 +130,28 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     assert cosine.shape == (nt, len(videos), num_events)
 
     metrics = json.loads((root / "metrics" / f"{variant}.json").read_text())
-    assert list(metrics) == ["variant", "kind", "dataset", "split", "epoch", "num_queries", "num_videos", "R1", "R2",
-                             "R3", "R4", "SumR", "MedR", "MeanR", "unnormalized", "vcmr", "propy_version", "environment",
-                             "probes", "text_separability"]
+    assert list(metrics) == [
+        "variant",
+        "kind",
+        "dataset",
+        "split",
+        "epoch",
+        "num_queries",
+        "num_videos",
+        "R1",
+        "R2",
+        "R3",
+        "R4",
+        "SumR",
+        "MedR",
+        "MeanR",
+        "unnormalized",
+        "vcmr",
+        "propy_version",
+        "environment",
+        "probes",
+        "text_separability",
+    ]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
     assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
     assert metrics["propy_version"] == __version__
@@ -189,8 +229,13 @@ def test_rival_probes_agree_with_an_independent_recomputation(study, variant):
     for name, emb in (("trained", trained), ("frozen", frozen)):
         sep = metrics["text_separability"][name]
         for kind in ("appearance", "order"):
-            pairs = [(i, j) for i, r in enumerate(records) if kinds[r.desc_id] == kind
-                     for j, q in enumerate(records) if q.vid_name in rivals[r.desc_id] and kinds[q.desc_id] == kind]
+            pairs = [
+                (i, j)
+                for i, r in enumerate(records)
+                if kinds[r.desc_id] == kind
+                for j, q in enumerate(records)
+                if q.vid_name in rivals[r.desc_id] and kinds[q.desc_id] == kind
+            ]
             if pairs:
                 assert sep[kind] == pytest.approx(np.mean([emb[i] @ emb[j] for i, j in pairs]), abs=1e-5)
     if variant == "zs_maxframe":  # no prompts: the trained text tower is the frozen one
@@ -226,15 +271,17 @@ def test_breakdown_bins_and_kinds_partition_the_queries(study):
     breakdown = json.loads((root / "results" / "tiny" / "breakdown.json").read_text())
 
     labels = ["<0.1", "0.1-0.2", "0.2-0.4", ">=0.4"]
-    assert [row["bin"] for row in breakdown["by_ratio"]] == [b for b in labels if any(
-        b == _bin(r.ratio) for r in records)]
+    assert [row["bin"] for row in breakdown["by_ratio"]] == [
+        b for b in labels if any(b == _bin(r.ratio) for r in records)
+    ]
     for row in breakdown["by_ratio"]:
         members = [ranks[r.desc_id] for r in records if _bin(r.ratio) == row["bin"]]
         assert row["n"] == len(members)
         assert row["R1"] == pytest.approx(100 * np.mean(np.array(members) <= 1))
     by_kind = {row["kind"]: row for row in breakdown["by_kind"]}
     assert {k: row["n"] for k, row in by_kind.items()} == {
-        k: sum(kinds[r.desc_id] == k for r in records) for k in {kinds[r.desc_id] for r in records}}
+        k: sum(kinds[r.desc_id] == k for r in records) for k in {kinds[r.desc_id] for r in records}
+    }
     for kind, row in by_kind.items():
         members = np.array([ranks[r.desc_id] for r in records if kinds[r.desc_id] == kind])
         assert row["R2"] == pytest.approx(100 * np.mean(members <= 2))
@@ -247,9 +294,24 @@ def _bin(ratio):
 
 def test_a_trained_variant_without_weights_is_a_clear_error(study, tiny_bench, tmp_path, capsys):
     params_path, _ = study
-    code = main(["evaluate", "--params", str(params_path), "--variant", "tiny", "--device", "cpu",
-                 *layout_args(tiny_bench), "--checkpoint", str(tmp_path / "missing.pt"), "--metrics", str(tmp_path / "m.json"),
-                 "--results", str(tmp_path / "r")])
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(params_path),
+            "--variant",
+            "tiny",
+            "--device",
+            "cpu",
+            *layout_args(tiny_bench),
+            "--checkpoint",
+            str(tmp_path / "missing.pt"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2
     assert "missing.pt: no trained weights for variant 'tiny'" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
@@ -271,12 +333,45 @@ def test_a_failed_write_leaves_the_previous_results_whole(study, tiny_bench, tmp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(np, "savez", full_disk)  # events.npz, written after rankings.jsonl
-    code = main(["evaluate", "--params", str(params_path), "--variant", "zs_maxframe", "--device", "cpu",
-                 *layout_args(tiny_bench), "--metrics", str(metrics), "--results", str(results)])
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(params_path),
+            "--variant",
+            "zs_maxframe",
+            "--device",
+            "cpu",
+            *layout_args(tiny_bench),
+            "--metrics",
+            str(metrics),
+            "--results",
+            str(results),
+        ]
+    )
     assert code == 2 and "events.npz: cannot write: no space left on the device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before and not metrics.exists()
     monkeypatch.undo()
-    assert main(["evaluate", "--params", str(params_path), "--variant", "zs_maxframe", "--device", "cpu",
-                 *layout_args(tiny_bench), "--metrics", str(metrics), "--results", str(results)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                str(params_path),
+                "--variant",
+                "zs_maxframe",
+                "--device",
+                "cpu",
+                *layout_args(tiny_bench),
+                "--metrics",
+                str(metrics),
+                "--results",
+                str(results),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "results"]  # no .partial or .old left
-    assert (results / "rankings.jsonl").read_bytes() == (root / "results" / "zs_maxframe" / "rankings.jsonl").read_bytes()
+    assert (results / "rankings.jsonl").read_bytes() == (
+        root / "results" / "zs_maxframe" / "rankings.jsonl"
+    ).read_bytes()

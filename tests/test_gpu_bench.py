@@ -1,4 +1,5 @@
 """``propy bench --profile``: the GPU benchmark's whole path on the CPU with the tiny profile (no timing asserts)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,25 @@ from tests.conftest import REPO
 def tiny_run(tmp_path_factory):
     """One `propy bench --profile tiny` on the CPU, its synthetic set kept in ``work``."""
     root = tmp_path_factory.mktemp("gpu_bench")
-    code = main(["bench", "--profile", "tiny", "--device", "cpu", "--workers", "0", "--work", str(root / "work"),
-                 "--params", str(REPO / "params.yaml"), "--out", str(root / "bench.json"), "--md", str(root / "bench.md")])
+    code = main(
+        [
+            "bench",
+            "--profile",
+            "tiny",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--work",
+            str(root / "work"),
+            "--params",
+            str(REPO / "params.yaml"),
+            "--out",
+            str(root / "bench.json"),
+            "--md",
+            str(root / "bench.md"),
+        ]
+    )
     assert code == 0
     return root, json.loads((root / "bench.json").read_text())
 
@@ -81,12 +99,17 @@ def test_markdown_has_a_row_per_batch_size(tiny_run):
 
 
 def test_bench_params_are_the_paper_setting_with_random_weights():
-    params = gpu_bench.bench_params(read_params(REPO / "params.yaml"), gpu_bench.PROFILES["tvr"], 48, True, 15,
-                                    "params.yaml")
+    params = gpu_bench.bench_params(
+        read_params(REPO / "params.yaml"), gpu_bench.PROFILES["tvr"], 48, True, 15, "params.yaml"
+    )
     assert (params.clip.model, params.clip.pretrained) == ("ViT-B-32-quickgelu", "")
     assert (params.model.num_frames, params.model.adapter_width, params.model.event_pyramid.num_events) == (32, 384, 42)
-    assert (params.train.batch_videos, params.train.num_workers, params.train.amp, params.train.lr) == (48, 15, True,
-                                                                                                      8e-4)
+    assert (params.train.batch_videos, params.train.num_workers, params.train.amp, params.train.lr) == (
+        48,
+        15,
+        True,
+        8e-4,
+    )
     assert (params.extract.fps, params.extract.max_frames, params.extract.jpeg_quality) == (3.0, 128, 90)
 
 
@@ -97,12 +120,18 @@ def test_a_tvr_video_is_about_76_seconds_of_4_second_events():
 
 
 def test_caption_queries_spread_over_each_video():
-    rows = [{"vid_name": "a", "split": "train", "start": float(i), "end": i + 1.0, "caption": f"c{i}"} for i in range(5)]
-    rows += [{"vid_name": "b", "split": "train", "start": 0.0, "end": 2.0, "caption": "only"},
-             {"vid_name": "c", "split": "val", "start": 0.0, "end": 1.0, "caption": "other split"}]
+    rows = [
+        {"vid_name": "a", "split": "train", "start": float(i), "end": i + 1.0, "caption": f"c{i}"} for i in range(5)
+    ]
+    rows += [
+        {"vid_name": "b", "split": "train", "start": 0.0, "end": 2.0, "caption": "only"},
+        {"vid_name": "c", "split": "val", "start": 0.0, "end": 1.0, "caption": "other split"},
+    ]
     records = gpu_bench.caption_queries(rows, "train", 3)
     assert [(r.vid_name, r.desc_id, r.desc, r.ts) for r in records] == [
-        ("a", "a#q0", "c0", (0.0, 1.0)), ("a", "a#q1", "c2", (2.0, 3.0)), ("a", "a#q2", "c4", (4.0, 5.0)),
+        ("a", "a#q0", "c0", (0.0, 1.0)),
+        ("a", "a#q1", "c2", (2.0, 3.0)),
+        ("a", "a#q2", "c4", (4.0, 5.0)),
         ("b", "b#q0", "only", (0.0, 2.0)),
     ]
     assert [r.duration for r in records] == [5.0, 5.0, 5.0, 2.0]
@@ -116,7 +145,25 @@ def test_an_odd_number_of_videos_is_refused(tmp_path):
 
 
 def test_a_batch_larger_than_half_the_videos_is_refused(tmp_path, capsys):
-    assert main(["bench", "--profile", "tiny", "--device", "cpu", "--workers", "0", "--batch-sizes", "8",
-                 "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "b.json")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--profile",
+                "tiny",
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--batch-sizes",
+                "8",
+                "--params",
+                str(REPO / "params.yaml"),
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 2
+    )
     assert "batch 8: the tiny profile's 8 training videos make fewer than 2 batches" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()

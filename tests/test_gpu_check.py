@@ -1,4 +1,5 @@
 """scripts/gpu_check.sh: the GPU session's one script, run here on its CPU path (--tiny)."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,16 @@ SCRIPT = REPO / "scripts" / "gpu_check.sh"
 
 
 def run_script(tmp_path, *args):
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_CHECK_WORK": str(tmp_path / "work"),
-           "PROPY_PYTHON": sys.executable, "GPU_CHECK_BUDGET": "3600"}  # a device's budget; no race here
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=3600, check=False)
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "GPU_CHECK_WORK": str(tmp_path / "work"),
+        "PROPY_PYTHON": sys.executable,
+        "GPU_CHECK_BUDGET": "3600",
+    }  # a device's budget; no race here
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600, check=False
+    )
 
 
 def test_tiny_run_writes_the_tables_into_out(tmp_path):

@@ -1,4 +1,5 @@
 """Atomic writes: the target appears whole or not at all, with ordinary permissions."""
+
 from __future__ import annotations
 
 import errno
@@ -76,8 +77,14 @@ def test_a_write_is_synced_before_the_rename_and_the_folder_after(tmp_path, monk
 
     events = []
     real_fsync, real_replace = io._fsync, os.replace
-    monkeypatch.setattr(io, "_fsync", lambda path, directory=False: (events.append(("fsync", Path(path).name, directory)),
-                                                                      real_fsync(path, directory)))
+    monkeypatch.setattr(
+        io,
+        "_fsync",
+        lambda path, directory=False: (
+            events.append(("fsync", Path(path).name, directory)),
+            real_fsync(path, directory),
+        ),
+    )
     monkeypatch.setattr(io.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), real_replace(a, b)))
     atomic_write_text(tmp_path / "a.txt", "x")
     assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
@@ -103,11 +110,14 @@ def test_stale_temps_are_removed_by_prepare_output_and_nothing_else(tmp_path):
     assert all(p.exists() for p in kept + [other])  # another file's temp is not this output's
 
 
-@pytest.mark.parametrize("code, cause", [
-    (errno.ENOSPC, "no space left on the device"),
-    (errno.EACCES, "permission denied"),
-    (errno.EROFS, "read-only file system"),
-])
+@pytest.mark.parametrize(
+    "code, cause",
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EACCES, "permission denied"),
+        (errno.EROFS, "read-only file system"),
+    ],
+)
 def test_a_failed_write_names_the_file_and_the_cause(tmp_path, monkeypatch, code, cause):
     import propy.runtime.files as io
     from propy.errors import DataError
@@ -133,7 +143,9 @@ def test_a_writer_hitting_a_full_disk_is_a_data_error(tmp_path):
             f.write(b"x" * 65536)
             f.flush()
 
-    with pytest.raises(DataError, match=r"out\.npy: cannot write: no space left on the device; free some space \(ENOSPC\)"):
+    with pytest.raises(
+        DataError, match=r"out\.npy: cannot write: no space left on the device; free some space \(ENOSPC\)"
+    ):
         atomic_write_with(tmp_path / "out.npy", to_full_disk)
 
 
@@ -166,15 +178,29 @@ def test_a_short_array_write_names_its_cause(tmp_path):
         "except DataError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "frames.npy")], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
-    assert out == (f"{tmp_path / 'frames.npy'}: cannot write: file too large for the file system or the process's "
-                   "file size limit (ulimit -f) (EFBIG)\n")
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "frames.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
+    assert out == (
+        f"{tmp_path / 'frames.npy'}: cannot write: file too large for the file system or the process's "
+        "file size limit (ulimit -f) (EFBIG)\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("array", [np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.zeros((0, 3), np.uint8),
-                                   np.array(5), np.zeros((4, 6, 6, 3), np.uint8)[:, ::2]])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        np.zeros((0, 3), np.uint8),
+        np.array(5),
+        np.zeros((4, 6, 6, 3), np.uint8)[:, ::2],
+    ],
+)
 def test_saved_arrays_are_numpy_save_bytes(tmp_path, array):
     """The frame cache's .npy files keep their bytes (and so DVC's hash of the cache)."""
     expected = io.BytesIO()

@@ -1,4 +1,5 @@
 """requirements.lock pins every dependency that pyproject.toml names, so a fresh install gets the study's versions."""
+
 import re
 
 import pytest
@@ -43,9 +44,12 @@ def test_lock_lines_are_exact_pins_only():
     assert len(requirements) == len(pins(text)) > 100  # transitive dependencies too
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Open_Clip.Torch==3.3.0\n    # via propy\n", {"open-clip-torch": "3.3.0"}),
-    ("torch>=2.4\n# numpy==1.0\n", {}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Open_Clip.Torch==3.3.0\n    # via propy\n", {"open-clip-torch": "3.3.0"}),
+        ("torch>=2.4\n# numpy==1.0\n", {}),
+    ],
+)
 def test_pins_parses_exact_pins_only(text, expected):
     assert pins(text) == expected

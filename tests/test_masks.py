@@ -1,4 +1,5 @@
 """Attention masks: literal matrices worked out by hand, properties, column layout."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Metrics on hand-made score matrices, spans and ratios whose answers are worked out by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -113,10 +114,10 @@ EVENT_SCORES = np.array(
 )
 
 
-def _vcmr(chunks=((0, 2),), scores=EVENT_SCORES, top_events=2, max_proposals=4, thresholds=(0.5, 0.9),
-          ks=(1, 3, 4)):
-    recall = VcmrRecall(PROPOSALS, DURATIONS, top_events=top_events, max_proposals=max_proposals,
-                        iou_thresholds=thresholds, ks=ks)
+def _vcmr(chunks=((0, 2),), scores=EVENT_SCORES, top_events=2, max_proposals=4, thresholds=(0.5, 0.9), ks=(1, 3, 4)):
+    recall = VcmrRecall(
+        PROPOSALS, DURATIONS, top_events=top_events, max_proposals=max_proposals, iou_thresholds=thresholds, ks=ks
+    )
     for lo, hi in chunks:
         recall.add(scores[lo:hi], VCMR_POSITIVES[lo:hi], GT_SPANS[lo:hi])
     return recall.result()
@@ -179,7 +180,10 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_queries(
         point = prvr_metrics(ranks, [1, 5, 10])["SumR"]
         low, high = bootstrap_sumr(ranks, [1, 5, 10], seed=3)
         assert low <= point <= high
-    width = lambda r: np.subtract(*reversed(bootstrap_sumr(r, [1, 5, 10], seed=3)))
+
+    def width(r):
+        return np.subtract(*reversed(bootstrap_sumr(r, [1, 5, 10], seed=3)))
+
     assert width(large) < width(small) / 4  # width ~ 1 / sqrt(n): 100x the queries, ~10x narrower
 
 

@@ -1,4 +1,5 @@
 """ProPy and the baselines on a tiny random CLIP: parity with open_clip, ADI locality, gradients."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,7 @@ def tokens(n=3, length=12, seed=2) -> torch.Tensor:
     out[:, 0] = 49406
     for i in range(n):  # EOS at a different place per query, zero padding after it
         out[i, 5 + i] = EOS
-        out[i, 6 + i:] = 0
+        out[i, 6 + i :] = 0
     return out
 
 
@@ -51,6 +52,7 @@ def randomise_adapters(model: ProPy) -> None:
 
 
 # --------------------------------------------------------------------------- parity with open_clip
+
 
 def test_frame_cls_equals_encode_image(clip):
     model = build_model(cfg(), clip)  # prompts on (frames never see them), adapters at zero init
@@ -90,16 +92,16 @@ def _naive_events(model: ProPy, video: torch.Tensor) -> torch.Tensor:
     ne, n1, nvp = pyr.num_events, pyr.counts[1], model.frame_prompts.prompts.shape[1]
     allowed = np.zeros((ne + n1 * nvp + nf * t,) * 2, dtype=bool)
     allowed[:ne] = event_attention_mask(pyr, "full", t, nvp) == 0
-    allowed[ne:ne + n1 * nvp, ne:ne + n1 * nvp] = np.eye(n1 * nvp, dtype=bool)
+    allowed[ne : ne + n1 * nvp, ne : ne + n1 * nvp] = np.eye(n1 * nvp, dtype=bool)
     for f in range(nf):
         lo = ne + n1 * nvp + f * t
-        allowed[lo:lo + t, lo:lo + t] = True
+        allowed[lo : lo + t, lo : lo + t] = True
     mask = torch.zeros(allowed.shape).masked_fill(torch.from_numpy(~allowed), float("-inf"))
     for i, block in enumerate(visual.transformer.resblocks):
         seq = torch.cat([events, model.frame_prompts.prompts[i].repeat(n1, 1), x.reshape(nf * t, w)])
         h = block.ln_1(seq)[None]
         out = block.attn(h, h, h, attn_mask=mask, need_weights=False)[0][0]
-        frame_out = out[ne + n1 * nvp:].reshape(nf, t, w)
+        frame_out = out[ne + n1 * nvp :].reshape(nf, t, w)
         if i < len(model.adapters):
             delta = model.adapters[i](frame_out[None, :, 1:])[0]
             frame_out = torch.cat([frame_out[:, :1], frame_out[:, 1:] + delta], 1)
@@ -122,6 +124,7 @@ def test_batched_masked_attention_equals_a_naive_per_video_reference(clip):
 
 
 # --------------------------------------------------------------------------- interaction
+
 
 def test_events_see_only_their_frames_under_no_interaction(clip):
     model = build_model(cfg(interaction="none", adapters=False), clip)
@@ -164,7 +167,10 @@ def test_interaction_variants_differ_from_none(clip, interaction):
 # --------------------------------------------------------------------------- training
 
 EXPECTED_TRAINABLE = {
-    "event_prompts.prompts", "frame_prompts.prompts", "text_prompts.prefix.weight", "text_prompts.prefix.bias",
+    "event_prompts.prompts",
+    "frame_prompts.prompts",
+    "text_prompts.prefix.weight",
+    "text_prompts.prefix.bias",
 } | {f"adapters.{i}.{p}.{k}" for i in range(2) for p in ("down", "conv", "up") for k in ("weight", "bias")}
 
 
@@ -231,17 +237,24 @@ def test_trainable_state_round_trip(clip):
 
 # --------------------------------------------------------------------------- shapes and switches
 
+
 @pytest.mark.parametrize(
     "changes, num_events, trainable",
     [
         ({}, 8, EXPECTED_TRAINABLE),
         ({"adapters": False}, 8, {n for n in EXPECTED_TRAINABLE if not n.startswith("adapters")}),
-        ({"frame_prompts": 0, "text_prompts": False}, 8, {"event_prompts.prompts"}
-         | {n for n in EXPECTED_TRAINABLE if n.startswith("adapters")}),
+        (
+            {"frame_prompts": 0, "text_prompts": False},
+            8,
+            {"event_prompts.prompts"} | {n for n in EXPECTED_TRAINABLE if n.startswith("adapters")},
+        ),
         ({"text_prompts": False}, 8, {n for n in EXPECTED_TRAINABLE if not n.startswith("text")}),
         ({"single_event": True}, 1, EXPECTED_TRAINABLE),
-        ({"prompt_layers": 1, "adapter_layers": 1}, 8,
-         {n for n in EXPECTED_TRAINABLE if not n.startswith("adapters.1")}),
+        (
+            {"prompt_layers": 1, "adapter_layers": 1},
+            8,
+            {n for n in EXPECTED_TRAINABLE if not n.startswith("adapters.1")},
+        ),
     ],
     ids=["full", "no_adapters", "no_frame_prompts", "no_text_prompts", "single_event", "partial_layers"],
 )
@@ -283,6 +296,7 @@ def test_bad_configs_are_config_errors(clip):
 
 # --------------------------------------------------------------------------- baselines and scores
 
+
 def test_baselines(clip):
     video = frames()
     per_frame = clip.encode_image(video.flatten(0, 1)).view(2, NF, -1)
@@ -304,7 +318,7 @@ def test_scores_max_cosine_hand_example():
     text = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     events = torch.tensor([[[3.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [-1.0, 0.0]]])  # 2 videos x 2 events
     logits, per_event = scores(text, events)
-    s = 2 ** -0.5
+    s = 2**-0.5
     assert torch.allclose(per_event, torch.tensor([[[1.0, 0.0], [s, -1.0]], [[0.0, 1.0], [s, 0.0]]]))
     assert torch.allclose(logits, torch.tensor([[1.0, s], [1.0, s]]))
     raw, _ = scores(text, events, normalize_events=False)  # queries still normalised
@@ -313,13 +327,15 @@ def test_scores_max_cosine_hand_example():
 
 # --------------------------------------------------------------------------- beyond the paper
 
+
 def test_temporal_embedding_starts_as_propy_and_makes_events_order_aware(clip):
     torch.manual_seed(9)
     order_blind = cfg(single_event=True, adapters=False, frame_prompts=0, text_prompts=False)
     plain = build_model(order_blind, clip)
     model = build_model(dataclasses.replace(order_blind, temporal_embedding=True), clip)
-    model.load_trainable_state_dict({**plain.trainable_state_dict(),
-                                     "temporal_embedding": torch.zeros(3, NF, 64)})  # 3 blocks
+    model.load_trainable_state_dict(
+        {**plain.trainable_state_dict(), "temporal_embedding": torch.zeros(3, NF, 64)}
+    )  # 3 blocks
     video = frames()
     reverse = video.flip(1)
     with torch.no_grad():

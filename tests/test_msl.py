@@ -1,5 +1,6 @@
 """MS-SL (propy/model/msl.py): proposals as the paper defines them, the two scales' scores worked out by hand,
 the hard-negative schedule, the frame embeddings (propy/data/features.py) and a tiny train + evaluate."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,18 @@ from propy.model.backbone import create_clip, load_clip
 from propy.model.msl import MsSL, _negatives, window_slots
 
 TINY_CLIP = str(REPO / "configs" / "propy-tiny.json")
-MSL = {"frames": 8, "slots": 4, "hidden": 16, "heads": 2, "dropout": 0.1, "scale_weights": [0.7, 0.3],
-       "margin": 0.2, "nce_weights": [0.02, 0.04], "hard_negative_start_epoch": 1, "hard_pool_size": 2}
+MSL = {
+    "frames": 8,
+    "slots": 4,
+    "hidden": 16,
+    "heads": 2,
+    "dropout": 0.1,
+    "scale_weights": [0.7, 0.3],
+    "margin": 0.2,
+    "nce_weights": [0.02, 0.04],
+    "hard_negative_start_epoch": 1,
+    "hard_pool_size": 2,
+}
 
 
 def msl(**changes) -> MsSL:
@@ -66,7 +77,7 @@ def test_the_score_is_the_weighted_best_clip_cosine_plus_the_key_clip_guided_fra
     torch.testing.assert_close(per_event[0, 0], torch.tensor([1.0, 0.0, math.sqrt(0.5)]))
     # key clip = proposal 0 = [1, 0]: attention logits [1, 0] over the frames; the attended value is
     # [1, e] / (1 + e), whose cosine with the query [1, 0] is 1 / sqrt(1 + e^2)
-    expected = 0.7 * 1.0 + 0.3 / math.sqrt(1 + math.e ** 2)
+    expected = 0.7 * 1.0 + 0.3 / math.sqrt(1 + math.e**2)
     assert logits.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -104,8 +115,12 @@ def test_config_checks_and_the_presets_own_setting_of_a_variant():
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     raw["dataset"] = "tvr"
     tvr_msl, tvr_full = resolve(raw, "msl"), resolve(raw, "full")
-    assert (tvr_msl.train.lr, tvr_msl.train.batch_videos, tvr_msl.train.epochs, tvr_msl.train.patience) == \
-        (2.5e-4, 128, 100, 10)
+    assert (tvr_msl.train.lr, tvr_msl.train.batch_videos, tvr_msl.train.epochs, tvr_msl.train.patience) == (
+        2.5e-4,
+        128,
+        100,
+        10,
+    )
     assert (tvr_msl.model.msl.frames, tvr_msl.model.msl.slots, tvr_msl.model.msl.hidden) == (128, 32, 384)
     assert tvr_msl.source("train.lr") == "presets.paper.variants.msl"
     assert tvr_full.train.lr == 8.0e-4  # the other variants keep TVR's own settings
@@ -143,19 +158,50 @@ def test_msl_trains_with_early_stopping_and_evaluates_with_its_proposals(tiny_be
     raw["variants"]["msl"] = {"model": {"kind": "msl"}, "train": {"epochs": 5, "lr": 1e-12, "patience": 1}}
     params.write_text(yaml.safe_dump(raw))
     features = ["--features", str(tmp_path / "features")]
-    assert main(["features", "--params", str(params), *layout_args(tiny_bench), "--out", str(tmp_path / "features"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--params",
+                str(params),
+                *layout_args(tiny_bench),
+                "--out",
+                str(tmp_path / "features"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out, log = tmp_path / "models" / "msl", tmp_path / "log.json"
     common = ["--params", str(params), "--variant", "msl", *layout_args(tiny_bench)]
     assert main(["train", *common, "--seed", "3", "--out", str(out), "--log", str(log), "--device", "cpu"]) == 2
     assert "pass --features" in capsys.readouterr().err
-    assert main(["train", *common, *features, "--seed", "3", "--out", str(out), "--log", str(log), "--device", "cpu"]) == 0
+    assert (
+        main(["train", *common, *features, "--seed", "3", "--out", str(out), "--log", str(log), "--device", "cpu"]) == 0
+    )
     # lr 1e-12 leaves validation SumR where epoch 1 put it: patience 1 stops after epoch 2
     assert [e["epoch"] for e in json.loads(log.read_text())] == [1, 2]
     assert "early stop after epoch 2: no better validation SumR since epoch 1" in capsys.readouterr().out
     metrics = tmp_path / "msl.json"
-    assert main(["evaluate", *common, *features, "--checkpoint", str(out / "best.pt"), "--metrics", str(metrics),
-                 "--results", str(tmp_path / "results"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                *common,
+                *features,
+                "--checkpoint",
+                str(out / "best.pt"),
+                "--metrics",
+                str(metrics),
+                "--results",
+                str(tmp_path / "results"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     result = json.loads(metrics.read_text())
     assert result["kind"] == "msl" and 0 <= result["SumR"] <= 400 and result["vcmr"]
     events = np.load(tmp_path / "results" / "events.npz")

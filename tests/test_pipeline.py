@@ -5,6 +5,7 @@ repo to a temporary directory, shrinks params.yaml to a few videos, one epoch an
 variants, runs real ``dvc repro`` and checks every declared output, then that a second
 ``dvc repro`` runs nothing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -26,8 +27,12 @@ from propy.cli import COMMANDS
 REPO = Path(__file__).resolve().parents[1]
 # Dispatch, exception classes and the packages' docstring-only __init__ files: editing them cannot
 # change a stage's result, and listing them would re-run the whole study whenever a command is added.
-NOT_DEPS = {"propy/__main__.py", "propy/cli.py", "propy/errors.py",
-            *(p.relative_to(REPO).as_posix() for p in (REPO / "propy").rglob("__init__.py"))}
+NOT_DEPS = {
+    "propy/__main__.py",
+    "propy/cli.py",
+    "propy/errors.py",
+    *(p.relative_to(REPO).as_posix() for p in (REPO / "propy").rglob("__init__.py")),
+}
 
 
 def _module_file(name: str) -> str | None:
@@ -76,8 +81,11 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
     sources = [f"import {module}"]
     if words[3] == "report":
         notebook = REPO / "notebooks" / f"{words[4]}.ipynb"
-        sources += [c.source.replace("%matplotlib inline", "") for c in nbformat.read(notebook, 4).cells
-                    if c.cell_type == "code"]
+        sources += [
+            c.source.replace("%matplotlib inline", "")
+            for c in nbformat.read(notebook, 4).cells
+            if c.cell_type == "code"
+        ]
     expected = _closure(sources) | ({f"notebooks/{words[4]}.ipynb"} if words[3] == "report" else set())
     declared = {d for d in body["deps"] if d.startswith(("propy/", "notebooks/"))}
     assert declared == expected, f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
@@ -85,9 +93,16 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 
 # Which params.yaml key each notebook parameter comes from (propy.reports.render.notebook_values).
 PARAM_SOURCES = {
-    "trained": "study.trained", "zero_shot": "study.zero_shot", "ablations": "study.ablations",
-    "headline": "report.headline", "top_k": "report.top_k", "num_frames": "model.num_frames", "seeds": "study.seeds",
-    "ks": "eval.ks", "ratio_bins": "eval.ratio_bins", "iou_thresholds": "eval.iou_thresholds",
+    "trained": "study.trained",
+    "zero_shot": "study.zero_shot",
+    "ablations": "study.ablations",
+    "headline": "report.headline",
+    "top_k": "report.top_k",
+    "num_frames": "model.num_frames",
+    "seeds": "study.seeds",
+    "ks": "eval.ks",
+    "ratio_bins": "eval.ratio_bins",
+    "iou_thresholds": "eval.iou_thresholds",
 }
 
 
@@ -114,6 +129,7 @@ def test_notebooks_are_saved_without_outputs():
 
 # --------------------------------------------------------------------------- end to end
 
+
 def micro_params() -> dict:
     """The repo's params shrunk to minutes: few videos, one epoch, three variants (MS-SL among them)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -123,15 +139,27 @@ def micro_params() -> dict:
     raw["train"].update(epochs=1, batch_videos=4)
     raw["variants"]["msl"]["train"]["epochs"] = 1  # its own epochs override the base
     raw["eval"].update(batch_videos=8, batch_queries=64)
-    raw["study"] = {"trained": ["full", "no_adapters", "msl"], "seeds": [42, 43], "zero_shot": ["zs_maxframe"],
-                    "ablations": {"components": ["full", "no_adapters"], "prior_method": ["full", "msl"]}}
+    raw["study"] = {
+        "trained": ["full", "no_adapters", "msl"],
+        "seeds": [42, 43],
+        "zero_shot": ["zs_maxframe"],
+        "ablations": {"components": ["full", "no_adapters"], "prior_method": ["full", "msl"]},
+    }
     return raw
 
 
 def copy_repo(dest: Path) -> None:
     """Tracked files and new files git does not ignore (the working tree, not the last commit)."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +170,9 @@ def dvc(repo: Path, *args: str, timeout: float = 3600) -> str:
     """Run dvc in ``repo``; the timeout only stops a hang (a busy machine may take many times longer)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MPLBACKEND", None)  # notebooks keep their inline backend
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{output[-6000:]}"
     return output
@@ -177,12 +206,14 @@ def test_micro_study_end_to_end(tmp_path):
     comparisons = json.loads((repo / "metrics" / "synthetic" / "pooled" / "comparisons.json").read_text())
     assert [r["variant"] for r in comparisons["tables"]["components"]] == ["no_adapters"]
     assert all("mde" in r for rows in comparisons["tables"].values() for r in rows)
-    claims = {c["name"]: c for c in json.loads((repo / "metrics" / "synthetic" / "pooled" / "claims.json").read_text())[
-        "claims"]}
+    claims = {
+        c["name"]: c
+        for c in json.loads((repo / "metrics" / "synthetic" / "pooled" / "claims.json").read_text())["claims"]
+    }
     assert claims["pyramid_depth"]["verdict"] == "skipped"  # depth1 is not in the micro study
     assert claims["vs_maxframe"]["verdict"] in ("supported", "contradicted", "not shown")
     with open(repo / "reports" / "tables" / "data" / "sampled_coverage.csv", newline="") as f:
-        coverage, = csv.DictReader(f)
+        (coverage,) = csv.DictReader(f)
     assert coverage["outside the sampled frames"] == "0" and float(coverage["video not covered, max (%)"]) == 0.0
     assert [r["variant"] for r in comparisons["tables"]["prior_method"]] == ["msl"]  # MS-SL vs ProPy
     assert (repo / "data" / "features" / "test" / "manifest.json").is_file()  # the features stage ran
@@ -196,8 +227,12 @@ def test_micro_study_end_to_end(tmp_path):
         pngs = list((repo / "reports" / "figures" / report).glob("*.png"))
         assert pngs and all(p.stat().st_size > 2000 for p in pngs), report
         assert list((repo / "reports" / "tables" / report).glob("*.md")), report
-    for report, names in (("index", ("full", "zs_maxframe")), ("results", ("full", "zs_maxframe")),
-                          ("ablations", ("full", "no_adapters")), ("training", ("full", "no_adapters"))):
+    for report, names in (
+        ("index", ("full", "zs_maxframe")),
+        ("results", ("full", "zs_maxframe")),
+        ("ablations", ("full", "no_adapters")),
+        ("training", ("full", "no_adapters")),
+    ):
         html = (repo / "reports" / f"{report}.html").read_text()
         assert all(f">{n}<" in html for n in names), f"{report}.html lacks a variant row"
     assert "zs_maxframe" in dvc(repo, "metrics", "show")
@@ -232,10 +267,20 @@ def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
     dvc(repo, "repro", "synth")
     journal = repo / "data" / "cache" / "train" / ".journal.jsonl"
     release = tmp_path / "never-released"  # extraction holds after its 5th video until the interruption
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PROPY_HOLD": f"extract:5:{release}"}
-    run = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "extract"], cwd=repo, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PROPY_HOLD": f"extract:5:{release}",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "extract"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while run.poll() is None and not (journal.is_file() and len(journal.read_text().splitlines()) >= 5):
         assert time.monotonic() < deadline, "extraction never reached its 5th video"

@@ -1,4 +1,5 @@
 """``propy pool``: runs averaged per variant, comparisons with intervals over queries and seeds."""
+
 from __future__ import annotations
 
 import json
@@ -21,24 +22,52 @@ def write_run(root, run, ranks: dict[str, int], sumr: float, kind="propy"):
     """A run's metrics, rankings and breakdown as ``evaluate`` writes them (recalls add up to ``sumr``)."""
     (root / "metrics").mkdir(parents=True, exist_ok=True)
     r = [sumr * f for f in (0.1, 0.2, 0.3, 0.4)]
-    metrics = {"variant": run.split("-s")[0], "kind": kind, "dataset": "synthetic", "split": "test", "epoch": 2,
-               "num_queries": len(ranks), "R1": r[0], "R2": r[1], "R3": r[2], "R4": r[3], "SumR": sumr,
-               "MedR": 2.0, "MeanR": 3.0, "unnormalized": {"SumR": sumr - 1}, "vcmr": {"IoU0.5": {"R1": sumr / 10}}}
+    metrics = {
+        "variant": run.split("-s")[0],
+        "kind": kind,
+        "dataset": "synthetic",
+        "split": "test",
+        "epoch": 2,
+        "num_queries": len(ranks),
+        "R1": r[0],
+        "R2": r[1],
+        "R3": r[2],
+        "R4": r[3],
+        "SumR": sumr,
+        "MedR": 2.0,
+        "MeanR": 3.0,
+        "unnormalized": {"SumR": sumr - 1},
+        "vcmr": {"IoU0.5": {"R1": sumr / 10}},
+    }
     (root / "metrics" / f"{run}.json").write_text(json.dumps(metrics))
     out = root / "results" / run
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rankings.jsonl").write_text("".join(
-        json.dumps({"desc_id": d, "vid_name": "v", "rank": k, "top10": [], "score": 0.0}) + "\n" for d, k in ranks.items()))
+    (out / "rankings.jsonl").write_text(
+        "".join(
+            json.dumps({"desc_id": d, "vid_name": "v", "rank": k, "top10": [], "score": 0.0}) + "\n"
+            for d, k in ranks.items()
+        )
+    )
     (out / "breakdown.json").write_text(json.dumps({"by_kind": [{"kind": "a", "n": 2, "SumR": sumr}]}))
 
 
 @pytest.fixture
 def study(tmp_path):
     """tiny (seeds 3, 4) with perfect ranks; worse (seeds 3, 4) never within R@4; zs_maxframe one run."""
-    params = load_params(write_tiny_params(tmp_path / "params.yaml", {
-        "study": {"trained": ["tiny", "worse"], "seeds": [3, 4], "zero_shot": ["zs_maxframe"],
-                  "ablations": {"t": ["tiny", "worse"]}},
-        "variants": {"worse": {"model": {"interaction": "none"}}}}))
+    params = load_params(
+        write_tiny_params(
+            tmp_path / "params.yaml",
+            {
+                "study": {
+                    "trained": ["tiny", "worse"],
+                    "seeds": [3, 4],
+                    "zero_shot": ["zs_maxframe"],
+                    "ablations": {"t": ["tiny", "worse"]},
+                },
+                "variants": {"worse": {"model": {"interaction": "none"}}},
+            },
+        )
+    )
     queries = ["q1", "q2", "q3"]
     write_run(tmp_path, "tiny-s3", dict.fromkeys(queries, 1), 400.0)
     write_run(tmp_path, "tiny-s4", {q: 1 for q in reversed(queries)}, 400.0)  # other order: paired by id
@@ -56,11 +85,12 @@ def test_pool_averages_runs_and_compares_with_intervals(study):
     assert worse["runs"] == ["worse-s3", "worse-s4"] and worse["epoch"] == [2, 2]
     assert worse["vcmr"]["IoU0.5"]["R1"] == 5.0 and worse["kind"] == "propy"
     assert json.loads((root / "pooled_results" / "worse" / "breakdown.json").read_text()) == {
-        "by_kind": [{"kind": "a", "n": 2, "SumR": 50.0}]}
-    row, = comparisons["tables"]["t"]
+        "by_kind": [{"kind": "a", "n": 2, "SumR": 50.0}]
+    }
+    (row,) = comparisons["tables"]["t"]
     # every query lost at every seed: the change is exactly -400 whatever the resampling
     assert (row["variant"], row["delta_SumR"], row["ci"], row["verdict"]) == ("worse", -400.0, [-400.0, -400.0], "loss")
-    zs, = comparisons["tables"]["zero_shot"]
+    (zs,) = comparisons["tables"]["zero_shot"]
     assert zs["delta_SumR"] == pytest.approx(-800 / 3) and zs["ci"][0] <= zs["delta_SumR"] <= zs["ci"][1]
     assert json.loads((root / "pooled" / "tiny.json").read_text())["SumR_ci"] == [400.0, 400.0]
 
@@ -85,8 +115,12 @@ def test_pool_metrics_of_one_run_has_no_spread():
 
 
 def test_verdict_needs_an_interval_that_excludes_zero():
-    assert [verdict(1, 3), verdict(-3, -1), verdict(-1, 3), verdict(0, 3)] == ["gain", "loss", "no difference",
-                                                                              "no difference"]
+    assert [verdict(1, 3), verdict(-3, -1), verdict(-1, 3), verdict(0, 3)] == [
+        "gain",
+        "loss",
+        "no difference",
+        "no difference",
+    ]
 
 
 def test_seed_spread_widens_the_interval_even_with_identical_queries():
@@ -110,12 +144,30 @@ def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path)
     shutil.copytree(tiny_bench / "synthetic", data)
     (data / "annotations" / "test.jsonl").unlink()
     out = tmp_path / "sweep.json"
-    assert main(["sweep", "--params", str(params), "--data", str(data), "--cache", str(tiny_bench / "cache"),
-                 "--out", str(out), "--models", str(tmp_path / "models")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--params",
+                str(params),
+                "--data",
+                str(data),
+                "--cache",
+                str(tiny_bench / "cache"),
+                "--out",
+                str(out),
+                "--models",
+                str(tmp_path / "models"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [(r["train.lr"], r["train.batch_videos"]) for r in result["rows"]] == [(1e-3, 4), (1e-2, 4)]
-    logs = [json.loads((tmp_path / "models" / name / "log.json").read_text()) for name in ("lr0.001_batch_videos4",
-                                                                                       "lr0.01_batch_videos4")]
+    logs = [
+        json.loads((tmp_path / "models" / name / "log.json").read_text())
+        for name in ("lr0.001_batch_videos4", "lr0.01_batch_videos4")
+    ]
     assert [r["val_SumR"] for r in result["rows"]] == [log[0]["val_SumR"] for log in logs]
     best = max(result["rows"], key=lambda r: r["val_SumR"])
     assert result["best"] == {"train.lr": best["train.lr"], "train.batch_videos": 4} and result["split"] == "val"
@@ -127,17 +179,28 @@ def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
     params, root = study
     for run in ("tiny-s3", "tiny-s4", "worse-s3", "worse-s4", "zs_maxframe"):  # as evaluate records it
         path = root / "metrics" / f"{run}.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), "num_videos": 4, "environment": {
-            "cpu": "Test CPU", "cores": 2, "python": "3.11.7", "packages": {"torch": "2.0"}}}))
+        path.write_text(
+            json.dumps(
+                {
+                    **json.loads(path.read_text()),
+                    "num_videos": 4,
+                    "environment": {"cpu": "Test CPU", "cores": 2, "python": "3.11.7", "packages": {"torch": "2.0"}},
+                }
+            )
+        )
     pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
     table = headline_markdown(params, root / "pooled")
     lines = table.splitlines()
     assert lines[2] == "| tiny | 2 | 40.0 | 80.0 | 120.0 | 160.0 | 400.0 ± 0.0 [400.0, 400.0] |  |"
-    assert lines[3].startswith("| worse | 2 | 5.0 | 10.0 | 15.0 | 20.0 | 50.0 ± 70.7 [0.0, 0.0] | -400.0 [-400.0, -400.0] loss |")
-    assert "3 queries, 4 videos; seeds 3, 4" in lines[-1] and "Test CPU (2 cores), Python 3.11.7, torch 2.0" in lines[-1]
+    assert lines[3].startswith(
+        "| worse | 2 | 5.0 | 10.0 | 15.0 | 20.0 | 50.0 ± 70.7 [0.0, 0.0] | -400.0 [-400.0, -400.0] loss |"
+    )
+    assert (
+        "3 queries, 4 videos; seeds 3, 4" in lines[-1] and "Test CPU (2 cores), Python 3.11.7, torch 2.0" in lines[-1]
+    )
     claims = json.loads((root / "pooled" / "claims.json").read_text())["claims"]
     header = lines.index("| claim | primary test | Δ [95% CI] | MDE | ceiling | p (Holm) | verdict |")
-    rows = lines[header + 2:header + 2 + len(claims)]
+    rows = lines[header + 2 : header + 2 + len(claims)]
     assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [c["claim"] for c in claims]
     assert all(r.endswith(f"| {c['verdict']} |") for r, c in zip(rows, claims))
     readme = f"intro\n{START}\nold numbers\n{END}\nrest\n"
@@ -174,15 +237,27 @@ def test_headline_states_each_claim_on_its_kind(tmp_path):
     from propy.reports.headline import claim_lines, probe_markdown
 
     e = {"delta": -26.0, "ci": [-35.0, -18.0], "verdict": "loss"}
-    comparisons = {"tables": {"depth": [{"variant": "depth1", "reference": "full", "probes": {"composition": {"loc": e}}}],
-                              "zero_shot": [{"variant": "zs", "reference": "full"}]}}
+    comparisons = {
+        "tables": {
+            "depth": [{"variant": "depth1", "reference": "full", "probes": {"composition": {"loc": e}}}],
+            "zero_shot": [{"variant": "zs", "reference": "full"}],
+        }
+    }
     lines = claim_lines(comparisons)
-    assert lines[-1] == ("- Pyramid depth: depth1 vs full on composition localisation: -26.0 points "
-                         "[-35.0, -18.0], loss.")
+    assert lines[-1] == (
+        "- Pyramid depth: depth1 vs full on composition localisation: -26.0 points [-35.0, -18.0], loss."
+    )
     assert claim_lines({"tables": {"zero_shot": []}}) == []
     params = load_params(write_tiny_params(tmp_path / "params.yaml"))
-    pooled = {"full": {"probes": {"order": {"n": 4, "pairwise": 75.0, "ci": [50.0, 100.0], "loc_IoU0.5": 25.0},
-                                  "context": {"n": 2, "loc_IoU0.5": 50.0}}}, "zs": {}}
+    pooled = {
+        "full": {
+            "probes": {
+                "order": {"n": 4, "pairwise": 75.0, "ci": [50.0, 100.0], "loc_IoU0.5": 25.0},
+                "context": {"n": 2, "loc_IoU0.5": 50.0},
+            }
+        },
+        "zs": {},
+    }
     table = probe_markdown(params, pooled)
     assert "test queries per kind: order 4, context 2" in table[1]
     assert table[-1] == "| full | 75.0 [50.0, 100.0] / 25 | - / 50 |"
@@ -191,11 +266,21 @@ def test_headline_states_each_claim_on_its_kind(tmp_path):
 
 def claims_params(root: Path, tests: dict, worse: dict | None = None):
     """The ``study`` fixture's settings with ``tests`` added to the claims (tiny's own: vs_maxframe)."""
-    return load_params(write_tiny_params(root / "claims.yaml", {
-        "study": {"trained": ["tiny", "worse"], "seeds": [3, 4], "zero_shot": ["zs_maxframe"],
-                  "ablations": {"t": ["tiny", "worse"]}},
-        "variants": {"worse": {"model": {"interaction": "none"}, **(worse or {})}},
-        "claims": {"tests": tests}}))
+    return load_params(
+        write_tiny_params(
+            root / "claims.yaml",
+            {
+                "study": {
+                    "trained": ["tiny", "worse"],
+                    "seeds": [3, 4],
+                    "zero_shot": ["zs_maxframe"],
+                    "ablations": {"t": ["tiny", "worse"]},
+                },
+                "variants": {"worse": {"model": {"interaction": "none"}, **(worse or {})}},
+                "claims": {"tests": tests},
+            },
+        )
+    )
 
 
 def test_claims_are_tested_once_each_and_holm_corrected(study):
@@ -204,8 +289,9 @@ def test_claims_are_tested_once_each_and_holm_corrected(study):
 
     _, root = study
     claim = {"claim": "c", "variant": "tiny", "kind": "all", "metric": "SumR"}
-    params = claims_params(root, {"vs_worse": {**claim, "against": "worse"},
-                                  "vs_meanpool": {**claim, "against": "zs_meanpool"}})
+    params = claims_params(
+        root, {"vs_worse": {**claim, "against": "worse"}, "vs_meanpool": {**claim, "against": "zs_meanpool"}}
+    )
     comparisons = pool(params, root / "metrics", root / "results", root / "pooled", root / "pooled_results")
     claims = json.loads((root / "pooled" / "claims.json").read_text())
     by_name = {c["name"]: c for c in claims["claims"]}
@@ -221,17 +307,22 @@ def test_claims_are_tested_once_each_and_holm_corrected(study):
     assert worse["verdict"] == "supported" and worse["primary_test"] == "tiny - worse: SumR, all queries"
     # zs_maxframe finds q1 only: Δ = 400 - 400/3; its p-value comes from the same bootstrap as the interval
     maxframe = by_name["vs_maxframe"]
-    ranks = {run: [json.loads(line)["rank"] for line in (root / "results" / run / "rankings.jsonl").open()]
-             for run in ("tiny-s3", "zs_maxframe")}
-    replicates = bootstrap_replicates(sumr_per_query(np.array([ranks["tiny-s3"]] * 2), [1, 2, 3, 4]),
-                                      sumr_per_query(np.array(ranks["zs_maxframe"]), [1, 2, 3, 4]), 2000)
+    ranks = {
+        run: [json.loads(line)["rank"] for line in (root / "results" / run / "rankings.jsonl").open()]
+        for run in ("tiny-s3", "zs_maxframe")
+    }
+    replicates = bootstrap_replicates(
+        sumr_per_query(np.array([ranks["tiny-s3"]] * 2), [1, 2, 3, 4]),
+        sumr_per_query(np.array(ranks["zs_maxframe"]), [1, 2, 3, 4]),
+        2000,
+    )
     assert maxframe["delta"] == pytest.approx(800 / 3)
     assert maxframe["p"] == pytest.approx(bootstrap_p_value(replicates))
     assert maxframe["p_holm"] == pytest.approx(max(2 * worse["p"], maxframe["p"]))
     assert maxframe["verdict"] == ("supported" if maxframe["p_holm"] <= 0.05 else "not shown")
     assert maxframe["alpha_holm"] == 0.05 and worse["alpha_holm"] == 0.025
     # every exploratory comparison carries its MDE (unadjusted level 0.05, power 0.8)
-    row, = comparisons["tables"]["t"]
+    (row,) = comparisons["tables"]["t"]
     assert row["mde"] == 0.0 and comparisons["tables"]["zero_shot"][0]["mde"] > 0
 
 
@@ -253,21 +344,47 @@ def test_localisation_claims_are_judged_on_moments_both_can_reach(tmp_path):
     wins = np.full((1, 5), 0.5)
     # a reaches moments 0, 1, 3; b reaches 0 and 3: only those two are judged, where a localises both
     # and b one (Δ = 100 - 50); over all four context moments it would be 75 - 50
-    a = Runs(np.ones((1, 5), int), kinds, wins, np.array([[True, False, True, True, False]]),
-             np.array([True, True, False, True, True]))
-    b = Runs(np.ones((1, 5), int), kinds, wins, np.array([[False, True, False, True, False]]),
-             np.array([True, False, False, True, True]))
-    params = load_params(write_tiny_params(tmp_path / "params.yaml", {"claims": {"tests": {"vs_maxframe": {
-        "claim": "interaction localises", "variant": "tiny", "against": "zs_maxframe", "kind": "context",
-        "metric": "loc"}}}}))
+    a = Runs(
+        np.ones((1, 5), int),
+        kinds,
+        wins,
+        np.array([[True, False, True, True, False]]),
+        np.array([True, True, False, True, True]),
+    )
+    b = Runs(
+        np.ones((1, 5), int),
+        kinds,
+        wins,
+        np.array([[False, True, False, True, False]]),
+        np.array([True, False, False, True, True]),
+    )
+    params = load_params(
+        write_tiny_params(
+            tmp_path / "params.yaml",
+            {
+                "claims": {
+                    "tests": {
+                        "vs_maxframe": {
+                            "claim": "interaction localises",
+                            "variant": "tiny",
+                            "against": "zs_maxframe",
+                            "kind": "context",
+                            "metric": "loc",
+                        }
+                    }
+                }
+            },
+        )
+    )
     result = judge_claims({"tiny": a, "zs_maxframe": b}, params)
-    claim, = result["claims"]
+    (claim,) = result["claims"]
     assert claim["n"] == 2 and claim["delta"] == 50.0
     assert claim["ceiling"] == {"tiny": 75.0, "zs_maxframe": 50.0}
-    assert claim["primary_test"] == ("tiny - zs_maxframe: localisation (%) on the moments both can reach, "
-                                     "context queries")
+    assert claim["primary_test"] == (
+        "tiny - zs_maxframe: localisation (%) on the moments both can reach, context queries"
+    )
     assert result["tests_run"] == 1 and claim["alpha_holm"] == 0.05
     # a dataset without query kinds cannot judge a claim on one kind
     plain = Runs(np.ones((1, 5), int), None, None, None)
-    skipped, = judge_claims({"tiny": plain, "zs_maxframe": plain}, params)["claims"]
+    (skipped,) = judge_claims({"tiny": plain, "zs_maxframe": plain}, params)["claims"]
     assert skipped["verdict"] == "skipped" and "no query kinds" in skipped["note"]

@@ -1,5 +1,6 @@
 """Small-CLIP pre-training on the tiny synthetic benchmark: loss goes down, the checkpoint loads
 through open_clip by path, metrics are counted right, and an interrupted run resumes exactly."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,16 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
     assert trained.logit_scale.item() <= math.log(100.0) + 1e-6
 
     assert json.loads(metrics_path.read_text()) == metrics
-    assert set(metrics) == {"zero_shot_accuracy", "text_separability", "num_classes", "num_frames", "epochs",
-                            "final_loss", "seconds", "propy_version"}
+    assert set(metrics) == {
+        "zero_shot_accuracy",
+        "text_separability",
+        "num_classes",
+        "num_frames",
+        "epochs",
+        "final_loss",
+        "seconds",
+        "propy_version",
+    }
     assert metrics["propy_version"] == __version__
     # the separability of the val queries under the saved text tower, recomputed pair by pair
     records = load_annotations(layout.annotations("val"))
@@ -71,14 +80,19 @@ def test_pretraining_lowers_the_loss_and_saves_a_checkpoint_open_clip_loads(tiny
     with torch.no_grad():
         emb = torch.nn.functional.normalize(trained.eval().encode_text(tokens), dim=-1)
     for kind in ("appearance", "order"):
-        pairs = [(i, j) for i, r in enumerate(records) for j, q in enumerate(records)
-                 if kinds[r.desc_id] == kinds[q.desc_id] == kind and q.vid_name in rivals[r.desc_id]]
+        pairs = [
+            (i, j)
+            for i, r in enumerate(records)
+            for j, q in enumerate(records)
+            if kinds[r.desc_id] == kinds[q.desc_id] == kind and q.vid_name in rivals[r.desc_id]
+        ]
         if pairs:
             expected = np.mean([float(emb[i] @ emb[j]) for i, j in pairs])
             assert metrics["text_separability"][kind] == pytest.approx(expected, abs=1e-5)
     n = len(records)
     assert metrics["text_separability"]["all_queries"] == pytest.approx(
-        float(((emb @ emb.T).sum() - n) / (n * (n - 1))), abs=1e-5)
+        float(((emb @ emb.T).sum() - n) / (n * (n - 1))), abs=1e-5
+    )
     val_cache = FrameCache(layout.cache, "val")
     val = [c for c in pc.load_captions(layout.captions) if c["vid_name"] in val_cache]
     assert metrics["num_classes"] == len({c["caption"] for c in val})
@@ -125,8 +139,21 @@ def test_a_resume_state_from_other_settings_is_ignored(tiny_bench, tmp_path, cap
 def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_path):
     params = write_tiny_params(tmp_path / "params.yaml")  # pretrain_clip.enabled: false
     out, metrics = tmp_path / "clip", tmp_path / "metrics.json"
-    assert main(["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(out),
-                 "--metrics", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "pretrain-clip",
+                "--params",
+                str(params),
+                *layout_args(tiny_bench),
+                "--out",
+                str(out),
+                "--metrics",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     assert json.loads(metrics.read_text()) == {"skipped": True, "propy_version": __version__}
     # a note, not an empty folder (DVC warns about an empty output on every run) and no weights
     assert [f.name for f in out.iterdir()] == ["SKIPPED.txt"]
@@ -134,8 +161,21 @@ def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_pat
 
 def test_enabled_pretraining_must_write_the_file_clip_pretrained_names(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml", {"pretrain_clip": PRETRAIN})  # pretrained ""
-    assert main(["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(tmp_path / "clip"),
-                 "--metrics", str(tmp_path / "m.json")]) == 2
+    assert (
+        main(
+            [
+                "pretrain-clip",
+                "--params",
+                str(params),
+                *layout_args(tiny_bench),
+                "--out",
+                str(tmp_path / "clip"),
+                "--metrics",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 2
+    )
     assert "clip.pretrained is ''" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
 
 

@@ -1,4 +1,5 @@
 """Rival probes (propy.evaluation.probes) on small hand-worked examples."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ def test_cosines():
 
 
 def test_probe_table_per_kind():
-    table = probe_table(["a", "a", "b"], np.array([1, 3, 2]), np.array([1.0, 0.5, np.nan]),
-                        np.array([True, False, True]), [1, 5], 0.5)
+    table = probe_table(
+        ["a", "a", "b"], np.array([1, 3, 2]), np.array([1.0, 0.5, np.nan]), np.array([True, False, True]), [1, 5], 0.5
+    )
     a, b = table["a"], table["b"]
     assert (a["n"], a["n_rival"], a["pairwise"], a["ci"][0] <= 75 <= a["ci"][1]) == (2, 2, 75.0, True)
     assert (a["R1"], a["R5"], a["SumR"], a["loc_IoU0.5"]) == (50.0, 100.0, 150.0, 50.0)

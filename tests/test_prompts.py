@@ -1,4 +1,5 @@
 """Prompt modules: the reference's init bound, shapes, copy order of frame prompts, text projections."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Pyramid counts, spans, composition, ancestry and config errors, checked by hand."""
+
 from __future__ import annotations
 
 import random
@@ -95,8 +96,13 @@ def test_spans_and_proposals_nf8_overlaps_011_by_hand():
     pyr = build_pyramid(8, [0, 1, 1])
     assert pyr.event_spans == (
         (0, 8),
-        (0, 4), (2, 6), (4, 8),
-        (0, 2), (2, 4), (4, 6), (6, 8),
+        (0, 4),
+        (2, 6),
+        (4, 8),
+        (0, 2),
+        (2, 4),
+        (4, 6),
+        (6, 8),
     )
     assert pyr.event_levels == (3, 2, 2, 2, 1, 1, 1, 1)
     assert pyr.level1_events == (4, 5, 6, 7)
@@ -107,8 +113,7 @@ def test_spans_and_proposals_nf8_overlaps_011_by_hand():
     assert proposals.dtype == np.float64
     np.testing.assert_array_equal(
         proposals,
-        [[0, 1], [0, 0.5], [0.25, 0.75], [0.5, 1],
-         [0, 0.25], [0.25, 0.5], [0.5, 0.75], [0.75, 1]],
+        [[0, 1], [0, 0.5], [0.25, 0.75], [0.5, 1], [0, 0.25], [0.25, 0.5], [0.5, 0.75], [0.75, 1]],
     )
 
 
@@ -120,8 +125,16 @@ def test_spans_nf8_overlapping_windows_by_hand():
     assert pyr.composed(3, 0) == (8, 2)
     assert pyr.event_spans == (
         (0, 8),
-        (0, 4), (2, 6), (4, 8),
-        (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (6, 8),
+        (0, 4),
+        (2, 6),
+        (4, 8),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+        (5, 7),
+        (6, 8),
     )
     assert pyr.level1_events == tuple(range(4, 11))
 
@@ -156,7 +169,7 @@ def test_composed_spans_hull_the_children(pyr):
         c, o = pyr.windows[k - 1]
         assert len(spans_by_level[k]) == pyr.counts[k]
         for i, span in enumerate(spans_by_level[k]):
-            children = spans_by_level[k - 1][i * o: i * o + c]
+            children = spans_by_level[k - 1][i * o : i * o + c]
             assert len(children) == c
             assert span == (children[0][0], children[-1][1])
         assert spans_by_level[k][-1][1] == nf  # exact division: the last node reaches the end
@@ -218,8 +231,10 @@ def test_ancestry_is_a_strict_order_matching_spans(pyr):
     levels = pyr.event_levels + (0,) * pyr.num_frames
     # a is above b iff a is on a higher level and b's frame span lies inside a's
     contains = np.array(
-        [[la > lb and sa[0] <= sb[0] and sb[1] <= sa[1] for sb, lb in zip(spans, levels)]
-         for sa, la in zip(spans, levels)]
+        [
+            [la > lb and sa[0] <= sb[0] and sb[1] <= sa[1] for sb, lb in zip(spans, levels)]
+            for sa, la in zip(spans, levels)
+        ]
     )
     np.testing.assert_array_equal(anc, contains)
     rng = random.Random(1)

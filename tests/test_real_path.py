@@ -2,6 +2,7 @@
 (tests/real_format.py): convert (the test-public file with --missing-ts whole), split-val, weights in
 each accepted format, check-params, extract, train one step, evaluate. A small CLIP stands in for
 ViT-B/32 (same code path; 2 CPU cores)."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,46 @@ def write_params(raw: dict) -> None:
 
 
 def train(*extra: str) -> int:
-    return main(["train", "--params", "params.yaml", "--variant", "full", "--seed", "42", *LAYOUT,
-                 "--out", "models/tvr/full-s42", "--log", "logs/train/tvr/full-s42.json", "--device", "cpu", *extra])
+    return main(
+        [
+            "train",
+            "--params",
+            "params.yaml",
+            "--variant",
+            "full",
+            "--seed",
+            "42",
+            *LAYOUT,
+            "--out",
+            "models/tvr/full-s42",
+            "--log",
+            "logs/train/tvr/full-s42.json",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def evaluate(variant: str, name: str, *extra: str) -> dict:
-    assert main(["evaluate", "--params", "params.yaml", "--variant", variant, *LAYOUT, *extra,
-                 "--metrics", f"metrics/tvr/runs/{name}.json", "--results", f"results/tvr/runs/{name}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                "params.yaml",
+                "--variant",
+                variant,
+                *LAYOUT,
+                *extra,
+                "--metrics",
+                f"metrics/tvr/runs/{name}.json",
+                "--results",
+                f"results/tvr/runs/{name}",
+            ]
+        )
+        == 0
+    )
     return json.loads(Path(f"metrics/tvr/runs/{name}.json").read_text())
 
 
@@ -43,11 +77,28 @@ def test_real_format_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     # 1. annotations: release files -> canonical; TVR has no PRVR val split: hold out train videos
     assert main(["convert", "tvr", str(paths["train_release"]), "data/tvr/tvr_train.jsonl"]) == 0
     assert main(["convert", "tvr", str(paths["test_release"]), str(ANN / "test.jsonl"), "--missing-ts", "whole"]) == 0
-    assert main(["split-val", "data/tvr/tvr_train.jsonl", "--videos", "1", "--seed", "0",
-                 "--out-train", str(ANN / "train.jsonl"), "--out-val", str(ANN / "val.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "split-val",
+                "data/tvr/tvr_train.jsonl",
+                "--videos",
+                "1",
+                "--seed",
+                "0",
+                "--out-train",
+                str(ANN / "train.jsonl"),
+                "--out-val",
+                str(ANN / "val.jsonl"),
+            ]
+        )
+        == 0
+    )
     test_lines = [json.loads(line) for line in (ANN / "test.jsonl").read_text().splitlines()]
     assert {r["vid_name"] for r in test_lines} == set(TEST) and all(r["ts"] == [0.0, r["duration"]] for r in test_lines)
-    assert len({json.loads(line)["vid_name"] for line in (ANN / "train.jsonl").read_text().splitlines()}) == len(TRAIN) - 1
+    assert (
+        len({json.loads(line)["vid_name"] for line in (ANN / "train.jsonl").read_text().splitlines()}) == len(TRAIN) - 1
+    )
 
     # 2. the preset's batch of 24 is more than 4 training videos: the error says where 24 comes from
     write_params(params(paths["config"], small_batch=False))
@@ -73,9 +124,29 @@ def test_real_format_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     archive = evaluate("zs_meanpool", "zs_meanpool")
     # MS-SL on the same cached frames: their frozen CLIP embeddings once, then one step at its own lr
     assert main(["features", "--params", "params.yaml", *LAYOUT, "--out", "data/features", "--device", "cpu"]) == 0
-    assert main(["train", "--params", "params.yaml", "--variant", "msl", "--seed", "42", *LAYOUT,
-                 "--features", "data/features", "--out", "models/tvr/msl-s42", "--log", "logs/train/tvr/msl-s42.json",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--params",
+                "params.yaml",
+                "--variant",
+                "msl",
+                "--seed",
+                "42",
+                *LAYOUT,
+                "--features",
+                "data/features",
+                "--out",
+                "models/tvr/msl-s42",
+                "--log",
+                "logs/train/tvr/msl-s42.json",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert [(e["epoch"], e["step"]) for e in json.loads(Path("logs/train/tvr/msl-s42.json").read_text())] == [(1, 1)]
     assert json.loads(Path("logs/train/tvr/msl-s42.json").read_text())[0]["lr"] == pytest.approx(2.5e-4, rel=0.5)
     msl = evaluate("msl", "msl-s42", "--features", "data/features", "--checkpoint", "models/tvr/msl-s42/best.pt")
@@ -92,12 +163,29 @@ def test_real_format_dataset_end_to_end(tmp_path, monkeypatch, capsys):
             assert {k: metrics[k] for k in ("R1", "R5", "SumR")} == {k: archive[k] for k in ("R1", "R5", "SumR")}
     # a model config with the other activation is refused, naming both
     raw = params(paths["config"])
-    raw["datasets"]["tvr"]["overrides"]["clip"]["model"] = "configs/../" + str(paths["config"].relative_to(tmp_path)).replace(
-        "tiny-quickgelu", "tiny-gelu")
+    raw["datasets"]["tvr"]["overrides"]["clip"]["model"] = "configs/../" + str(
+        paths["config"].relative_to(tmp_path)
+    ).replace("tiny-quickgelu", "tiny-gelu")
     Path(raw["datasets"]["tvr"]["overrides"]["clip"]["model"]).write_text(
-        json.dumps({k: v for k, v in json.loads(paths["config"].read_text()).items() if k != "quick_gelu"}))
+        json.dumps({k: v for k, v in json.loads(paths["config"].read_text()).items() if k != "quick_gelu"})
+    )
     write_params(raw)
-    assert main(["evaluate", "--params", "params.yaml", "--variant", "zs_meanpool", *LAYOUT,
-                 "--metrics", "m.json", "--results", "r"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                "params.yaml",
+                "--variant",
+                "zs_meanpool",
+                *LAYOUT,
+                "--metrics",
+                "m.json",
+                "--results",
+                "r",
+            ]
+        )
+        == 2
+    )
     assert "builds GELU but the weights weights/ViT-B-32.pt were trained with QUICK_GELU" in capsys.readouterr().err
     print(f"real-format smoke test: {time.perf_counter() - started:.1f} s")

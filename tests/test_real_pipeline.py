@@ -1,6 +1,7 @@
 """`dvc repro` on a real-format dataset (marked ``pipeline``): the pipeline up to pooling with ``dataset: tvr``
 on the TVR-shaped data of tests/real_format.py, quietly, and a replaced weights file re-runs the stages
 that load CLIP (DVC cannot see the preset's clip.pretrained; they depend on weights/)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -28,8 +29,21 @@ def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
     ann = "data/tvr/annotations"
     assert main(["convert", "tvr", str(paths["train_release"]), "data/tvr/tvr_train.jsonl"]) == 0
     assert main(["convert", "tvr", str(paths["test_release"]), f"{ann}/test.jsonl", "--missing-ts", "whole"]) == 0
-    assert main(["split-val", "data/tvr/tvr_train.jsonl", "--videos", "1", "--out-train", f"{ann}/train.jsonl",
-                 "--out-val", f"{ann}/val.jsonl"]) == 0
+    assert (
+        main(
+            [
+                "split-val",
+                "data/tvr/tvr_train.jsonl",
+                "--videos",
+                "1",
+                "--out-train",
+                f"{ann}/train.jsonl",
+                "--out-val",
+                f"{ann}/val.jsonl",
+            ]
+        )
+        == 0
+    )
     raw = params(paths["config"].relative_to(repo))
     raw["synth"]["videos"] = {"train": 4, "val": 2, "test": 2}  # the synth stage still runs once
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -5,6 +5,7 @@ CLIP with random trained tensors (see its README). The parity test writes those 
 reference's checkpoint layout, imports them with the CLI, loads the result the way ``evaluate``
 does and compares events, text, loss and every gradient; deliberately broken mappings must fail it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,15 @@ def write_params(ref: dict, folder: Path, clip: dict | None = None, **model) -> 
     config = folder / "propy-parity-tiny.json"
     config.write_text(json.dumps(ref["clip_config"]), encoding="utf-8")
     s = ref["settings"]
-    settings = {"num_frames": s["num_frames"], "pyramid": s["pyramid_overlaps"],
-                "frame_prompts": s["frame_prompts"], "adapter_width": s["adapter_width"],
-                "adapter_kernel": s["adapter_kernel"], "interaction": s["interaction"],
-                "text_prompts": s["text_prompts"]}
+    settings = {
+        "num_frames": s["num_frames"],
+        "pyramid": s["pyramid_overlaps"],
+        "frame_prompts": s["frame_prompts"],
+        "adapter_width": s["adapter_width"],
+        "adapter_kernel": s["adapter_kernel"],
+        "interaction": s["interaction"],
+        "text_prompts": s["text_prompts"],
+    }
     overrides = {"clip": {"model": str(config), "pretrained": "", **(clip or {})}, "model": {**settings, **model}}
     return write_tiny_params(folder / "params.yaml", overrides)
 
@@ -67,10 +73,12 @@ def bound_params(params_path: Path, out: Path):
 
 # --------------------------------------------------------------------------- parity
 
+
 def _layer_major(ref_tensors, mapped):
     """Frame prompts [1, Nvp, L*W] read as if stored layer after layer."""
     mapped["frame_prompts.prompts"] = ref_tensors[reference.FRAME_PROMPTS][0].reshape(
-        mapped["frame_prompts.prompts"].shape)
+        mapped["frame_prompts.prompts"].shape
+    )
 
 
 def _flipped_conv(ref_tensors, mapped):
@@ -84,8 +92,11 @@ def _swapped_adapters(ref_tensors, mapped):
         mapped[name], mapped[other] = mapped[other], mapped[name]
 
 
-BROKEN = {"frame prompts read layer-major": _layer_major, "time-flipped conv kernel": _flipped_conv,
-          "adapters 0 and 1 swapped": _swapped_adapters}
+BROKEN = {
+    "frame prompts read layer-major": _layer_major,
+    "time-flipped conv kernel": _flipped_conv,
+    "adapters 0 and 1 swapped": _swapped_adapters,
+}
 
 
 def relative_diffs(ref: dict, model, mapping) -> dict[str, float]:
@@ -100,8 +111,11 @@ def relative_diffs(ref: dict, model, mapping) -> dict[str, float]:
     def rel(ours, theirs):
         return float((ours.detach() - theirs).abs().max() / theirs.abs().max())
 
-    out = {"events": rel(events, ref["ref_events"]), "text": rel(text, ref["ref_text"]),
-           "loss": rel(loss, ref["ref_loss"])}
+    out = {
+        "events": rel(events, ref["ref_events"]),
+        "text": rel(text, ref["ref_text"]),
+        "loss": rel(loss, ref["ref_loss"]),
+    }
     ref_grads, dropped = mapping(ref["ref_grads"], model)  # gradients map like their tensors
     grads = dict(model.named_parameters())
     out.update({f"grad {name}": rel(grads[name].grad, g) for name, g in ref_grads.items()})
@@ -132,8 +146,10 @@ def test_imported_reference_tensors_reproduce_the_reference(ref, tmp_path, monke
     diffs = relative_diffs(ref, model, reference.map_trainables)
     worst = max(diffs, key=diffs.get)
     with capsys.disabled():
-        print(f"\n[{broken or 'correct mapping'}] worst: {worst} {diffs[worst]:.2e}; events {diffs['events']:.2e}, "
-              f"text {diffs['text']:.2e}, loss {diffs['loss']:.2e}")
+        print(
+            f"\n[{broken or 'correct mapping'}] worst: {worst} {diffs[worst]:.2e}; events {diffs['events']:.2e}, "
+            f"text {diffs['text']:.2e}, loss {diffs['loss']:.2e}"
+        )
     if broken:
         assert diffs[worst] > TOLERANCE, f"{broken} was not detected: {diffs}"
     else:
@@ -142,12 +158,22 @@ def test_imported_reference_tensors_reproduce_the_reference(ref, tmp_path, monke
 
 # --------------------------------------------------------------------------- import-reference
 
+
 def test_resume_file_and_plain_state_dict_import_identically(ref, tmp_path, capsys):
     params_path = write_params(ref, tmp_path)
     plain, resume = tmp_path / "model.pt", tmp_path / "ckpt.best.pth.tar"
     torch.save(reference_state(ref), plain)
-    torch.save({"epoch": 7, "global_step": 700, "arch": "CLIp4Clip", "state_dict": reference_state(ref, "module."),
-                "best_acc1": np.float64(150.5), "optimizer": {"state": {}, "param_groups": [{"lr": 8e-4}]}}, resume)
+    torch.save(
+        {
+            "epoch": 7,
+            "global_step": 700,
+            "arch": "CLIp4Clip",
+            "state_dict": reference_state(ref, "module."),
+            "best_acc1": np.float64(150.5),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 8e-4}]},
+        },
+        resume,
+    )
     assert import_cli(plain, tmp_path / "a", params_path) == 0
     assert import_cli(resume, tmp_path / "b", params_path) == 0
     said = capsys.readouterr().out
@@ -159,8 +185,9 @@ def test_resume_file_and_plain_state_dict_import_identically(ref, tmp_path, caps
     assert (tmp_path / "a" / "clip.pt").read_bytes() == (tmp_path / "b" / "clip.pt").read_bytes()
     assert a.keys() == b.keys() and a["trainable"].keys() == b["trainable"].keys()
     assert all(torch.equal(a["trainable"][k], b["trainable"][k]) for k in a["trainable"])
-    assert {k: v for k, v in a.items() if k not in ("trainable", "reference", "epoch")} == \
-        {k: v for k, v in b.items() if k not in ("trainable", "reference", "epoch")}
+    assert {k: v for k, v in a.items() if k not in ("trainable", "reference", "epoch")} == {
+        k: v for k, v in b.items() if k not in ("trainable", "reference", "epoch")
+    }
     assert a["reference"]["sha256"] == file_digest(plain) and b["reference"]["sha256"] == file_digest(resume)
     assert (a["epoch"], b["epoch"]) == (None, 7)
 
@@ -171,16 +198,32 @@ def test_resume_file_and_plain_state_dict_import_identically(ref, tmp_path, caps
 
 
 REFUSED = [
-    ({"adapter_width": 16}, "clip.visual.transformer.resblocks.0.temp_adapter.fc1.weight: shape (32, 64) in the "
-     "checkpoint, (16, 64) for this config", "model.adapter_width"),
-    ({"adapter_kernel": 3}, "temp_adapter.conv.weight: shape (32, 1, 5, 1, 1) in the checkpoint, (32, 1, 3, 1, 1)",
-     "model.adapter_kernel"),
-    ({"frame_prompts": 2}, "clip.visual_prompt_embedding: shape (1, 4, 192) in the checkpoint, (1, 2, 192)",
-     "model.frame_prompts"),
-    ({"prompt_layers": 2}, "clip.visual_prompt_embedding: shape (1, 4, 192) in the checkpoint, (1, 4, 128)",
-     "model.prompt_layers"),
-    ({"pyramid": [0, 0, 0, 0]}, "clip.visual.global_prompts: shape (1, 19, 64) in the checkpoint, "
-     "(1, 15, 64)", "model.num_frames and model.pyramid"),
+    (
+        {"adapter_width": 16},
+        "clip.visual.transformer.resblocks.0.temp_adapter.fc1.weight: shape (32, 64) in the "
+        "checkpoint, (16, 64) for this config",
+        "model.adapter_width",
+    ),
+    (
+        {"adapter_kernel": 3},
+        "temp_adapter.conv.weight: shape (32, 1, 5, 1, 1) in the checkpoint, (32, 1, 3, 1, 1)",
+        "model.adapter_kernel",
+    ),
+    (
+        {"frame_prompts": 2},
+        "clip.visual_prompt_embedding: shape (1, 4, 192) in the checkpoint, (1, 2, 192)",
+        "model.frame_prompts",
+    ),
+    (
+        {"prompt_layers": 2},
+        "clip.visual_prompt_embedding: shape (1, 4, 192) in the checkpoint, (1, 4, 128)",
+        "model.prompt_layers",
+    ),
+    (
+        {"pyramid": [0, 0, 0, 0]},
+        "clip.visual.global_prompts: shape (1, 19, 64) in the checkpoint, (1, 15, 64)",
+        "model.num_frames and model.pyramid",
+    ),
     ({"adapter_layers": 1}, "all 3 vision blocks", "model.adapter_layers"),
     ({"interaction": "none"}, "full ancestor-descendant interaction", "model.interaction"),
 ]
@@ -228,14 +271,17 @@ def test_a_checkpoint_without_clip_weights_is_bound_to_the_params_clip(ref, tmp_
     imported = reference.import_reference(dict(ref["reference_trainables"]), params)
     assert imported.clip_weights is None
     assert [prefix for prefix, _ in imported.dropped] == [
-        "clip.postfix_proj.", "clip.visual.transformer.resblocks.2.temp_adapter."]
+        "clip.postfix_proj.",
+        "clip.visual.transformer.resblocks.2.temp_adapter.",
+    ]
 
 
 def test_postfix_prompts_are_kept_when_the_config_asks(ref, tmp_path):
     params = load_params(write_params(ref, tmp_path, postfix_prompts=True), "tiny")
     imported = reference.import_reference(reference_state(ref), params)
-    assert torch.equal(imported.trainable["text_prompts.postfix.weight"],
-                       ref["reference_trainables"]["clip.postfix_proj.weight"])
+    assert torch.equal(
+        imported.trainable["text_prompts.postfix.weight"], ref["reference_trainables"]["clip.postfix_proj.weight"]
+    )
     assert [prefix for prefix, _ in imported.dropped] == ["clip.visual.transformer.resblocks.2.temp_adapter."]
 
 

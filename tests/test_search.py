@@ -1,5 +1,6 @@
 """``propy index`` + ``propy search`` on the tiny benchmark: the same rankings as ``propy evaluate``,
 videos the benchmark never produces, incremental updates, resuming, and refusing another model."""
+
 from __future__ import annotations
 
 import json
@@ -50,17 +51,41 @@ def study(tiny_bench, tmp_path_factory):
         shutil.copy2(layout.videos / f"{name}.mp4", videos / f"{name}.mp4")
     for variant in ("tiny", "zs_maxframe"):
         weights = ["--checkpoint", str(root / "models" / "tiny" / "best.pt")] if variant == "tiny" else []
-        assert main(["evaluate", "--params", str(params_path), "--variant", variant, "--device", "cpu",
-                     *layout_args(tiny_bench), *weights,
-                     "--metrics", str(root / "metrics" / f"{variant}.json"),
-                     "--results", str(root / "results" / variant)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--params",
+                    str(params_path),
+                    "--variant",
+                    variant,
+                    "--device",
+                    "cpu",
+                    *layout_args(tiny_bench),
+                    *weights,
+                    "--metrics",
+                    str(root / "metrics" / f"{variant}.json"),
+                    "--results",
+                    str(root / "results" / variant),
+                ]
+            )
+            == 0
+        )
     return root, params_path, records
 
 
 def _index(study, out, variant="tiny", folder=None, **kwargs):
     root, params_path, _ = study
-    return add_videos(folder or root / "videos", out, params_path, variant, root / "models" / "tiny" / "best.pt",
-                      device="cpu", show_progress=False, **kwargs)
+    return add_videos(
+        folder or root / "videos",
+        out,
+        params_path,
+        variant,
+        root / "models" / "tiny" / "best.pt",
+        device="cpu",
+        show_progress=False,
+        **kwargs,
+    )
 
 
 TIE = 1e-6  # scores this close may come out in either order
@@ -87,18 +112,51 @@ def test_search_ranks_like_evaluate(study, tmp_path, variant):
         assert own.score == pytest.approx(expected["score"], abs=1e-5)
         np.testing.assert_allclose(own.event_scores, events["gt_event_scores"][q], atol=1e-5)
         best = int(np.argmax(own.event_scores))  # the best moment is the best event's span in seconds
-        assert (own.moments[0].start, own.moments[0].end) == pytest.approx(tuple(proposals[best] * record.duration),
-                                                                           abs=1e-5)
+        assert (own.moments[0].start, own.moments[0].end) == pytest.approx(
+            tuple(proposals[best] * record.duration), abs=1e-5
+        )
 
 
 def test_search_cli_text_json_and_html(study, tmp_path, capsys):
     root, params_path, records = study
-    assert main(["index", str(root / "videos"), "--out", str(tmp_path / "idx"), "--params", str(params_path),
-                 "--variant", "tiny", "--checkpoint", str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(root / "videos"),
+                "--out",
+                str(tmp_path / "idx"),
+                "--params",
+                str(params_path),
+                "--variant",
+                "tiny",
+                "--checkpoint",
+                str(root / "models" / "tiny" / "best.pt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "4 videos (4 encoded now, 0 unchanged" in capsys.readouterr().out
     page = tmp_path / "page.html"
-    assert main(["search", str(tmp_path / "idx"), records[0].desc, "-k", "3", "--json", "--html", str(page),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(tmp_path / "idx"),
+                records[0].desc,
+                "-k",
+                "3",
+                "--json",
+                "--html",
+                str(page),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert (result["videos"], len(result["hits"])) == (4, 3)
     assert [h["rank"] for h in result["hits"]] == [1, 2, 3]
@@ -112,8 +170,9 @@ def test_search_cli_text_json_and_html(study, tmp_path, capsys):
     assert lines[1].startswith("  1. ") and "moments: " in lines[1] and len(lines) == 3
 
 
-def _write_video(path: Path, fmt: str, codec: str, width: int, height: int, fps: int, frames: int,
-                 pix_fmt: str = "yuv420p") -> None:
+def _write_video(
+    path: Path, fmt: str, codec: str, width: int, height: int, fps: int, frames: int, pix_fmt: str = "yuv420p"
+) -> None:
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
@@ -210,8 +269,9 @@ def test_index_is_incremental(study, tmp_path, monkeypatch):
 
 def test_an_interrupted_update_keeps_the_old_index_and_resumes(study, tiny_bench, tmp_path, monkeypatch):
     root, _, _ = study
-    params_one = write_tiny_params(tmp_path / "params.yaml",
-                                   {"clip": {"pretrained": str(root / "clip.pt")}, "eval": {"batch_videos": 1}})
+    params_one = write_tiny_params(
+        tmp_path / "params.yaml", {"clip": {"pretrained": str(root / "clip.pt")}, "eval": {"batch_videos": 1}}
+    )
     folder = tmp_path / "videos"
     folder.mkdir()
     shutil.copy2(root / "videos" / "test0.mp4", folder / "a.mp4")
@@ -285,6 +345,7 @@ def test_gallery_ranks_ties_in_index_order_and_lists_distinct_moments():
 
 # --------------------------------------------------------------------------- issue 23: bad input, second sweep
 
+
 def test_a_symlink_loop_lists_each_real_file_once(tmp_path):
     """Issue 23 case 4: ``ln -s . vids/self`` used to list one video 41 times (until ELOOP)."""
     from propy.search.store import scan
@@ -306,8 +367,25 @@ def _index_copy(study, tmp_path, extra=None):
     shutil.copytree(root / "videos", folder)
     for name in extra or ():
         shutil.copy2(sorted(folder.iterdir())[0], folder / name)
-    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), "--params", str(params_path), "--variant",
-                 "tiny", "--checkpoint", str(root / "models" / "tiny" / "best.pt"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(folder),
+                "--out",
+                str(tmp_path / "idx"),
+                "--params",
+                str(params_path),
+                "--variant",
+                "tiny",
+                "--checkpoint",
+                str(root / "models" / "tiny" / "best.pt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return tmp_path / "idx"
 
 

@@ -1,4 +1,5 @@
 """The --html page's layout helpers: timeline rows never stack overlapping events, strips stay inside a moment."""
+
 from __future__ import annotations
 
 import numpy as np

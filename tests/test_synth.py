@@ -27,8 +27,16 @@ from propy.data.synth import (
     write_mp4,
 )
 
-TINY = repo_block(SynthConfig, "synth", seed=1, videos={"train": 8, "val": 4, "test": 4}, size=32, fps=8,
-                  events_per_video=[5, 6], event_seconds=[0.5, 1.0])
+TINY = repo_block(
+    SynthConfig,
+    "synth",
+    seed=1,
+    videos={"train": 8, "val": 4, "test": 4},
+    size=32,
+    fps=8,
+    events_per_video=[5, 6],
+    event_seconds=[0.5, 1.0],
+)
 # words a query may use that no single frame can show: the verbs and the joins
 STRUCTURE_WORDS = {"a", "an", "ends", "then", "just", "after"}
 
@@ -127,8 +135,9 @@ def test_each_kind_rival_differs_in_what_the_kind_tests(default_test_split):
                 (slot,) = probe.slots
                 theirs = rival.events[slot]
                 assert [e.frames for e in v.events] == [e.frames for e in rival.events]  # same timings
-                assert [e for i, e in enumerate(v.events) if i != slot] == \
-                       [e for i, e in enumerate(rival.events) if i != slot]
+                assert [e for i, e in enumerate(v.events) if i != slot] == [
+                    e for i, e in enumerate(rival.events) if i != slot
+                ]
                 if probe.kind == "appearance":  # same shape and action, another colour
                     assert (theirs.shape, theirs.action) == (mine[0].shape, mine[0].action)
                     assert theirs.colour != mine[0].colour
@@ -160,7 +169,7 @@ def test_written_queries_hold_in_their_own_video_only(bench):
         for r in records(out, split):
             for name, w in videos.items():
                 texts = _texts(w)
-                shown = set(texts) | {", then ".join(texts[i:i + n]) for n in (2, 3) for i in range(len(texts))}
+                shown = set(texts) | {", then ".join(texts[i : i + n]) for n in (2, 3) for i in range(len(texts))}
                 shown |= {f"{b} just after {a}" for a, b in zip(texts, texts[1:])}
                 assert (r.desc in shown) == (name == r.vid_name), (r.desc_id, name)
             if kinds[r.desc_id] == "context":
@@ -177,7 +186,9 @@ def test_default_ratios_are_tvr_like_and_every_query_word_is_grounded(default_te
     assert sum(stats["query_kinds"].values()) == len(queries.records) and min(stats["query_kinds"].values()) >= 40
     caption_words = {w for v in videos for c in captions(v, DEFAULT.fps, "test") for w in c["caption"].split()}
     query_words = {w.strip(",") for r in queries.records for w in r.desc.split()}
-    assert query_words - STRUCTURE_WORDS <= caption_words  # colours, shapes, on the left/right, at the top/bottom, big/small
+    assert (
+        query_words - STRUCTURE_WORDS <= caption_words
+    )  # colours, shapes, on the left/right, at the top/bottom, big/small
 
 
 def test_captions_describe_frame_states():
@@ -185,8 +196,12 @@ def test_captions_describe_frame_states():
     video = Video("v", 30, (Event("ring", FILLER_COLOUR, "ends big", 8), event), (), 0)
     caps = captions(video, 8, "train")
     assert [c["caption"] for c in caps] == [
-        "a grey ring is small", "a grey ring", "a grey ring is big",
-        "a red circle is on the right", "a red circle", "a red circle is on the left",
+        "a grey ring is small",
+        "a grey ring",
+        "a grey ring is big",
+        "a red circle is on the right",
+        "a red circle",
+        "a red circle is on the left",
     ]
     assert caps[0]["start"] == 0.0 and caps[-1]["end"] == 3.0  # 24 frames at 8 fps, back to back
     assert all(a["end"] == b["start"] for a, b in zip(caps, caps[1:]))
@@ -241,15 +256,23 @@ def test_replaces_existing_output_and_stale_partial(tmp_path):
     (partial / "videos").mkdir(parents=True)
     (partial / "videos" / "train0.mp4").write_text("from another run with other settings")
     generate(cfg, out, progress=False)
-    assert sorted(p.name for p in (out / "videos").iterdir()) == ["test0.mp4", "test1.mp4", "train0.mp4",
-                                                                 "train1.mp4", "val0.mp4", "val1.mp4"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "test0.mp4",
+        "test1.mp4",
+        "train0.mp4",
+        "train1.mp4",
+        "val0.mp4",
+        "val1.mp4",
+    ]
     assert (out / "videos" / "train0.mp4").read_bytes()[4:8] == b"ftyp"
     assert not partial.exists()
 
 
 def test_cli(tmp_path, capsys):
-    params = write_tiny_params(tmp_path / "params.yaml", {
-        "synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]}})
+    params = write_tiny_params(
+        tmp_path / "params.yaml",
+        {"synth": {"seed": 0, "videos": {"train": 2, "val": 2, "test": 2}, "size": 32, "event_seconds": [0.5, 0.5]}},
+    )
     assert main(["synth", "--params", str(params), "--out", str(tmp_path / "bench")]) == 0
     assert "train: 2 videos" in capsys.readouterr().out
     assert len(load_annotations(tmp_path / "bench" / "annotations" / "val.jsonl")) == 2  # one pair, two probes

@@ -21,8 +21,25 @@ LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4
 
 
 def train_cli(bench, params, out, *flags):
-    return main(["train", "--params", str(params), "--variant", "tiny", "--seed", "3", *layout_args(bench),
-                 "--out", str(out / "models"), "--log", str(out / "log.json"), "--device", "cpu", *flags])
+    return main(
+        [
+            "train",
+            "--params",
+            str(params),
+            "--variant",
+            "tiny",
+            "--seed",
+            "3",
+            *layout_args(bench),
+            "--out",
+            str(out / "models"),
+            "--log",
+            str(out / "log.json"),
+            "--device",
+            "cpu",
+            *flags,
+        ]
+    )
 
 
 def load(path):
@@ -119,8 +136,22 @@ def test_config_hash_follows_params_and_input_file_contents(tiny_bench, tmp_path
 
 def test_zero_shot_variants_are_refused(straight, tiny_bench, tmp_path, capsys):
     params, _ = straight
-    code = main(["train", "--params", str(params), "--variant", "zs_meanpool", "--seed", "3", *layout_args(tiny_bench),
-                 "--out", str(tmp_path), "--log", str(tmp_path / "log.json")])
+    code = main(
+        [
+            "train",
+            "--params",
+            str(params),
+            "--variant",
+            "zs_meanpool",
+            "--seed",
+            "3",
+            *layout_args(tiny_bench),
+            "--out",
+            str(tmp_path),
+            "--log",
+            str(tmp_path / "log.json"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "zero-shot baseline with nothing to train" in err and "evaluate --variant zs_meanpool" in err
@@ -144,7 +175,9 @@ def test_rival_batches_keep_each_pair_in_one_batch(tiny_bench, tmp_path):
     shutil.copytree(layout.data, no_rivals)
     (no_rivals / "rivals.json").unlink()
     with pytest.raises(ConfigError, match="train.rival_batches: .*data has no rivals.json"):
-        Trainer(load_params(path, "tiny"), Layout(no_rivals, layout.cache), 3, tmp_path / "o2", tmp_path / "l2.json", cpu)
+        Trainer(
+            load_params(path, "tiny"), Layout(no_rivals, layout.cache), 3, tmp_path / "o2", tmp_path / "l2.json", cpu
+        )
 
 
 def test_batches_split_into_contiguous_rank_shares_with_whole_batch_labels():
@@ -181,9 +214,21 @@ def test_two_gloo_processes_reach_the_single_process_weights(straight, tiny_benc
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(params), str(tiny_bench), str(tmp_path)],
-        capture_output=True, text=True, timeout=3600,  # a bound on a hang only
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(params),
+            str(tiny_bench),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,  # a bound on a hang only
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")

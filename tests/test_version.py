@@ -1,4 +1,5 @@
 """One version, reported everywhere: ``propy --version`` prints it and the changelog documents it."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,9 @@ from tests.conftest import REPO
 
 
 def test_version_flag_prints_the_package_version():
-    out = subprocess.run([sys.executable, "-m", "propy", "--version"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "propy", "--version"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == f"propy {__version__}"
 
 

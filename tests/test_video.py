@@ -50,7 +50,9 @@ def test_frames_are_uniform_in_time_and_capped(counting):
 
 
 def test_synthetic_video_round_trip(tmp_path):
-    video = Video("v", 40, (Event("circle", "red", "ends on the left", 6), Event("cross", "cyan", "ends big", 5)), (), 0)
+    video = Video(
+        "v", 40, (Event("circle", "red", "ends on the left", 6), Event("cross", "cyan", "ends big", 5)), (), 0
+    )
     frames = render(video, 32)
     write_mp4(tmp_path / "v.mp4", frames, 8, "libx264")
     decoded = read_video(tmp_path / "v.mp4", fps=8, max_frames=64, size=32)
@@ -110,13 +112,16 @@ def test_segments_tile_the_whole_video():
         segment_bounds(0, 4)
 
 
-@pytest.mark.parametrize("T, Nf, reachable", [
-    # segment i spans [i, i + 1) * 5.75 frames: frames floor(start) .. ceil(end) - 1
-    (23, 4, [range(0, 6), range(5, 12), range(11, 18), range(17, 23)]),
-    # T < Nf: segments of 0.375 frames; one that straddles a frame boundary can draw either frame
-    (3, 8, [[0], [0], [0, 1], [1], [1], [1, 2], [2], [2]]),
-    (8, 4, [[0, 1], [2, 3], [4, 5], [6, 7]]),
-])
+@pytest.mark.parametrize(
+    "T, Nf, reachable",
+    [
+        # segment i spans [i, i + 1) * 5.75 frames: frames floor(start) .. ceil(end) - 1
+        (23, 4, [range(0, 6), range(5, 12), range(11, 18), range(17, 23)]),
+        # T < Nf: segments of 0.375 frames; one that straddles a frame boundary can draw either frame
+        (3, 8, [[0], [0], [0, 1], [1], [1], [1, 2], [2], [2]]),
+        (8, 4, [[0, 1], [2, 3], [4, 5], [6, 7]]),
+    ],
+)
 def test_train_draws_cover_each_segment_and_the_whole_video(T, Nf, reachable):
     rng = np.random.default_rng(0)
     draws = np.stack([sample_indices(T, Nf, train=True, rng=rng) for _ in range(2000)])
@@ -155,10 +160,19 @@ def test_sampled_coverage_counts_moments_the_frames_cannot_see():
     # segments stopped at 20 frames = 5.0 s). "b": cached 4.0 s but annotated 5.0 s, so its last second
     # has no frame: (4.2, 4.8) lies outside, (3.5, 4.5) partly.
     cache = _Cache({"a": (23, 5.75), "b": (16, 4.0)})
-    recs = [Record("a", "1", "q", 5.75, (5.1, 5.75)), Record("a", "2", "q", 5.75, (0.0, 1.0)),
-            Record("b", "3", "q", 5.0, (4.2, 4.8)), Record("b", "4", "q", 5.0, (3.5, 4.5))]
-    assert sampled_coverage(recs, cache, 4) == {"moments": 4, "outside the sampled frames": 1, "partly outside": 1,
-                                       "video not covered, mean (%)": 0.0, "video not covered, max (%)": 0.0}
+    recs = [
+        Record("a", "1", "q", 5.75, (5.1, 5.75)),
+        Record("a", "2", "q", 5.75, (0.0, 1.0)),
+        Record("b", "3", "q", 5.0, (4.2, 4.8)),
+        Record("b", "4", "q", 5.0, (3.5, 4.5)),
+    ]
+    assert sampled_coverage(recs, cache, 4) == {
+        "moments": 4,
+        "outside the sampled frames": 1,
+        "partly outside": 1,
+        "video not covered, mean (%)": 0.0,
+        "video not covered, max (%)": 0.0,
+    }
     with pytest.raises(DataError, match="empty"):
         sampled_coverage([], cache, 4)
 
@@ -191,7 +205,9 @@ def test_a_truncated_faststart_mp4_is_a_bad_video_not_repeats(tmp_path):
     data = path.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=r"cut\.mp4: truncated: the frames end at \d+\.\d\d s but the header says 10\.00 s"):
+    with pytest.raises(
+        DataError, match=r"cut\.mp4: truncated: the frames end at \d+\.\d\d s but the header says 10\.00 s"
+    ):
         read_video(cut, 10, 200, 32)
 
 

@@ -1,5 +1,6 @@
 """CLIP weight files: OpenAI's TorchScript archive loads (directly or converted) and a QuickGELU/GELU
 mismatch between weights and model config is refused."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def _same_weights(model, state_dict, half=True):
 def test_the_openai_archive_loads_as_published(tmp_path, source, quick_config):
     archive = write_openai_archive(source, tmp_path / "ViT-B-32.pt")
     assert is_torchscript(archive)
-    with pytest.raises(Exception):  # what open_clip does with it (the defect this module fixes)
+    with pytest.raises(Exception):  # noqa: B017 (open_clip's own error, whichever it is: the defect this module fixes)
         open_clip.load_checkpoint(open_clip.create_model("propy-tiny-quickgelu"), str(archive))
     model = create_clip(quick_config, str(archive))
     assert _same_weights(model, source)  # float16 in the archive, float32 in the model
@@ -67,8 +68,9 @@ def test_an_activation_mismatch_is_refused(tmp_path, source):
     check_activation(QUICK_GELU, model_config("ViT-B-32-quickgelu"), "ViT-B-32-quickgelu", archive)
 
 
-def test_convert_weights_writes_an_open_clip_state_dict_that_keeps_the_activation(tmp_path, source, quick_config,
-                                                                                   capsys):
+def test_convert_weights_writes_an_open_clip_state_dict_that_keeps_the_activation(
+    tmp_path, source, quick_config, capsys
+):
     archive = write_openai_archive(source, tmp_path / "ViT-B-32.pt")
     out = tmp_path / "weights" / "converted.pt"
     assert main(["convert-weights", str(archive), str(out)]) == 0

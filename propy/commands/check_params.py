@@ -7,6 +7,7 @@ gets); with ``--variant`` the fully resolved values of that variant as YAML, eac
 set followed by a comment naming the layer. Any typo, bad choice or pyramid that does not fit
 fails with the dotted path of the key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,10 +31,13 @@ def variant_summary(params: Params, base: Params) -> str:
     model = params.model
     pyramid = model.event_pyramid
     study = params.study
-    role = "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
+    role = (
+        "trained" if params.variant in study.trained else "zero-shot" if params.variant in study.zero_shot else "unused"
+    )
     mine, theirs = flatten(dataclasses.asdict(params)), flatten(dataclasses.asdict(base))
-    changed = [f"{k}={v}" for k, v in mine.items()
-               if k.partition(".")[0] not in ("variant", "sources") and theirs.get(k) != v]
+    changed = [
+        f"{k}={v}" for k, v in mine.items() if k.partition(".")[0] not in ("variant", "sources") and theirs.get(k) != v
+    ]
     shape = f"{pyramid.num_levels} levels, {pyramid.num_events} events" if model.kind == "propy" else "-"
     return f"{params.variant:<18} {role:<9} {model.kind:<8} {shape:<22} {', '.join(changed) or '(base)'}"
 
@@ -48,10 +52,15 @@ def untracked_weights(params: Params) -> list[str]:
     if not params.clip.pretrained or not (path.suffix or len(path.parts) > 1):  # "" or an open_clip tag
         return []
     inside = any(path.as_posix().startswith(f"{folder}/") for folder in WEIGHT_DEPS)
-    return [] if inside else [
-        f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in WEIGHT_DEPS)}, so the pipeline's "
-        f"stages do not depend on it and replacing it re-runs nothing; move it under weights/ "
-        f"(the value is {params.where('clip.pretrained')})"]
+    return (
+        []
+        if inside
+        else [
+            f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in WEIGHT_DEPS)}, so the pipeline's "
+            f"stages do not depend on it and replacing it re-runs nothing; move it under weights/ "
+            f"(the value is {params.where('clip.pretrained')})"
+        ]
+    )
 
 
 def annotated_yaml(params: Params) -> str:
@@ -96,6 +105,8 @@ def run(args) -> int:
         print(f"warning: {note}", file=sys.stderr)
     for name in variants:
         print(variant_summary(resolve(raw, variant=name, source=str(path)), base))
-    print(f"ok: {len(variants)} variants valid "
-          f"({len(base.study.trained)} trained, {len(base.study.zero_shot)} zero-shot in the study)")
+    print(
+        f"ok: {len(variants)} variants valid "
+        f"({len(base.study.trained)} trained, {len(base.study.zero_shot)} zero-shot in the study)"
+    )
     return 0

@@ -1,10 +1,14 @@
-"""``python -m propy convert``: convert a public dataset's annotations to the canonical jsonl (library: ``propy.data.convert``)."""
+"""``python -m propy convert``: convert a public dataset's annotations to the canonical jsonl.
+
+The work is done in ``propy.data.convert``.
+"""
+
 from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from propy.data.annotations import (
     Record,
@@ -61,16 +65,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--missing-ts",
         choices=MISSING_TS_POLICIES,
-        help="tvr/qvhighlights: a query without a moment (test splits) is skipped (default) "
-        "or gets the whole video",
+        help="tvr/qvhighlights: a query without a moment (test splits) is skipped (default) or gets the whole video",
     )
     durations = parser.add_mutually_exclusive_group()
     durations.add_argument(
-        "--durations", type=Path, action="append", metavar="CSV",
+        "--durations",
+        type=Path,
+        action="append",
+        metavar="CSV",
         help="charades: Charades csv with 'id' and 'length' columns (repeat for train and test)",
     )
     durations.add_argument(
-        "--videos", type=Path, metavar="DIR", help="charades: read durations from DIR/<video_id>.mp4 instead",
+        "--videos",
+        type=Path,
+        metavar="DIR",
+        help="charades: read durations from DIR/<video_id>.mp4 instead",
     )
 
 

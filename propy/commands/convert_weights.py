@@ -1,4 +1,8 @@
-"""``python -m propy convert-weights``: convert OpenAI's TorchScript CLIP archive to an open_clip state dict (library: ``propy.model.weights``)."""
+"""``python -m propy convert-weights``: convert OpenAI's TorchScript CLIP archive to an open_clip state dict.
+
+The work is done in ``propy.model.weights``.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -14,6 +18,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     count, activation = convert(args.source, args.out)
-    print(f"convert-weights: {args.source} -> {args.out} ({count} tensors, activation {activation}; "
-          f"load it with a {'-quickgelu model, e.g. ViT-B-32-quickgelu' if activation == QUICK_GELU else 'GELU model'})")
+    print(
+        f"convert-weights: {args.source} -> {args.out} ({count} tensors, activation {activation}; "
+        f"load it with a {'-quickgelu model, e.g. ViT-B-32-quickgelu' if activation == QUICK_GELU else 'GELU model'})"
+    )
     return 0

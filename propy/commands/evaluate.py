@@ -1,4 +1,8 @@
-"""``python -m propy evaluate``: evaluate a trained variant or a zero-shot baseline (library: ``propy.evaluation.evaluate``)."""
+"""``python -m propy evaluate``: evaluate a trained variant or a zero-shot baseline.
+
+The work is done in ``propy.evaluation.evaluate``.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -25,22 +29,31 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", required=True, help="variant of params.yaml to evaluate")
     parser.add_argument("--split", default="test", choices=SPLITS, help="annotation split (default: test)")
     add_layout_args(parser, features=True)
-    parser.add_argument("--checkpoint", type=Path,
-                        help="trained weights, e.g. models/synthetic/full-s42/best.pt (trained variants only)")
-    parser.add_argument("--metrics", required=True, type=Path, help="metrics JSON, e.g. metrics/synthetic/runs/full-s42.json")
-    parser.add_argument("--results", required=True, type=Path, help="per-query results folder, e.g. results/synthetic/runs/full-s42")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="trained weights, e.g. models/synthetic/full-s42/best.pt (trained variants only)",
+    )
+    parser.add_argument(
+        "--metrics", required=True, type=Path, help="metrics JSON, e.g. metrics/synthetic/runs/full-s42.json"
+    )
+    parser.add_argument(
+        "--results", required=True, type=Path, help="per-query results folder, e.g. results/synthetic/runs/full-s42"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.variant)
     trained = params.model.kind in TRAINED_KINDS
-    if trained != (args.checkpoint is not None):
+    if trained and args.checkpoint is None:
         raise ConfigError(
             f"variant {args.variant!r} (model.kind {params.model.kind}) needs --checkpoint with its trained weights"
-            if trained else
-            f"variant {args.variant!r} is a zero-shot baseline (model.kind {params.model.kind}): it has no trained "
-            "weights, so --checkpoint does not apply; drop it"
+        )
+    if not trained and args.checkpoint is not None:
+        raise ConfigError(
+            f"variant {args.variant!r} is a zero-shot baseline (model.kind {params.model.kind}): it "
+            "has no trained weights, so --checkpoint does not apply; drop it"
         )
     device = pick_device(args.device)
     prepare_output(args.metrics)
@@ -49,14 +62,19 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(params, layout_from(args), args.split, device, args.checkpoint, args.metrics, args.results)
     recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)
     vcmr = ", ".join(f"{iou} " + " ".join(f"{k} {v:.1f}" for k, v in rs.items()) for iou, rs in metrics["vcmr"].items())
-    print(
+    lines = [
         f"{args.variant} on {args.split}: {recalls}, SumR {metrics['SumR']:.1f}, MedR {metrics['MedR']:g} "
         f"(other event normalisation: SumR {metrics['unnormalized']['SumR']:.1f}); VCMR {vcmr}; "
-        + "".join(f"\n  {kind}: n {p['n']}, rival pairwise {p.get('pairwise', float('nan')):.1f}% "
-                  f"{[round(c, 1) for c in p.get('ci', [])]}, R1 {p['R1']:.1f}, loc {p[f'loc_IoU{params.eval.probe_iou:g}']:.1f}%"
-                  for kind, p in metrics.get("probes", {}).items())
-        + (f"\n  text separability {metrics['text_separability']}" if "text_separability" in metrics else "")
-        + "\n"
-        f"{time.perf_counter() - started:.1f} s"
-    )
+    ]
+    loc = f"loc_IoU{params.eval.probe_iou:g}"
+    for kind, p in metrics.get("probes", {}).items():
+        ci = [round(c, 1) for c in p.get("ci", [])]
+        lines.append(
+            f"  {kind}: n {p['n']}, rival pairwise {p.get('pairwise', float('nan')):.1f}% {ci}, "
+            f"R1 {p['R1']:.1f}, loc {p[loc]:.1f}%"
+        )
+    if "text_separability" in metrics:
+        lines.append(f"  text separability {metrics['text_separability']}")
+    lines.append(f"{time.perf_counter() - started:.1f} s")
+    print("\n".join(lines))
     return 0

@@ -1,4 +1,8 @@
-"""``python -m propy extract``: decode every video once into the uint8 frame cache (library: ``propy.data.cache``)."""
+"""``python -m propy extract``: decode every video once into the uint8 frame cache.
+
+The work is done in ``propy.data.cache``.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +39,18 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             result = extract_split(
-                list(names), layout.videos, params.data.video_ext, out_dir,
-                size=size, fps=cfg.fps, max_frames=cfg.max_frames, jpeg_quality=cfg.jpeg_quality,
+                list(names),
+                layout.videos,
+                params.data.video_ext,
+                out_dir,
+                size=size,
+                fps=cfg.fps,
+                max_frames=cfg.max_frames,
+                jpeg_quality=cfg.jpeg_quality,
                 durations={vid: records[0].duration for vid, records in names.items()},
-                duration_tolerance=cfg.duration_tolerance, skip_bad=cfg.skip_bad, desc=f"extract {split}",
+                duration_tolerance=cfg.duration_tolerance,
+                skip_bad=cfg.skip_bad,
+                desc=f"extract {split}",
             )
         except BadVideos as exc:
             bad.update(exc.bad)

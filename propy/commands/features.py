@@ -1,4 +1,5 @@
 """``python -m propy features``: frozen CLIP embeddings of every cached frame, once per dataset (MS-SL's input)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,20 @@ def run(args: argparse.Namespace) -> int:
     prepare_output(args.out, folder=True)
     started = time.perf_counter()
     splits = SPLITS if args.split == "all" else (args.split,)
-    done = compute(load_clip(params.clip), params.clip, layout_from(args), args.out, max(1, args.batch_frames),
-                   pick_device(args.device), splits)
-    print(", ".join(f"features {split}: {n} frames embedded" if n else f"features {split}: up to date"
-                    for split, n in done.items()) + f" -> {args.out} in {time.perf_counter() - started:.1f} s")
+    done = compute(
+        load_clip(params.clip),
+        params.clip,
+        layout_from(args),
+        args.out,
+        max(1, args.batch_frames),
+        pick_device(args.device),
+        splits,
+    )
+    print(
+        ", ".join(
+            f"features {split}: {n} frames embedded" if n else f"features {split}: up to date"
+            for split, n in done.items()
+        )
+        + f" -> {args.out} in {time.perf_counter() - started:.1f} s"
+    )
     return 0

@@ -1,4 +1,8 @@
-"""``python -m propy headline``: rewrite README.md's headline table from the pooled metrics (library: ``propy.reports.headline``)."""
+"""``python -m propy headline``: rewrite README.md's headline table from the pooled metrics.
+
+The work is done in ``propy.reports.headline``.
+"""
+
 from __future__ import annotations
 
 import argparse

@@ -9,6 +9,7 @@ params that evaluate it must point ``clip.pretrained`` at that file; the
 command prints the lines to add. All checks run before the first byte is
 written (``propy.model.reference``), and each file is written atomically.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,16 @@ from propy.model.reference import (
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT",
-                        help="a reference checkpoint: its ckpt.best.pth.tar (resume file) or a plain state_dict")
-    parser.add_argument("--out", required=True,
-                        help="output folder, e.g. models/tvr_ref/ (gets best.pt, and clip.pt when CKPT carries CLIP)")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="a reference checkpoint: its ckpt.best.pth.tar (resume file) or a plain state_dict",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder, e.g. models/tvr_ref/ (gets best.pt, and clip.pt when CKPT carries CLIP)",
+    )
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", help="variant whose model settings the checkpoint must fit (default: none)")
 
@@ -41,9 +48,11 @@ def params_lines(params_path: str, params: Params, out: Path) -> str:
     override["clip"] = {**override.get("clip", {}), "model": params.clip.model, "pretrained": params.clip.pretrained}
     name = out.name
     snippet = yaml.safe_dump({"variants": {name: override}}, default_flow_style=None, sort_keys=False)
-    return (f"to evaluate it, add this variant to {params_path} (its clip.pretrained is what best.pt was bound to):\n"
-            + "".join(f"  {line}\n" for line in snippet.splitlines())
-            + f"then: python -m propy evaluate --params {params_path} --variant {name} --checkpoint {out / 'best.pt'}")
+    return (
+        f"to evaluate it, add this variant to {params_path} (its clip.pretrained is what best.pt was bound to):\n"
+        + "".join(f"  {line}\n" for line in snippet.splitlines())
+        + f"then: python -m propy evaluate --params {params_path} --variant {name} --checkpoint {out / 'best.pt'}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,17 +66,23 @@ def run(args: argparse.Namespace) -> int:
     postfix = " and postfix" if "text_prompts.postfix.weight" in tensors else ""
     epoch = f", epoch {ref.epoch}" if ref.epoch is not None else ""
     shapes = {name: list(tensors[f"{name}.prompts"].shape) for name in ("event_prompts", "frame_prompts")}
-    print(f"{out / 'best.pt'}: imported {ref.path} (sha256 {ref.sha256[:16]}...{epoch}): event prompts "
-          f"{shapes['event_prompts']}, frame prompts {shapes['frame_prompts']}, text prefix{postfix} projection, "
-          f"{adapters} temporal adapters")
+    print(
+        f"{out / 'best.pt'}: imported {ref.path} (sha256 {ref.sha256[:16]}...{epoch}): event prompts "
+        f"{shapes['event_prompts']}, frame prompts {shapes['frame_prompts']}, text prefix{postfix} projection, "
+        f"{adapters} temporal adapters"
+    )
     for prefix, why in imported.dropped:
         print(f"  dropped {prefix}*: {why}")
     if imported.clip_weights is not None:
         clip_path = Path(bound.clip.pretrained)
-        print(f"{clip_path}: the checkpoint's CLIP weights as an open_clip checkpoint "
-              f"(sha256 {file_digest(clip_path)[:16]}...)")
+        print(
+            f"{clip_path}: the checkpoint's CLIP weights as an open_clip checkpoint "
+            f"(sha256 {file_digest(clip_path)[:16]}...)"
+        )
     else:
-        print(f"the checkpoint carries no CLIP weights: best.pt is bound to clip.pretrained "
-              f"{params.clip.pretrained!r}, which must be the CLIP the reference was trained with")
+        print(
+            f"the checkpoint carries no CLIP weights: best.pt is bound to clip.pretrained "
+            f"{params.clip.pretrained!r}, which must be the CLIP the reference was trained with"
+        )
     print(params_lines(args.params, bound, out))
     return 0

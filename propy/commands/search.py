@@ -3,6 +3,7 @@
 Prints one line per video (rank, score, path, moments in seconds), or ``--json``; ``--html``
 also writes a page with a thumbnail strip per moment and a timeline of the event scores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,17 @@ def run(args: argparse.Namespace) -> int:
     index = open_index(args.index, args.params, args.variant, args.checkpoint, args.device)
     hits = index.search(args.query, args.k, args.moments)
     if args.json:
-        print(json.dumps({"query": args.query, "index": str(index.folder), "videos": len(index.gallery),
-                          "hits": [h.to_json() for h in hits]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "index": str(index.folder),
+                    "videos": len(index.gallery),
+                    "hits": [h.to_json() for h in hits],
+                },
+                indent=1,
+            )
+        )
     else:
         print(f"{args.query!r}: top {len(hits)} of {len(index.gallery)} videos")
         for hit in hits:

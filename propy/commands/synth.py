@@ -1,4 +1,8 @@
-"""``python -m propy synth``: generate the synthetic PRVR benchmark (mp4 + annotations) (library: ``propy.data.synth``)."""
+"""``python -m propy synth``: generate the synthetic PRVR benchmark (mp4 + annotations).
+
+The work is done in ``propy.data.synth``.
+"""
+
 from __future__ import annotations
 
 import argparse

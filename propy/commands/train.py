@@ -1,4 +1,8 @@
-"""``python -m propy train``: train ProPy (one variant) (library: ``propy.train.trainer``)."""
+"""``python -m propy train``: train ProPy (one variant).
+
+The work is done in ``propy.train.trainer``.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +24,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="variant of params.yaml to train")
     add_layout_args(parser, features=True)
-    parser.add_argument("--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)")
+    parser.add_argument(
+        "--seed", required=True, type=int, help="training seed (the pipeline trains each of study.seeds)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. models/synthetic/full-s42")
-    parser.add_argument("--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/synthetic/full-s42.json")
+    parser.add_argument(
+        "--log", required=True, type=Path, help="per-epoch JSON log, e.g. logs/train/synthetic/full-s42.json"
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
-                           "(default without --resume/--fresh: continue it when it matches, else start fresh)")
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <out>/last.pt; an error if it is missing or from other params/inputs "
+        "(default without --resume/--fresh: continue it when it matches, else start fresh)",
+    )
     mode.add_argument("--fresh", action="store_true", help="ignore <out>/last.pt and start from scratch")
-    parser.add_argument("--init-from", metavar="CKPT",
-                        help="start from the trained tensors of CKPT (a best.pt or an imported reference "
-                             "checkpoint; its model and CLIP settings must equal the variant's)")
+    parser.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from the trained tensors of CKPT (a best.pt or an imported reference "
+        "checkpoint; its model and CLIP settings must equal the variant's)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    parser.add_argument("--nproc", type=int, metavar="N",
-                        help="DDP processes to start on this machine (default: one per visible GPU on CUDA, "
-                             "1 on CPU; ignored under torchrun, which starts them itself)")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="DDP processes to start on this machine (default: one per visible GPU on CUDA, "
+        "1 on CPU; ignored under torchrun, which starts them itself)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,14 +5,15 @@ Everything downstream trusts these files, so the loader checks every line and
 reports the first problem with file, line number and field, and the converters
 build the same :class:`Record` (its constructor validates) before writing.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from propy.errors import DataError
 from propy.runtime.files import atomic_write_text

@@ -28,12 +28,12 @@ and written last, atomically, so its presence means the split is complete.
 Reading. :class:`FrameCache` checks a video's digest the first time a process reads it, so
 frames damaged after ``extract`` stop a stage with an error instead of silently changing results.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -62,8 +62,6 @@ class BadVideos(DataError):
             f"{len(bad)} video(s) missing, unreadable or shorter than annotated (set extract.skip_bad: true "
             f"to skip them):\n" + listing(bad)
         )
-
-
 
 
 @dataclass
@@ -95,7 +93,7 @@ def _reusable(entry: dict | None, key: list | None, out_dir: Path) -> bool:
     return key is not None and entry is not None and entry.get("key") == key
 
 
-def _cached_problem(path: Path, entry: dict, size: int) -> Optional[str]:
+def _cached_problem(path: Path, entry: dict, size: int) -> str | None:
     """What is wrong with a journal entry's cached file, or None; an entry without a digest (an
     older version's) gets the digest of its file, which is whole by its header and size."""
     problem = frames_problem(path, (entry["num_frames"], size, size, 3))
@@ -107,7 +105,7 @@ def _cached_problem(path: Path, entry: dict, size: int) -> Optional[str]:
     return None
 
 
-def _source_key(path: Path, size: int, fps: float, max_frames: int, quality: Optional[int]) -> list | None:
+def _source_key(path: Path, size: int, fps: float, max_frames: int, quality: int | None) -> list | None:
     """What a cached video depends on; None when the source file is missing."""
     if not path.is_file():
         return None
@@ -115,13 +113,15 @@ def _source_key(path: Path, size: int, fps: float, max_frames: int, quality: Opt
     return [size, fps, max_frames, quality, stat.st_size, stat.st_mtime_ns]
 
 
-def _too_short(source: Path, duration: float, annotated: Optional[float], tolerance: float) -> Optional[str]:
+def _too_short(source: Path, duration: float, annotated: float | None, tolerance: float) -> str | None:
     """The problem of a video shorter than its annotations say, beyond ``tolerance`` seconds."""
     if annotated is None or duration >= annotated - tolerance:
         return None
-    return (f"{source}: the video lasts {duration:.2f} s but its annotations give duration {annotated:.2f} s "
-            f"(shorter by more than extract.duration_tolerance = {tolerance:g} s: its moments would lie past "
-            f"its end); replace the video or fix the annotations")
+    return (
+        f"{source}: the video lasts {duration:.2f} s but its annotations give duration {annotated:.2f} s "
+        f"(shorter by more than extract.duration_tolerance = {tolerance:g} s: its moments would lie past "
+        f"its end); replace the video or fix the annotations"
+    )
 
 
 def extract_split(
@@ -133,8 +133,8 @@ def extract_split(
     size: int,
     fps: float,
     max_frames: int,
-    jpeg_quality: Optional[int] = None,
-    durations: Optional[dict[str, float]] = None,
+    jpeg_quality: int | None = None,
+    durations: dict[str, float] | None = None,
     duration_tolerance: float = 1.0,
     skip_bad: bool = False,
     desc: str = "extract",
@@ -176,8 +176,13 @@ def extract_split(
                     continue
                 file = f"{vid}{suffix(jpeg_quality)}"
                 write_frames(out_dir / file, video.frames, jpeg_quality)
-                entry = {"file": file, "num_frames": len(video.frames), "duration": video.duration,
-                         "sha256": file_digest(out_dir / file), "key": key}
+                entry = {
+                    "file": file,
+                    "num_frames": len(video.frames),
+                    "duration": video.duration,
+                    "sha256": file_digest(out_dir / file),
+                    "key": key,
+                }
                 stale = previous.get(vid, {}).get("file")
                 if isinstance(stale, str) and stale != entry["file"]:  # the other format's file: no longer used
                     (out_dir / stale).unlink(missing_ok=True)
@@ -197,8 +202,11 @@ def extract_split(
         "fps": fps,
         "max_frames": max_frames,
         "jpeg_quality": jpeg_quality,
-        "videos": {v: {k: e[k] for k in ("file", "num_frames", "duration", "sha256")} for v, e in entries.items()
-                   if v not in result.skipped},
+        "videos": {
+            v: {k: e[k] for k in ("file", "num_frames", "duration", "sha256")}
+            for v, e in entries.items()
+            if v not in result.skipped
+        },
         "skipped": sorted(result.skipped),
     }
     atomic_write_json(out_dir / MANIFEST, result.manifest)
@@ -238,7 +246,7 @@ class FrameCache:
         except KeyError:
             raise DataError(f"{self.manifest_path}: video {vid!r} is not in the frame cache") from None
 
-    def require_size(self, size: int, model: str) -> "FrameCache":
+    def require_size(self, size: int, model: str) -> FrameCache:
         """Itself, when its frames are ``size`` px as the CLIP ``model`` takes them; else a DataError
         (a cache extracted for another model would fail later with a tensor-size error)."""
         if self.size != size:
@@ -258,7 +266,7 @@ class FrameCache:
         """uint8 ``[T, S, S, 3]``, every frame (raw caches: memory-mapped, read-only)."""
         return self.frames_at(vid, None)
 
-    def verify(self, names: Optional[list[str]] = None) -> "FrameCache":
+    def verify(self, names: list[str] | None = None) -> FrameCache:
         """Itself, once the files of ``names`` (default: all) have the SHA-256 of the manifest; else a
         DataError. Each video is checked once per process; a stage whose DataLoader forks workers
         calls this first, so the workers inherit the checked set instead of re-reading every file."""
@@ -277,7 +285,7 @@ class FrameCache:
             self._verified.add(vid)
         return self
 
-    def frames_at(self, vid: str, index: Optional[np.ndarray]) -> np.ndarray:
+    def frames_at(self, vid: str, index: np.ndarray | None) -> np.ndarray:
         """uint8 ``[len(index), S, S, 3]``: only the frames a sample needs are read (and decoded)."""
         path = self.verify([vid]).dir / self._entry(vid)["file"]
         frames = read_frames(path, index)
@@ -288,9 +296,3 @@ class FrameCache:
                 f"got {frames.dtype} {list(frames.shape)} (re-run `python -m propy extract`)"
             )
         return frames
-
-
-
-
-
-

@@ -13,6 +13,7 @@ which number is wrong); otherwise both ends are clamped into
 ``[0, duration]`` and counted, and a moment left empty by clamping (it lay
 wholly outside the video) is skipped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,9 @@ import functools
 import io
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from propy.data.annotations import (
     FieldError,
@@ -139,8 +140,11 @@ class _Collector:
             raise DataError("no record could be converted: the input has no items")
         if not self.records:
             reasons = "; ".join(f"{n}x {r}" for r, n in report.skipped.most_common(3))
-            hint = ("; a test split has no moments: add --missing-ts whole to give each query the whole video"
-                    if self.without_moment else "")
+            hint = (
+                "; a test split has no moments: add --missing-ts whole to give each query the whole video"
+                if self.without_moment
+                else ""
+            )
             raise DataError(f"no record could be converted, all {len(self.skips)} items skipped ({reasons}){hint}")
         return self.records, report
 
@@ -293,13 +297,3 @@ def read_charades_durations(path: Path) -> dict[str, float]:
         except DataError as exc:
             raise DataError(f"{path}:{rows.line_num}: {exc}") from None
     return durations
-
-
-
-
-
-
-
-
-
-

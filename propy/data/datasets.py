@@ -5,6 +5,7 @@ plan is over videos; every random choice (the video order, the frame jitter)
 is a pure function of (seed, epoch, index), which makes a run deterministic
 and lets a resumed run redo exactly what an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -86,7 +87,9 @@ def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str)
     groups = group_by_video(records)
     missing = [v for v in groups if v not in cached]
     if missing:
-        warnings.warn(f"{where}: {len(missing)} video(s) are not in the frame cache; their queries are left out")
+        warnings.warn(
+            f"{where}: {len(missing)} video(s) are not in the frame cache; their queries are left out", stacklevel=2
+        )
     kept = [v for v in groups if v in cached]
     if not kept:
         raise DataError(f"{where}: none of its videos is in the frame cache")
@@ -99,7 +102,11 @@ def cached_queries(records: Sequence[Record], cached: Iterable[str], where: str)
 
 
 def epoch_batches(
-    num_videos: int, batch_videos: int, seed: int, epoch: int, together: Sequence[Sequence[int]] | None = None,
+    num_videos: int,
+    batch_videos: int,
+    seed: int,
+    epoch: int,
+    together: Sequence[Sequence[int]] | None = None,
     setting: str = "",
 ) -> list[np.ndarray]:
     """Video indices of each batch of one epoch: shuffled by (seed, epoch), last incomplete batch dropped.
@@ -112,8 +119,9 @@ def epoch_batches(
     """
     if num_videos < batch_videos:
         where = f"; the value is {setting}" if setting else ""
-        raise DataError(f"train.batch_videos is {batch_videos} but the training split has only {num_videos} "
-                        f"videos{where}")
+        raise DataError(
+            f"train.batch_videos is {batch_videos} but the training split has only {num_videos} videos{where}"
+        )
     units: list[list[int]] = [list(g) for g in together or []]
     grouped = {v for g in units for v in g}
     units += [[v] for v in range(num_videos) if v not in grouped]

@@ -8,10 +8,11 @@ every video, video after video) and ``manifest.json`` (``{"stamp": {...}, "video
 the CLIP (model, weights' SHA-256) and the cache manifest the embeddings come from; a reader with
 another one gets a DataError instead of stale embeddings.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -39,8 +40,9 @@ def stamp(clip: ClipConfig, cache: FrameCache) -> dict:
     }
 
 
-def compute_split(backbone: Backbone, clip: ClipConfig, cache: FrameCache, out_dir: Path, batch_frames: int,
-                  device: torch.device) -> int:
+def compute_split(
+    backbone: Backbone, clip: ClipConfig, cache: FrameCache, out_dir: Path, batch_frames: int, device: torch.device
+) -> int:
     """Embed every cached frame of one split into ``out_dir``; returns the number of frames
     (0 when ``out_dir`` already holds this stamp's embeddings)."""
     expected = stamp(clip, cache)
@@ -61,11 +63,20 @@ def compute_split(backbone: Backbone, clip: ClipConfig, cache: FrameCache, out_d
     return row
 
 
-def compute(backbone: Backbone, clip: ClipConfig, layout: Layout, out: Path, batch_frames: int,
-            device: torch.device, splits: Sequence[str] = SPLITS) -> dict[str, int]:
+def compute(
+    backbone: Backbone,
+    clip: ClipConfig,
+    layout: Layout,
+    out: Path,
+    batch_frames: int,
+    device: torch.device,
+    splits: Sequence[str] = SPLITS,
+) -> dict[str, int]:
     """Every split's embeddings (``{split: frames embedded}``)."""
-    return {split: compute_split(backbone, clip, FrameCache(layout.cache, split), out / split, batch_frames, device)
-            for split in splits}
+    return {
+        split: compute_split(backbone, clip, FrameCache(layout.cache, split), out / split, batch_frames, device)
+        for split in splits
+    }
 
 
 class FrameFeatures(Dataset):
@@ -73,19 +84,32 @@ class FrameFeatures(Dataset):
     sampled as :class:`propy.data.datasets.VideoClips` samples frames (segment centres at evaluation,
     a seeded draw per segment in training; call :meth:`set_epoch`)."""
 
-    def __init__(self, folder: Path, clip: ClipConfig, cache: FrameCache, vid_names: Sequence[str], num_frames: int,
-                 train: bool, seed: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        clip: ClipConfig,
+        cache: FrameCache,
+        vid_names: Sequence[str],
+        num_frames: int,
+        train: bool,
+        seed: int,
+    ) -> None:
         manifest_path = folder / MANIFEST
-        manifest = read_json(manifest_path, f"no frame embeddings (run `python -m propy features` for {cache.dir})",
-                             DataError)
+        manifest = read_json(
+            manifest_path, f"no frame embeddings (run `python -m propy features` for {cache.dir})", DataError
+        )
         if manifest.get("stamp") != stamp(clip, cache):
-            raise DataError(f"{manifest_path}: the frame embeddings come from another CLIP or frame cache "
-                            f"({manifest.get('stamp')}); re-run `python -m propy features`")
+            raise DataError(
+                f"{manifest_path}: the frame embeddings come from another CLIP or frame cache "
+                f"({manifest.get('stamp')}); re-run `python -m propy features`"
+            )
         self.index = manifest["videos"]
         missing = [v for v in vid_names if v not in self.index]
         if missing:
-            raise DataError(f"{manifest_path}: no embeddings of {len(missing)} videos, e.g. {missing[0]!r}; "
-                            "re-run `python -m propy features`")
+            raise DataError(
+                f"{manifest_path}: no embeddings of {len(missing)} videos, e.g. {missing[0]!r}; "
+                "re-run `python -m propy features`"
+            )
         self.features = np.load(folder / FEATURES, mmap_mode="r")
         self.vid_names, self.num_frames, self.train, self.seed = list(vid_names), num_frames, train, seed
         self.epoch = 0

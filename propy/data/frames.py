@@ -9,13 +9,13 @@ way and whose results should not move with a codec.
 JPEG file: an uncompressed ``.npz`` with ``offsets`` (int64 [T + 1]) and ``jpeg`` (uint8, the T
 images back to back; image t is ``jpeg[offsets[t]:offsets[t + 1]]``).
 """
+
 from __future__ import annotations
 
 import io
 import os
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -25,12 +25,12 @@ from propy.runtime.files import atomic_save_npy, atomic_write_with
 RAW, JPEG = ".npy", ".npz"
 
 
-def suffix(quality: Optional[int]) -> str:
+def suffix(quality: int | None) -> str:
     """The file suffix of a cache written at ``quality`` (None: raw)."""
     return RAW if quality is None else JPEG
 
 
-def write_frames(path: str | os.PathLike, frames: np.ndarray, quality: Optional[int]) -> None:
+def write_frames(path: str | os.PathLike, frames: np.ndarray, quality: int | None) -> None:
     """Save uint8 ``[T, S, S, 3]`` frames at ``path`` (atomically): raw, or JPEG at ``quality``."""
     if quality is None:
         atomic_save_npy(path, frames)
@@ -51,7 +51,7 @@ def write_frames(path: str | os.PathLike, frames: np.ndarray, quality: Optional[
     atomic_write_with(path, write)
 
 
-def read_frames(path: str | os.PathLike, index: Optional[np.ndarray] = None) -> np.ndarray:
+def read_frames(path: str | os.PathLike, index: np.ndarray | None = None) -> np.ndarray:
     """uint8 ``[len(index), S, S, 3]`` (every frame when ``index`` is None). Raw files are
     memory-mapped, so only the picked frames are read; JPEG files decode only those."""
     path = Path(path)
@@ -66,7 +66,7 @@ def read_frames(path: str | os.PathLike, index: Optional[np.ndarray] = None) -> 
     except (ValueError, OSError, KeyError) as exc:
         raise DataError(f"{path}: not a readable frame file ({exc})") from None
     picked = range(len(offsets) - 1) if index is None else index
-    return np.stack([_decode(data[offsets[t]:offsets[t + 1]], path, t) for t in picked])
+    return np.stack([_decode(data[offsets[t] : offsets[t + 1]], path, t) for t in picked])
 
 
 def _decode(jpeg: np.ndarray, path: Path, t: int) -> np.ndarray:
@@ -79,7 +79,7 @@ def _decode(jpeg: np.ndarray, path: Path, t: int) -> np.ndarray:
         raise DataError(f"{path}: frame {t} is not a readable JPEG ({exc})") from None
 
 
-def frames_problem(path: str | os.PathLike, shape: tuple[int, ...]) -> Optional[str]:
+def frames_problem(path: str | os.PathLike, shape: tuple[int, ...]) -> str | None:
     """What is wrong with the cached frames at ``path`` for uint8 ``shape`` ``[T, S, S, 3]``, or None
     when they are whole. Reads headers only, so a resumed extract checks every video cheaply: a raw
     file must hold exactly that dtype and shape and be exactly as long as they say (a file cut short
@@ -99,7 +99,7 @@ def _header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
 
 
-def _raw_problem(path: Path, shape: tuple[int, ...]) -> Optional[str]:
+def _raw_problem(path: Path, shape: tuple[int, ...]) -> str | None:
     try:
         with open(path, "rb") as f:
             got_shape, fortran, dtype = _header(f)
@@ -114,7 +114,7 @@ def _raw_problem(path: Path, shape: tuple[int, ...]) -> Optional[str]:
     return None
 
 
-def _jpeg_problem(path: Path, count: int) -> Optional[str]:
+def _jpeg_problem(path: Path, count: int) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             with archive.open("offsets.npy") as f:
@@ -123,7 +123,13 @@ def _jpeg_problem(path: Path, count: int) -> Optional[str]:
                 data_shape, _, dtype = _header(f)
     except (OSError, ValueError, SyntaxError, KeyError, zipfile.BadZipFile) as exc:
         return f"not a readable JPEG frame archive ({exc})"
-    if dtype != np.uint8 or len(data_shape) != 1 or len(offsets) != count + 1 or offsets[0] != 0 \
-            or np.any(np.diff(offsets) <= 0) or offsets[-1] != data_shape[0]:
+    if (
+        dtype != np.uint8
+        or len(data_shape) != 1
+        or len(offsets) != count + 1
+        or offsets[0] != 0
+        or np.any(np.diff(offsets) <= 0)
+        or offsets[-1] != data_shape[0]
+    ):
         return f"its offsets do not describe {count} JPEG images in {data_shape} {dtype} bytes"
     return None

@@ -6,6 +6,7 @@ the test split out of model selection. The held-out videos are a function of the
 set of video names only (names are sorted before shuffling), so the split does not depend on
 the order of the file and the same command always gives the same files.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,3 @@ def split_videos(names: list[str], count: int, seed: int) -> set[str]:
     order = np.random.default_rng(seed).permutation(len(names))
     ordered = sorted(names)
     return {ordered[i] for i in order[:count]}
-
-
-
-

@@ -37,6 +37,7 @@ Files: ``annotations/<split>.jsonl``, ``query_kinds.json`` ({desc_id: kind}),
 ``rivals.json`` ({desc_id: [rival vid_name]}), ``captions.jsonl`` (frame-state
 captions for pretraining the small CLIP, see ``captions``), ``stats.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -178,13 +179,13 @@ class Video:
             return f"{ev[1].text} {CONTEXT_WORDS} {ev[0].text}"
         return ev[0].text
 
-    def holds(self, probe: Probe, other: "Video") -> bool:
+    def holds(self, probe: Probe, other: Video) -> bool:
         """Does ``probe`` of this video hold in ``other`` (same event keys, adjacent as the kind needs)?"""
         keys = [self.events[s].key for s in probe.slots]
         theirs = [e.key for e in other.events]
         if probe.kind in ("appearance", "order"):
             return keys[0] in theirs
-        return any(theirs[i:i + len(keys)] == keys for i in range(len(theirs) - len(keys) + 1))
+        return any(theirs[i : i + len(keys)] == keys for i in range(len(theirs) - len(keys) + 1))
 
 
 # --------------------------------------------------------------------------- sampling
@@ -242,15 +243,16 @@ class Dealer:
         return Event(desc[0], desc[1], desc[2], self.frames())
 
     def filler(self) -> Event:
-        return Event(str(self.rng.choice(FILLER_SHAPES)), FILLER_COLOUR, str(self.rng.choice(list(ACTIONS))),
-                     self.frames())
+        return Event(
+            str(self.rng.choice(FILLER_SHAPES)), FILLER_COLOUR, str(self.rng.choice(list(ACTIONS))), self.frames()
+        )
 
     def distinct(self, deck: Deck, count: int, used: set[str] = frozenset()) -> list[Event]:
         """``count`` events of distinct objects, none in ``used``."""
         events: list[Event] = []
         for _ in range(count):
             taken = used | {e.obj for e in events}
-            events.append(self.event(deck.draw(lambda d: _obj(d) not in taken)))
+            events.append(self.event(deck.draw(lambda d, taken=taken: _obj(d) not in taken)))
         return events
 
 
@@ -305,8 +307,10 @@ def _pair(kind: str, dealer: Dealer) -> tuple[Video, Video]:
         twin_events = list(base_events)
         twin_events[slot] = dataclasses.replace(base_event, colour=twin_desc[1], action=twin_desc[2])
         probe = (Probe(kind, (slot,)),)
-        return (Video("", background, tuple(base_events), probe, -1),
-                Video("", background, tuple(twin_events), probe, -1))
+        return (
+            Video("", background, tuple(base_events), probe, -1),
+            Video("", background, tuple(twin_events), probe, -1),
+        )
     if kind == "composition":
         k_base, k_twin = _run_lengths(n, cfg.composition_events, rng)
     else:
@@ -320,17 +324,25 @@ def _pair(kind: str, dealer: Dealer) -> tuple[Video, Video]:
         a_spread, c_spread = a, c
     base_events, base_run, _ = _layout(n, a, c_spread, dealer)
     twin_events, twin_run, _ = _layout(n, c, a_spread, dealer)
-    return (Video("", background, tuple(base_events), (Probe(kind, tuple(base_run)),), -1),
-            Video("", background, tuple(twin_events), (Probe(kind, tuple(twin_run)),), -1))
+    return (
+        Video("", background, tuple(base_events), (Probe(kind, tuple(base_run)),), -1),
+        Video("", background, tuple(twin_events), (Probe(kind, tuple(twin_run)),), -1),
+    )
 
 
 def _run_lengths(n: int, bounds: list[int], rng: np.random.Generator) -> tuple[int, int]:
     """Run lengths (base, twin) in ``bounds`` such that each video fits its run and the other's spread."""
-    fits = [(a, b) for a in range(bounds[0], bounds[1] + 1) for b in range(bounds[0], bounds[1] + 1)
-            if a + 2 * b - 1 <= n and b + 2 * a - 1 <= n]
+    fits = [
+        (a, b)
+        for a in range(bounds[0], bounds[1] + 1)
+        for b in range(bounds[0], bounds[1] + 1)
+        if a + 2 * b - 1 <= n and b + 2 * a - 1 <= n
+    ]
     if not fits:
-        raise ConfigError(f"synth: {n} events per video cannot hold a composition run of {bounds[0]} and its "
-                          f"rival's spread run; raise events_per_video or lower composition_events")
+        raise ConfigError(
+            f"synth: {n} events per video cannot hold a composition run of {bounds[0]} and its "
+            f"rival's spread run; raise events_per_video or lower composition_events"
+        )
     return fits[int(rng.integers(len(fits)))]
 
 
@@ -365,6 +377,7 @@ def sample_split(cfg: SynthConfig, split: str) -> list[Video]:
 
 # --------------------------------------------------------------------------- queries
 
+
 @dataclass
 class SplitQueries:
     records: list[Record]
@@ -380,8 +393,9 @@ def split_records(videos: list[Video], fps: int) -> SplitQueries:
     holds, and its rival (the pair's other video) keeps a probe of its own, so every
     written query has its rival in the gallery (a video with no query is in none).
     """
-    unique = [[v.holds(p, v) and not any(v.holds(p, w) for w in videos if w is not v) for p in v.probes]
-              for v in videos]
+    unique = [
+        [v.holds(p, v) and not any(v.holds(p, w) for w in videos if w is not v) for p in v.probes] for v in videos
+    ]
     out = SplitQueries([], {}, {}, {})
     for i, v in enumerate(videos):
         duration = _seconds(sum(e.frames for e in v.events), fps)
@@ -404,6 +418,7 @@ def _seconds(frames: int, fps: int) -> float:
 
 
 # --------------------------------------------------------------------------- rendering
+
 
 def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Approximate signed distance in pixels from the shape's edge (negative inside)."""
@@ -494,6 +509,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
 
 # --------------------------------------------------------------------------- captions
 
+
 def state_caption(event: Event, params: dict[str, float]) -> str:
     """What one frame shows, in the words the queries use: "a red circle is on the left", "a red circle"."""
     words = []
@@ -518,16 +534,21 @@ def captions(video: Video, fps: int, split: str) -> list[dict]:
         first = 0
         for i in range(1, e.frames + 1):
             if i == e.frames or states[i] != states[first]:
-                out.append({
-                    "vid_name": video.name, "split": split,
-                    "start": _seconds(start + first, fps), "end": _seconds(start + i, fps),
-                    "caption": states[first],
-                })
+                out.append(
+                    {
+                        "vid_name": video.name,
+                        "split": split,
+                        "start": _seconds(start + first, fps),
+                        "end": _seconds(start + i, fps),
+                        "caption": states[first],
+                    }
+                )
                 first = i
     return out
 
 
 # --------------------------------------------------------------------------- statistics
+
 
 def split_stats(videos: list[Video], queries: SplitQueries) -> dict:
     records, kinds = queries.records, queries.kinds
@@ -546,8 +567,10 @@ def split_stats(videos: list[Video], queries: SplitQueries) -> dict:
         "query_kinds": dict(sorted(Counter(kinds[r.desc_id] for r in records).items())),
         "dropped": dict(sorted(queries.dropped.items())),  # not unique, or the rival lost its probe
         "duration_s": {
-            "min": float(durations.min()), "mean": round(float(durations.mean()), 3),
-            "max": float(durations.max()), "total": round(float(durations.sum()), 3),
+            "min": float(durations.min()),
+            "mean": round(float(durations.mean()), 3),
+            "max": float(durations.max()),
+            "total": round(float(durations.sum()), 3),
         },
         "ratio": {
             "mean": round(float(all_ratios.mean()), 4),
@@ -563,6 +586,7 @@ def split_stats(videos: list[Video], queries: SplitQueries) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
+
 
 def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     """Write the benchmark to ``out`` (via ``<out>.partial``); returns the statistics."""
@@ -611,6 +635,3 @@ def _prepare_partial(partial: Path, settings: dict) -> None:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-

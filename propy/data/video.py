@@ -6,11 +6,13 @@ picked, so a long video is never held in memory whole. Training and evaluation t
 ``Nf`` frames from the cache with :func:`sample_indices`, one per segment of Nf equal segments
 that tile the whole video.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -142,7 +144,7 @@ def _rgb(frame, size: int) -> np.ndarray:
     stored = (rh, rw) if turns % 2 else (rw, rh)
     image = np.rot90(frame.to_ndarray(format="rgb24", width=stored[0], height=stored[1], interpolation="AREA"), turns)
     top, left = (rh - size) // 2, (rw - size) // 2
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
 def segment_bounds(T: int, Nf: int) -> np.ndarray:
@@ -195,9 +197,13 @@ def sampled_coverage(records: Sequence, cache, num_frames: int) -> dict:
         outside += r.ts[0] >= end or r.ts[1] <= start
         partly += r.ts[0] < end < r.ts[1] or r.ts[0] < start < r.ts[1]
         hidden[r.vid_name] = 100.0 * (1.0 - (end - start) / duration)
-    return {"moments": len(records), "outside the sampled frames": int(outside), "partly outside": int(partly),
-            "video not covered, mean (%)": float(np.mean(list(hidden.values()))),
-            "video not covered, max (%)": float(max(hidden.values()))}
+    return {
+        "moments": len(records),
+        "outside the sampled frames": int(outside),
+        "partly outside": int(partly),
+        "video not covered, mean (%)": float(np.mean(list(hidden.values()))),
+        "video not covered, max (%)": float(max(hidden.values())),
+    }
 
 
 def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]):

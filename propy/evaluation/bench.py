@@ -13,6 +13,7 @@ event embeddings written with the real index store (search cost depends on sizes
 size on disk, load time, resident memory the load adds, and per-query latency of
 ``Gallery.search`` (one product over all events, top-k, moments; text encoding not included).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,7 +43,9 @@ def train_steps_per_s(trainer: Trainer, steps: int) -> float:
     frames = [torch.stack([trainer.clips[i] for i in batch.videos]) for batch in batches]
     trainer.model.train()
     trainer.train_step(batches[0], frames[0])
-    elapsed = sum(measure(lambda b=b, f=f: trainer.train_step(b, f), proc.device)[0] for b, f in zip(batches[1:], frames[1:]))
+    elapsed = sum(
+        measure(lambda b=b, f=f: trainer.train_step(b, f), proc.device)[0] for b, f in zip(batches[1:], frames[1:])
+    )
     return steps / elapsed
 
 
@@ -114,18 +117,22 @@ def synthetic_index(folder: Path, videos: int, events: int, dim: int, seed: int 
     rng = np.random.default_rng(seed)
     durations = rng.uniform(10.0, 600.0, size=videos)
     manifest = {
-        "fingerprint": {"synthetic": True}, "build": {"params": None, "variant": "synthetic", "checkpoint": None},
-        "root": str(folder / "videos"), "num_events": events, "dim": dim,
+        "fingerprint": {"synthetic": True},
+        "build": {"params": None, "variant": "synthetic", "checkpoint": None},
+        "root": str(folder / "videos"),
+        "num_events": events,
+        "dim": dim,
         "proposals": [[i / events, (i + 1) / events] for i in range(events)],
-        "videos": [{"path": f"{v:07d}.mp4", "size": 1, "mtime_ns": 0, "duration": float(d)}
-                   for v, d in enumerate(durations)],
+        "videos": [
+            {"path": f"{v:07d}.mp4", "size": 1, "mtime_ns": 0, "duration": float(d)} for v, d in enumerate(durations)
+        ],
         "skipped": [],
     }
 
     def fill(out) -> None:
         for start in range(0, videos, 10_000):
             chunk = rng.standard_normal((min(10_000, videos - start), events, dim), dtype=np.float32)
-            out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=-1, keepdims=True)
+            out[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=-1, keepdims=True)
 
     IndexStore(folder).commit(manifest, (videos, events, dim), fill)
 
@@ -144,7 +151,7 @@ def search_bench(sizes: list[int], events: int, dim: int, queries: int, k: int =
             synthetic_index(folder, videos, events, dim)
             disk = sum(f.stat().st_size for f in folder.iterdir())
             before = _rss_mb()
-            load_s, _ = measure(lambda: opened.append(open_index(folder, with_model=False)))
+            load_s, _ = measure(lambda folder=folder: opened.append(open_index(folder, with_model=False)))
             index = opened.pop()
             added = _rss_mb() - before
             vectors = rng.standard_normal((queries + 3, dim)).astype(np.float32)
@@ -153,16 +160,24 @@ def search_bench(sizes: list[int], events: int, dim: int, queries: int, k: int =
                 index.gallery.search(q, k)
             times = [measure(lambda q=q, g=index.gallery: g.search(q, k))[0] for q in vectors[3:]]
             del index
-        results.append({
-            "videos": videos, "events": videos * events, "index_mb": disk / 2**20, "load_s": load_s,
-            "rss_added_mb": added, "query_ms_median": 1e3 * statistics.median(times),
-            "query_ms_p95": 1e3 * float(np.percentile(times, 95)), "query_ms_min": 1e3 * min(times),
-        })
-    return {"events_per_video": events, "dim": dim, "k": k, "queries": queries, "threads": torch.get_num_threads(),
-            "sizes": results, **peak_memory_mb(torch.device("cpu"))}
-
-
-
-
-
-
+        results.append(
+            {
+                "videos": videos,
+                "events": videos * events,
+                "index_mb": disk / 2**20,
+                "load_s": load_s,
+                "rss_added_mb": added,
+                "query_ms_median": 1e3 * statistics.median(times),
+                "query_ms_p95": 1e3 * float(np.percentile(times, 95)),
+                "query_ms_min": 1e3 * min(times),
+            }
+        )
+    return {
+        "events_per_video": events,
+        "dim": dim,
+        "k": k,
+        "queries": queries,
+        "threads": torch.get_num_threads(),
+        "sizes": results,
+        **peak_memory_mb(torch.device("cpu")),
+    }

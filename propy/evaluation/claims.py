@@ -19,6 +19,7 @@ compared with α / (m - i + 1) and rejected while every smaller one was rejected
 adjusted p-value max_{j <= i} min(1, (m - j + 1) p_(j)) is at most α. A claim's MDE is computed at
 the level Holm compared its test with. Pure numpy; ``propy pool`` feeds these.
 """
+
 from __future__ import annotations
 
 from statistics import NormalDist
@@ -46,15 +47,21 @@ def minimum_detectable_effect(se: float, alpha: float, power: float) -> float:
     return (z(1 - alpha / 2) + z(power)) * se
 
 
-def paired_test(values: np.ndarray, reference: np.ndarray, *, alpha: float, power: float, samples: int,
-                level: float, seed: int = 0) -> dict:
+def paired_test(
+    values: np.ndarray, reference: np.ndarray, *, alpha: float, power: float, samples: int, level: float, seed: int = 0
+) -> dict:
     """Δ = mean(values) - mean(reference) with its percentile ``ci``, ``se``, two-sided ``p`` and ``mde``
     (at ``alpha`` and ``power``), all from one paired bootstrap (module docstring)."""
     values, reference = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     replicates = bootstrap_replicates(values, reference, samples, seed)
     se = float(np.std(replicates, ddof=1)) if replicates.size > 1 else 0.0
-    return {"delta": float(values.mean() - reference.mean()), "ci": list(percentile_interval(replicates, level)),
-            "se": se, "p": bootstrap_p_value(replicates), "mde": minimum_detectable_effect(se, alpha, power)}
+    return {
+        "delta": float(values.mean() - reference.mean()),
+        "ci": list(percentile_interval(replicates, level)),
+        "se": se,
+        "p": bootstrap_p_value(replicates),
+        "mde": minimum_detectable_effect(se, alpha, power),
+    }
 
 
 def holm(p_values: dict[str, float], alpha: float) -> dict[str, dict]:

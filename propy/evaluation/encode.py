@@ -4,12 +4,12 @@ Every gallery video is encoded once into its Ne event embeddings and every
 query once; scoring then runs over query chunks, so the [chunk, Nv, Ne]
 per-event scores (which ``propy.evaluation.evaluate`` also needs for VCMR) stay small.
 """
+
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -40,20 +40,25 @@ class SplitData:
     tokens: torch.Tensor  # [Nt, max_words]
 
 
-def video_inputs(params: Params, layout: Layout, cache: FrameCache, vid_names: list[str], backbone: Backbone,
-                 train: bool, seed: int) -> Dataset:
+def video_inputs(
+    params: Params, layout: Layout, cache: FrameCache, vid_names: list[str], backbone: Backbone, train: bool, seed: int
+) -> Dataset:
     """What the model's ``encode_video`` reads per video: normalised frames, or for MS-SL
     (``model.kind: msl``) the frozen frame embeddings that ``propy features`` wrote."""
     if params.model.kind != "msl":
-        return VideoClips(cache, vid_names, params.model.num_frames, backbone.mean, backbone.std, train=train,
-                          seed=seed)
+        return VideoClips(
+            cache, vid_names, params.model.num_frames, backbone.mean, backbone.std, train=train, seed=seed
+        )
     from propy.data.features import FrameFeatures
 
     if layout.features is None:
-        raise ConfigError(f"variant {params.variant!r} (model.kind msl) reads frozen frame embeddings: pass "
-                          "--features (written by `python -m propy features`, e.g. data/features)")
-    return FrameFeatures(layout.features / cache.dir.name, params.clip, cache, vid_names, params.model.msl.frames,
-                         train=train, seed=seed)
+        raise ConfigError(
+            f"variant {params.variant!r} (model.kind msl) reads frozen frame embeddings: pass "
+            "--features (written by `python -m propy features`, e.g. data/features)"
+        )
+    return FrameFeatures(
+        layout.features / cache.dir.name, params.clip, cache, vid_names, params.model.msl.frames, train=train, seed=seed
+    )
 
 
 def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -> SplitData:
@@ -61,8 +66,9 @@ def load_split(params: Params, layout: Layout, split: str, backbone: Backbone) -
     path = layout.annotations(split)
     cache = FrameCache(layout.cache, split).require_size(backbone.image_size, params.clip.model)
     queries = cached_queries(load_annotations(path), cache.names, str(path))
-    clips = video_inputs(params, layout, cache, queries.vid_names, backbone,
-                         train=False, seed=0)  # evaluation samples segment centres: no randomness
+    clips = video_inputs(
+        params, layout, cache, queries.vid_names, backbone, train=False, seed=0
+    )  # evaluation samples segment centres: no randomness
     return SplitData(
         split=split,
         records=queries.records,
@@ -126,8 +132,9 @@ class Encoded:
         return positive_ranks(logits.double().numpy(), self.data.positives)
 
 
-def encode_split(model: nn.Module, data: SplitData, batch_videos: int, batch_queries: int,
-                 device: torch.device) -> Encoded:
+def encode_split(
+    model: nn.Module, data: SplitData, batch_videos: int, batch_queries: int, device: torch.device
+) -> Encoded:
     """Every query and every gallery video of ``data``, encoded once."""
     return Encoded(
         data=data,
@@ -137,8 +144,9 @@ def encode_split(model: nn.Module, data: SplitData, batch_videos: int, batch_que
     )
 
 
-def retrieval(model: nn.Module, data: SplitData, params: Params, device: torch.device,
-              normalize_events: Optional[bool] = None) -> dict[str, float]:
+def retrieval(
+    model: nn.Module, data: SplitData, params: Params, device: torch.device, normalize_events: bool | None = None
+) -> dict[str, float]:
     """Text-to-video R@K (``eval.ks``), SumR, MedR and MeanR of ``model`` on ``data``."""
     cfg = params.eval
     encoded = encode_split(model, data, cfg.batch_videos, cfg.batch_queries, device)

@@ -15,12 +15,12 @@ always use the cosine, as the method ranks events by cosine.
 Outputs (docs/architecture.md "Pipeline outputs"): ``metrics/<dataset>/runs/<variant>-s<seed>.json``,
 ``results/<dataset>/runs/<variant>-s<seed>/{breakdown.json, rankings.jsonl, events.npz}``.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -65,8 +65,6 @@ from propy.runtime.files import (
 TOP = 10  # videos listed per query in rankings.jsonl
 
 
-
-
 @dataclass
 class Scored:
     """Per-query results of one split under both event normalisations."""
@@ -81,8 +79,11 @@ class Scored:
 
 
 def score(
-    encoded: Encoded, proposals: np.ndarray, params: Params,
-    kinds: Optional[list[str]] = None, rivals: Optional[list[list[int]]] = None,
+    encoded: Encoded,
+    proposals: np.ndarray,
+    params: Params,
+    kinds: list[str] | None = None,
+    rivals: list[list[int]] | None = None,
 ) -> Scored:
     """Ranks, top videos, own-video event cosines, VCMR recall (all queries and per kind) and
     own-vs-rival wins, chunk by chunk over the queries."""
@@ -134,7 +135,7 @@ def score(
     )
 
 
-def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, kinds: Optional[list[str]]) -> dict:
+def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, kinds: list[str] | None) -> dict:
     """R@K by moment/video length ratio bin and, when the dataset has them, by query kind."""
     edges, ks = params.eval.ratio_bins, params.eval.ks
     ratios = np.array([r.ratio for r in records])
@@ -147,18 +148,28 @@ def breakdowns(records: list[Record], ranks: np.ndarray, params: Params, kinds: 
 def frozen_text(model: nn.Module, tokens: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
     """[Nt, D] query embeddings of the frozen CLIP text tower (no prompts): the reference for separability."""
     with torch.no_grad():
-        return torch.cat([encode_clip_text(model.clip, t.to(device)).float().cpu() for t in tokens.split(batch)]).numpy()
+        return torch.cat(
+            [encode_clip_text(model.clip, t.to(device)).float().cpu() for t in tokens.split(batch)]
+        ).numpy()
 
 
 def rival_probes(
-    params: Params, encoded: Encoded, scored: Scored, proposals: np.ndarray, kinds: list[str],
-    rivals: list[list[int]], frozen: np.ndarray,
+    params: Params,
+    encoded: Encoded,
+    scored: Scored,
+    proposals: np.ndarray,
+    kinds: list[str],
+    rivals: list[list[int]],
+    frozen: np.ndarray,
 ) -> dict:
     """``{"probes": {kind: ...}, "text_separability": {"frozen": ..., "trained": ...}}`` (propy.evaluation.probes)."""
     cfg, data = params.eval, encoded.data
     located = localisation_hits(
-        scored.gt_event_scores, proposals, np.array([r.ts for r in data.records]),
-        data.durations[data.positives], cfg.probe_iou,
+        scored.gt_event_scores,
+        proposals,
+        np.array([r.ts for r in data.records]),
+        data.durations[data.positives],
+        cfg.probe_iou,
     )
     table = probe_table(kinds, scored.ranks[cfg.normalize_events], scored.rival_wins, located, cfg.ks, cfg.probe_iou)
     for kind, entry in table.items():
@@ -174,8 +185,16 @@ def rival_probes(
 
 
 def write_outputs(
-    params: Params, split: str, epoch: Optional[int], encoded: Encoded, scored: Scored, proposals: np.ndarray,
-    metrics_path: Path, results: Path, kinds: Optional[list[str]] = None, probes: Optional[dict] = None,
+    params: Params,
+    split: str,
+    epoch: int | None,
+    encoded: Encoded,
+    scored: Scored,
+    proposals: np.ndarray,
+    metrics_path: Path,
+    results: Path,
+    kinds: list[str] | None = None,
+    probes: dict | None = None,
 ) -> dict:
     """Write the per-query results, then the metrics JSON (with ``probes`` merged in); return the metrics.
 
@@ -186,21 +205,39 @@ def write_outputs(
     reported, other = scored.ranks[cfg.normalize_events], scored.ranks[not cfg.normalize_events]
     other_metrics = prvr_metrics(other, cfg.ks)
     metrics = {
-        "variant": params.variant, "kind": params.model.kind, "dataset": params.dataset, "split": split,
-        "epoch": epoch, "num_queries": len(data.records), "num_videos": len(data.vid_names),
+        "variant": params.variant,
+        "kind": params.model.kind,
+        "dataset": params.dataset,
+        "split": split,
+        "epoch": epoch,
+        "num_queries": len(data.records),
+        "num_videos": len(data.vid_names),
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
-        "vcmr": scored.vcmr, "propy_version": __version__, "environment": environment(),
+        "vcmr": scored.vcmr,
+        "propy_version": __version__,
+        "environment": environment(),
         **(probes or {}),
     }
     atomic_write_json(results / "breakdown.json", breakdowns(data.records, reported, params, kinds))
     lines = [
-        json.dumps({
-            "desc_id": r.desc_id, "vid_name": r.vid_name, "rank": int(rank),
-            "top10": [data.vid_names[v] for v in top], "score": float(s),
-            **({"kind": kinds[i], "rival_win": None if np.isnan(scored.rival_wins[i]) else float(scored.rival_wins[i])}
-               if kinds is not None else {}),
-        })
+        json.dumps(
+            {
+                "desc_id": r.desc_id,
+                "vid_name": r.vid_name,
+                "rank": int(rank),
+                "top10": [data.vid_names[v] for v in top],
+                "score": float(s),
+                **(
+                    {
+                        "kind": kinds[i],
+                        "rival_win": None if np.isnan(scored.rival_wins[i]) else float(scored.rival_wins[i]),
+                    }
+                    if kinds is not None
+                    else {}
+                ),
+            }
+        )
         for i, (r, rank, top, s) in enumerate(zip(data.records, reported, scored.top, scored.own_score))
     ]
     atomic_write_text(results / "rankings.jsonl", "\n".join(lines) + "\n")
@@ -223,8 +260,13 @@ def write_outputs(
 
 
 def evaluate(
-    params: Params, layout: Layout, split: str, device: torch.device, checkpoint: Optional[Path],
-    metrics_path: Path, results: Path,
+    params: Params,
+    layout: Layout,
+    split: str,
+    device: torch.device,
+    checkpoint: Path | None,
+    metrics_path: Path,
+    results: Path,
 ) -> dict:
     """Encode, score and write every output of one variant on ``split``; return the metrics."""
     backbone = load_clip(params.clip)
@@ -240,7 +282,3 @@ def evaluate(
         frozen = frozen_text(model, data.tokens, params.eval.batch_queries, device)
         probes = rival_probes(params, encoded, scored, proposals, kinds, rivals, frozen)
     return write_outputs(params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes)
-
-
-
-

@@ -2,7 +2,8 @@
 
 No real dataset is needed and nothing is downloaded: a synthetic set shaped like TVR
 (videos of about 76 s, several queries per video) is written as real mp4 files with
-``propy.data.synth``'s videos and frame-state captions as the queries, and cached with the paper preset's ``extract`` settings (3 fps, at most
+``propy.data.synth``'s videos and frame-state captions as the queries, and cached with the paper
+preset's ``extract`` settings (3 fps, at most
 128 JPEG frames at the CLIP's input size), so training reads and decodes frames exactly as it
 would on TVR. The model is the paper preset's (ViT-B/32 with random weights: timings do not
 depend on weights, and the OpenAI file need not be present).
@@ -20,6 +21,7 @@ same model (the target: loss within 1e-3 after 20 steps). On CPU, AMP means bf16
 The ``tiny`` profile is the same procedure on the tiny CLIP and a few short videos, so the
 whole path is tested on the CPU in seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,25 +76,52 @@ class Profile:
 
 PROFILES = {
     # TVR: 76 s on average, 5 queries per video; 3 steps of 48 videos at the largest batch.
-    "tvr": Profile("tvr", train_videos=144, val_videos=48, seconds=76.0, queries_per_video=5, size=224,
-                   batch_sizes=(8, 24, 48), amp_batch=24, amp_steps=20),
+    "tvr": Profile(
+        "tvr",
+        train_videos=144,
+        val_videos=48,
+        seconds=76.0,
+        queries_per_video=5,
+        size=224,
+        batch_sizes=(8, 24, 48),
+        amp_batch=24,
+        amp_steps=20,
+    ),
     # The same path on the tiny CLIP (configs/propy-tiny.json): a CPU test in seconds.
-    "tiny": Profile("tiny", train_videos=8, val_videos=4, seconds=8.0, queries_per_video=3, size=32,
-                    batch_sizes=(2, 4), amp_batch=4, amp_steps=2, overrides={
-                        "clip": {"model": str(REPO / "configs" / "propy-tiny.json")},
-                        "model": {"num_frames": 4, "pyramid": [0, 1], "frame_prompts": 2, "adapter_width": 8,
-                                  "adapter_kernel": 3, "event_prompt_init": "cls"},
-                        "train": {"max_words": 16},
-                        "eval": {"batch_videos": 4, "batch_queries": 16},
-                    }),
+    "tiny": Profile(
+        "tiny",
+        train_videos=8,
+        val_videos=4,
+        seconds=8.0,
+        queries_per_video=3,
+        size=32,
+        batch_sizes=(2, 4),
+        amp_batch=4,
+        amp_steps=2,
+        overrides={
+            "clip": {"model": str(REPO / "configs" / "propy-tiny.json")},
+            "model": {
+                "num_frames": 4,
+                "pyramid": [0, 1],
+                "frame_prompts": 2,
+                "adapter_width": 8,
+                "adapter_kernel": 3,
+                "event_prompt_init": "cls",
+            },
+            "train": {"max_words": 16},
+            "eval": {"batch_videos": 4, "batch_queries": 16},
+        },
+    ),
 }
 
 
 def bench_params(raw: dict, profile: Profile, batch: int, amp: bool, workers: int, source: str) -> Params:
     """``raw``'s TVR setting (the paper preset and TVR's overrides) with random CLIP weights and the
     profile's changes, as one more variant; the file itself is not touched."""
-    variant = deep_merge(profile.overrides, {"clip": {"pretrained": ""},
-                                             "train": {"batch_videos": batch, "amp": amp, "num_workers": workers}})
+    variant = deep_merge(
+        profile.overrides,
+        {"clip": {"pretrained": ""}, "train": {"batch_videos": batch, "amp": amp, "num_workers": workers}},
+    )
     if "tvr" not in (raw.get("datasets") or {}):
         raise ConfigError(f"{source}: datasets.tvr is missing; the bench times the TVR setting (presets.paper)")
     return resolve(deep_merge(raw, {"dataset": "tvr", "variants": {BENCH_VARIANT: variant}}), BENCH_VARIANT, source)
@@ -100,14 +129,20 @@ def bench_params(raw: dict, profile: Profile, batch: int, amp: bool, workers: in
 
 # --------------------------------------------------------------------------- the synthetic set
 
+
 def synth_config(profile: Profile, fps: int) -> SynthConfig:
     """Events of about 4 s back to back (at least 5, synth's minimum) fill ``profile.seconds``."""
     events = max(5, round(profile.seconds / 4.0))
     mean = profile.seconds / events
     return SynthConfig(
-        seed=0, videos=SplitSizes(train=profile.train_videos, val=profile.val_videos, test=2), size=profile.size,
-        fps=fps, events_per_video=[events, events], event_seconds=[0.8 * mean, 1.2 * mean],
-        kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0}, composition_events=[2, 3],
+        seed=0,
+        videos=SplitSizes(train=profile.train_videos, val=profile.val_videos, test=2),
+        size=profile.size,
+        fps=fps,
+        events_per_video=[events, events],
+        event_seconds=[0.8 * mean, 1.2 * mean],
+        kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0},
+        composition_events=[2, 3],
     )
 
 
@@ -122,8 +157,10 @@ def caption_queries(captions: list[dict], split: str, per_video: int) -> list[Re
     for vid, rows in by_video.items():
         duration = max(row["end"] for row in rows)
         picks = np.linspace(0, len(rows) - 1, num=min(per_video, len(rows))).round().astype(int)
-        records += [Record(vid, f"{vid}#q{j}", rows[i]["caption"], duration, (rows[i]["start"], rows[i]["end"]))
-                    for j, i in enumerate(picks)]
+        records += [
+            Record(vid, f"{vid}#q{j}", rows[i]["caption"], duration, (rows[i]["start"], rows[i]["end"]))
+            for j, i in enumerate(picks)
+        ]
     return records
 
 
@@ -150,8 +187,12 @@ def make_set(profile: Profile, params: Params, work: Path, workers: int) -> Layo
     fps = max(1, round(params.extract.fps))
     cfg = synth_config(profile, fps)
     size = model_input_size(params)
-    settings = {"synth": asdict(cfg), "queries_per_video": profile.queries_per_video, "cache_size": size,
-                "extract": asdict(params.extract)}
+    settings = {
+        "synth": asdict(cfg),
+        "queries_per_video": profile.queries_per_video,
+        "cache_size": size,
+        "extract": asdict(params.extract),
+    }
     stamp = work / "bench_set.json"
     if stamp.is_file() and read_json(stamp, "") == settings:
         return layout
@@ -172,14 +213,26 @@ def make_set(profile: Profile, params: Params, work: Path, workers: int) -> Layo
         records = caption_queries(rows, split, profile.queries_per_video)
         write_annotations(layout.annotations(split), records)
         durations = {vid: group[0].duration for vid, group in group_by_video(records).items()}
-        extract_split(list(durations), layout.videos, ".mp4", layout.cache_split(split), size=size, fps=ext.fps,
-                      max_frames=ext.max_frames, jpeg_quality=ext.jpeg_quality, durations=durations,
-                      duration_tolerance=ext.duration_tolerance, desc=f"extract {split}", progress=False)
+        extract_split(
+            list(durations),
+            layout.videos,
+            ".mp4",
+            layout.cache_split(split),
+            size=size,
+            fps=ext.fps,
+            max_frames=ext.max_frames,
+            jpeg_quality=ext.jpeg_quality,
+            durations=durations,
+            duration_tolerance=ext.duration_tolerance,
+            desc=f"extract {split}",
+            progress=False,
+        )
     atomic_write_json(stamp, settings)
     return layout
 
 
 # --------------------------------------------------------------------------- measurements
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -212,11 +265,16 @@ def timed_epoch(trainer: Trainer) -> dict:
     elapsed = sum(steps[1:])
     return {
         "epoch_videos_per_s": (videos + len(batches[0].videos)) / sum(steps),
-        "batch_videos": trainer.cfg.batch_videos, "steps": len(batches), "timed_steps": len(batches) - 1,
-        "step_s": elapsed / (len(batches) - 1), "videos_per_s": videos / elapsed,
+        "batch_videos": trainer.cfg.batch_videos,
+        "steps": len(batches),
+        "timed_steps": len(batches) - 1,
+        "step_s": elapsed / (len(batches) - 1),
+        "videos_per_s": videos / elapsed,
         "frames_per_s": videos * trainer.params.model.num_frames / elapsed,
-        "data_wait_share": sum(waits[1:]) / elapsed, "first_batch_wait_s": waits[0],
-        "loss_first": losses[0], "loss_last": losses[-1],
+        "data_wait_share": sum(waits[1:]) / elapsed,
+        "first_batch_wait_s": waits[0],
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
     }
 
 
@@ -233,17 +291,21 @@ def eval_throughput(trainer: Trainer, repeats: int) -> dict:
     frames = torch.stack([data.clips[i] for i in range(count)]).to(device)
     ratio = encode_ratio(model, frames, repeats, device)
     return {
-        "gallery_videos": len(data.clips), "gallery_videos_per_s": len(data.clips) / videos_s,
-        "queries": len(data.tokens), "queries_per_s": len(data.tokens) / queries_s,
-        "compute_batch_videos": count, "compute_videos_per_s": count / ratio["propy_encode_s"],
+        "gallery_videos": len(data.clips),
+        "gallery_videos_per_s": len(data.clips) / videos_s,
+        "queries": len(data.tokens),
+        "queries_per_s": len(data.tokens) / queries_s,
+        "compute_batch_videos": count,
+        "compute_videos_per_s": count / ratio["propy_encode_s"],
         "propy_over_clip": ratio["propy_over_clip"],
     }
 
 
 def _gradient(trainer: Trainer) -> torch.Tensor:
     """The trainable tensors' gradients of the last step, flattened (zeros where a tensor got none)."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
-                      for p in trainer.trainable])
+    return torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float() for p in trainer.trainable]
+    )
 
 
 def _compare(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -272,21 +334,37 @@ def amp_agreement(amp: Trainer, fp32: Trainer, steps: int) -> dict:
         epoch += 1
     relative = [abs(a - f) / abs(f) for a, f in losses]
     return {
-        "steps": steps, "batch_videos": amp.cfg.batch_videos, "amp_dtype": str(amp.amp_dtype).removeprefix("torch."),
-        "loss_amp": [a for a, _ in losses], "loss_fp32": [f for _, f in losses],
-        "relative_loss_diff_last": relative[-1], "relative_loss_diff_max": max(relative),
-        "within_target": relative[-1] <= AMP_TARGET, "target": AMP_TARGET,
-        "grad_first_step": grads["first"], "grad_last_step": grads.get("last", grads["first"]),
+        "steps": steps,
+        "batch_videos": amp.cfg.batch_videos,
+        "amp_dtype": str(amp.amp_dtype).removeprefix("torch."),
+        "loss_amp": [a for a, _ in losses],
+        "loss_fp32": [f for _, f in losses],
+        "relative_loss_diff_last": relative[-1],
+        "relative_loss_diff_max": max(relative),
+        "within_target": relative[-1] <= AMP_TARGET,
+        "target": AMP_TARGET,
+        "grad_first_step": grads["first"],
+        "grad_last_step": grads.get("last", grads["first"]),
     }
 
 
 def machine(device: torch.device, workers: int) -> dict:
-    out = {"device": str(device), "torch": torch.__version__, "cpu_cores": os.cpu_count(), "workers": workers,
-           "threads": torch.get_num_threads(), "host": platform.node()}
+    out = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "cpu_cores": os.cpu_count(),
+        "workers": workers,
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        out.update(gpu=props.name, gpu_memory_gb=props.total_memory / 2**30,
-                   bf16=torch.cuda.is_bf16_supported(), tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+        out.update(
+            gpu=props.name,
+            gpu_memory_gb=props.total_memory / 2**30,
+            bf16=torch.cuda.is_bf16_supported(),
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+        )
     return out
 
 
@@ -296,8 +374,15 @@ def default_workers() -> int:
     return max(0, cores - 1)
 
 
-def run_profile(params_path: str | Path, profile: Profile, device: torch.device, work: Path | None,
-                workers: int, repeats: int = 3, log=print) -> dict:
+def run_profile(
+    params_path: str | Path,
+    profile: Profile,
+    device: torch.device,
+    work: Path | None,
+    workers: int,
+    repeats: int = 3,
+    log=print,
+) -> dict:
     """Every figure of the profile on ``device``; ``work`` keeps the synthetic set (else a temporary folder)."""
     raw = read_params(params_path)
     source = str(params_path)
@@ -305,50 +390,81 @@ def run_profile(params_path: str | Path, profile: Profile, device: torch.device,
         bench_params(raw, profile, batch, True, workers, source)  # every setting is valid before any work
     for batch in profile.batch_sizes:
         if profile.train_videos // batch < 2:
-            raise ConfigError(f"batch {batch}: the {profile.name} profile's {profile.train_videos} training videos "
-                              f"make fewer than 2 batches; the bench times the steps after the first")
+            raise ConfigError(
+                f"batch {batch}: the {profile.name} profile's {profile.train_videos} training videos "
+                f"make fewer than 2 batches; the bench times the steps after the first"
+            )
     result = {"profile": asdict(profile), "machine": machine(device, workers), "train": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(work) if work else Path(tmp) / "set"
         started = time.perf_counter()
         base = bench_params(raw, profile, profile.batch_sizes[0], True, workers, source)
         layout = make_set(profile, base, folder, workers)
-        result["set"] = {"folder": str(folder) if work else None, "seconds": time.perf_counter() - started,
-                         "num_frames": base.model.num_frames, "extract": asdict(base.extract),
-                         "clip": base.clip.model}
+        result["set"] = {
+            "folder": str(folder) if work else None,
+            "seconds": time.perf_counter() - started,
+            "num_frames": base.model.num_frames,
+            "extract": asdict(base.extract),
+            "clip": base.clip.model,
+        }
         log(f"synthetic {profile.name} set ready in {result['set']['seconds']:.0f} s ({folder})")
         for batch in profile.batch_sizes:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            trainer = Trainer(bench_params(raw, profile, batch, True, workers, source), layout, 0,
-                              Path(tmp), Path(tmp) / "log.json", Process(0, 1, device))
+            trainer = Trainer(
+                bench_params(raw, profile, batch, True, workers, source),
+                layout,
+                0,
+                Path(tmp),
+                Path(tmp) / "log.json",
+                Process(0, 1, device),
+            )
             row = timed_epoch(trainer)
             row["amp_dtype"] = str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "float32"
             if device.type == "cuda":
                 row["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             result["train"].append(row)
-            log(f"train batch {batch}: {row['videos_per_s']:.1f} videos/s, {row['frames_per_s']:.0f} frames/s, "
+            log(
+                f"train batch {batch}: {row['videos_per_s']:.1f} videos/s, {row['frames_per_s']:.0f} frames/s, "
                 f"loader wait {100 * row['data_wait_share']:.0f}%"
-                + (f", peak {row['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in row else ""))
+                + (f", peak {row['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in row else "")
+            )
             if batch == profile.batch_sizes[-1]:
                 result["eval"] = eval_throughput(trainer, repeats)
-                log(f"eval: {result['eval']['gallery_videos_per_s']:.1f} videos/s, "
-                    f"{result['eval']['queries_per_s']:.0f} queries/s")
+                log(
+                    f"eval: {result['eval']['gallery_videos_per_s']:.1f} videos/s, "
+                    f"{result['eval']['queries_per_s']:.0f} queries/s"
+                )
             del trainer
-        amp = Trainer(bench_params(raw, profile, profile.amp_batch, True, workers, source), layout, 0,
-                      Path(tmp), Path(tmp) / "log.json", Process(0, 1, device))
+        amp = Trainer(
+            bench_params(raw, profile, profile.amp_batch, True, workers, source),
+            layout,
+            0,
+            Path(tmp),
+            Path(tmp) / "log.json",
+            Process(0, 1, device),
+        )
         if device.type == "cpu":
             amp.amp_dtype = torch.bfloat16  # the CPU's autocast; CUDA keeps the trainer's own choice
-        fp32 = Trainer(bench_params(raw, profile, profile.amp_batch, False, workers, source), layout, 0,
-                       Path(tmp), Path(tmp) / "log.json", Process(0, 1, device))
+        fp32 = Trainer(
+            bench_params(raw, profile, profile.amp_batch, False, workers, source),
+            layout,
+            0,
+            Path(tmp),
+            Path(tmp) / "log.json",
+            Process(0, 1, device),
+        )
         result["amp"] = amp_agreement(amp, fp32, profile.amp_steps)
-        log(f"AMP ({result['amp']['amp_dtype']}) vs fp32 after {profile.amp_steps} steps: relative loss "
-            f"difference {result['amp']['relative_loss_diff_last']:.2e}")
+        log(
+            f"AMP ({result['amp']['amp_dtype']}) vs fp32 after {profile.amp_steps} steps: relative loss "
+            f"difference {result['amp']['relative_loss_diff_last']:.2e}"
+        )
     return result
 
 
 # --------------------------------------------------------------------------- report
+
 
 def _fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -359,37 +475,53 @@ def markdown(result: dict) -> str:
     m, s, p = result["machine"], result["set"], result["profile"]
     ext = s["extract"]
     lines = [
-        (f"### propy bench, profile `{p['name']}` on {m.get('gpu', 'CPU')} ({m['device']}), torch {m['torch']}, "
-         f"{m['cpu_cores']} CPU cores, {m['workers']} loader workers"), "",
-        (f"{p['train_videos']} training / {p['val_videos']} validation videos of {p['seconds']:g} s, "
-         f"{p['queries_per_video']} queries each; cache {ext['fps']:g} fps, at most {ext['max_frames']} frames, "
-         f"JPEG quality {ext['jpeg_quality']}; CLIP {s['clip']}, Nf = {s['num_frames']}. "
-         f"Set made in {s['seconds']:.0f} s."), "",
-        ("| batch | precision | steps timed | s/step | videos/s | frames/s | loader wait | first batch wait (s) "
-         "| epoch videos/s (start-up included) | peak GPU MiB |"),
+        (
+            f"### propy bench, profile `{p['name']}` on {m.get('gpu', 'CPU')} ({m['device']}), torch {m['torch']}, "
+            f"{m['cpu_cores']} CPU cores, {m['workers']} loader workers"
+        ),
+        "",
+        (
+            f"{p['train_videos']} training / {p['val_videos']} validation videos of {p['seconds']:g} s, "
+            f"{p['queries_per_video']} queries each; cache {ext['fps']:g} fps, at most {ext['max_frames']} frames, "
+            f"JPEG quality {ext['jpeg_quality']}; CLIP {s['clip']}, Nf = {s['num_frames']}. "
+            f"Set made in {s['seconds']:.0f} s."
+        ),
+        "",
+        (
+            "| batch | precision | steps timed | s/step | videos/s | frames/s | loader wait | first batch wait (s) "
+            "| epoch videos/s (start-up included) | peak GPU MiB |"
+        ),
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["train"]:
-        lines.append(f"| {r['batch_videos']} | {r['amp_dtype']} | {r['timed_steps']} | {_fmt(r['step_s'], 3)} | "
-                     f"{_fmt(r['videos_per_s'])} | {_fmt(r['frames_per_s'], 0)} | {100 * r['data_wait_share']:.0f}% | "
-                     f"{_fmt(r['first_batch_wait_s'], 2)} | {_fmt(r['epoch_videos_per_s'])} | "
-                     f"{_fmt(r.get('peak_cuda_mb'), 0)} |")
+        lines.append(
+            f"| {r['batch_videos']} | {r['amp_dtype']} | {r['timed_steps']} | {_fmt(r['step_s'], 3)} | "
+            f"{_fmt(r['videos_per_s'])} | {_fmt(r['frames_per_s'], 0)} | {100 * r['data_wait_share']:.0f}% | "
+            f"{_fmt(r['first_batch_wait_s'], 2)} | {_fmt(r['epoch_videos_per_s'])} | "
+            f"{_fmt(r.get('peak_cuda_mb'), 0)} |"
+        )
     e, a = result["eval"], result["amp"]
     first, last = a["grad_first_step"], a["grad_last_step"]
     lines += [
-        "", "| evaluation | value |", "| --- | ---: |",
+        "",
+        "| evaluation | value |",
+        "| --- | ---: |",
         f"| gallery videos/s (propy.evaluation.encode, cache reads included) | {_fmt(e['gallery_videos_per_s'])} |",
         f"| queries/s | {_fmt(e['queries_per_s'], 0)} |",
-        (f"| encode_video alone, batch {e['compute_batch_videos']} on the device (videos/s) "
-         f"| {_fmt(e['compute_videos_per_s'])} |"),
+        (
+            f"| encode_video alone, batch {e['compute_batch_videos']} on the device (videos/s) "
+            f"| {_fmt(e['compute_videos_per_s'])} |"
+        ),
         f"| ProPy encode_video / CLIP encode_image | {_fmt(e['propy_over_clip'], 2)} |",
         "",
-        (f"AMP ({a['amp_dtype']}) against fp32, batch {a['batch_videos']}, {a['steps']} steps from the same "
-         f"weights on the same batches: relative loss difference {a['relative_loss_diff_last']:.2e} after the "
-         f"last step (max {a['relative_loss_diff_max']:.2e}; target {a['target']:g}: "
-         f"{'met' if a['within_target'] else 'NOT met'}); gradient cosine {first['cosine']:.5f} at the first "
-         f"step, {last['cosine']:.5f} at the last (relative L2 {first['relative_l2']:.2e}, "
-         f"{last['relative_l2']:.2e})."),
+        (
+            f"AMP ({a['amp_dtype']}) against fp32, batch {a['batch_videos']}, {a['steps']} steps from the same "
+            f"weights on the same batches: relative loss difference {a['relative_loss_diff_last']:.2e} after the "
+            f"last step (max {a['relative_loss_diff_max']:.2e}; target {a['target']:g}: "
+            f"{'met' if a['within_target'] else 'NOT met'}); gradient cosine {first['cosine']:.5f} at the first "
+            f"step, {last['cosine']:.5f} at the last (relative L2 {first['relative_l2']:.2e}, "
+            f"{last['relative_l2']:.2e})."
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ shared by evaluation and per-epoch model selection.
 Ties are pessimistic everywhere: a positive that ties with other candidates
 is ranked after all of them, so a constant scorer gets no credit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -100,7 +101,7 @@ def breakdown(
     if order is not None and not present <= set(order):
         raise ValueError(f"groups {sorted(present - set(order))} are missing from the order {list(order)}")
     rows = []
-    for group in (order if order is not None else sorted(present)):
+    for group in order if order is not None else sorted(present):
         if group not in present:
             continue
         selected = ranks[groups_arr == group]
@@ -244,8 +245,9 @@ def bootstrap_sumr(
     seed: int = 0,
 ) -> tuple[float, float]:
     """:func:`bootstrap_mean` of SumR: ``ranks`` ``[Nq]`` or ``[S, Nq]``, optionally against ``reference``."""
-    return bootstrap_mean(sumr_per_query(ranks, ks),
-                          None if reference is None else sumr_per_query(reference, ks), samples, level, seed)
+    return bootstrap_mean(
+        sumr_per_query(ranks, ks), None if reference is None else sumr_per_query(reference, ks), samples, level, seed
+    )
 
 
 def _runs(values: np.ndarray, what: str) -> np.ndarray:

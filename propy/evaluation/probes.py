@@ -16,11 +16,11 @@ the query's kind tests), and these functions measure, per query kind:
 
 Pure numpy; ``propy.evaluation.evaluate`` feeds them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from propy.runtime.files import read_json
 TEXT_PAIRED_KINDS = ("appearance", "order")
 
 
-def read_query_kinds(path: Optional[str | Path]) -> Optional[dict[str, str]]:
+def read_query_kinds(path: str | Path | None) -> dict[str, str] | None:
     """desc_id -> query kind from the dataset's ``query_kinds.json``; None when the dataset has none."""
     if path is None:
         return None
@@ -44,7 +44,7 @@ def read_query_kinds(path: Optional[str | Path]) -> Optional[dict[str, str]]:
     return kinds
 
 
-def query_kinds(path: Optional[str | Path], records: list[Record]) -> Optional[list[str]]:
+def query_kinds(path: str | Path | None, records: list[Record]) -> list[str] | None:
     """Kind of each query from the dataset's ``query_kinds`` json, or None when it has none."""
     kinds = read_query_kinds(path)
     if kinds is None:
@@ -96,8 +96,9 @@ def localisation_hits(
     return np.where(best, overlap, np.inf).min(axis=1) >= iou
 
 
-def text_pairs(records: Sequence[Record], kinds: Sequence[str], rivals: Sequence[Sequence[int]],
-               positives: np.ndarray) -> dict[str, list[tuple[int, int]]]:
+def text_pairs(
+    records: Sequence[Record], kinds: Sequence[str], rivals: Sequence[Sequence[int]], positives: np.ndarray
+) -> dict[str, list[tuple[int, int]]]:
     """Per kind of ``TEXT_PAIRED_KINDS``: (query, query of a rival video of the same kind) index pairs."""
     by_video: dict[int, list[int]] = {}
     for i, v in enumerate(positives):

@@ -27,11 +27,12 @@ plus ``sd``, ``SumR_ci``, ``runs``, ``early_best``), ``<out-metrics>/comparisons
 ``<out-metrics>/claims.json`` and ``<out-results>/<variant>/breakdown.json`` (per-group recalls
 averaged over runs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ SPREAD = ("R1", "R5", "R10", "R100", "SumR", "MedR", "MeanR")  # metrics whose s
 EARLY = 0.2  # a best validation epoch at or before this fraction of the epochs is flagged
 
 
-def run_name(variant: str, seed: Optional[int]) -> str:
+def run_name(variant: str, seed: int | None) -> str:
     return variant if seed is None else f"{variant}-s{seed}"
 
 
@@ -79,8 +80,9 @@ def pool_metrics(runs: dict[str, dict]) -> dict:
         pooled["environment"] = values[0]["environment"]
     pooled["runs"] = list(runs)
     pooled["epoch"] = [v.get("epoch") for v in values]
-    pooled["sd"] = {k: float(np.std([v[k] for v in values], ddof=1)) if len(values) > 1 else 0.0
-                    for k in SPREAD if k in values[0]}
+    pooled["sd"] = {
+        k: float(np.std([v[k] for v in values], ddof=1)) if len(values) > 1 else 0.0 for k in SPREAD if k in values[0]
+    }
     return pooled
 
 
@@ -98,13 +100,13 @@ class Runs:
     """Per-query outcomes of a variant's runs, rows = runs, columns = the test queries in one order."""
 
     ranks: np.ndarray  # [S, Nq] rank of the own video
-    kinds: Optional[list[str]]  # [Nq] query kind (datasets with rival probes)
-    wins: Optional[np.ndarray]  # [S, Nq] own-vs-rival pairwise accuracy of each query (NaN: no rival)
-    located: Optional[np.ndarray]  # [S, Nq] the best own-video event overlaps the moment (eval.probe_iou)
-    reach: Optional[np.ndarray] = None  # [Nq] some proposal of the variant overlaps the moment (eval.probe_iou)
+    kinds: list[str] | None  # [Nq] query kind (datasets with rival probes)
+    wins: np.ndarray | None  # [S, Nq] own-vs-rival pairwise accuracy of each query (NaN: no rival)
+    located: np.ndarray | None  # [S, Nq] the best own-video event overlaps the moment (eval.probe_iou)
+    reach: np.ndarray | None = None  # [Nq] some proposal of the variant overlaps the moment (eval.probe_iou)
 
 
-def load_run(results: Path, run: str, order: Optional[list[str]], iou: float) -> tuple[list[str], dict]:
+def load_run(results: Path, run: str, order: list[str] | None, iou: float) -> tuple[list[str], dict]:
     """(desc_ids, per-query outcomes) of one run from its ``rankings.jsonl`` and ``events.npz``."""
     path = results / run / "rankings.jsonl"
     rows = {obj["desc_id"]: obj for _, obj in iter_jsonl(path, f"missing (written by evaluate of {run})")}
@@ -120,13 +122,18 @@ def load_run(results: Path, run: str, order: Optional[list[str]], iou: float) ->
         with np.load(results / run / "events.npz") as events:
             at = {str(d): i for i, d in enumerate(events["desc_ids"])}
             index = [at[d] for d in order]
-            out["located"] = localisation_hits(events["gt_event_scores"][index], events["proposals"],
-                                               events["ts"][index], events["duration"][index], iou)
+            out["located"] = localisation_hits(
+                events["gt_event_scores"][index],
+                events["proposals"],
+                events["ts"][index],
+                events["duration"][index],
+                iou,
+            )
             out["reach"] = reachable(events["proposals"], events["duration"][index], events["ts"][index], iou)
     return order, out
 
 
-def load_runs(results: Path, runs: list[str], order: Optional[list[str]], iou: float) -> tuple[list[str], Runs]:
+def load_runs(results: Path, runs: list[str], order: list[str] | None, iou: float) -> tuple[list[str], Runs]:
     loaded = []
     for run in runs:
         order, one = load_run(results, run, order, iou)
@@ -139,7 +146,7 @@ def verdict(low: float, high: float) -> str:
     return "gain" if low > 0 else "loss" if high < 0 else "no difference"
 
 
-def _interval(values: np.ndarray, reference: Optional[np.ndarray] = None) -> list[float]:
+def _interval(values: np.ndarray, reference: np.ndarray | None = None) -> list[float]:
     return list(bootstrap_mean(values, reference, samples=SAMPLES, level=LEVEL))
 
 
@@ -160,8 +167,9 @@ def pool_probes(runs: Runs, iou: float) -> dict:
             wins = runs.wins[:, rival]
             entry.update(pairwise=100.0 * float(wins.mean()), ci=[100.0 * x for x in _interval(wins)])
         located = runs.located[:, every].astype(np.float64)
-        entry.update({f"loc_IoU{iou:g}": 100.0 * float(located.mean()),
-                      "loc_ci": [100.0 * x for x in _interval(located)]})
+        entry.update(
+            {f"loc_IoU{iou:g}": 100.0 * float(located.mean()), "loc_ci": [100.0 * x for x in _interval(located)]}
+        )
         if runs.reach is not None:  # the ceiling of loc: the share of moments some proposal reaches
             entry[f"reach_IoU{iou:g}"] = 100.0 * float(runs.reach[every].mean())
         out[kind] = entry
@@ -178,8 +186,14 @@ def compare(runs: dict[str, Runs], params: Params, variant: str, reference: str)
     ks = params.eval.ks
     test = _paired(sumr_per_query(runs[variant].ranks, ks), sumr_per_query(runs[reference].ranks, ks), params)
     low, high = test["ci"]
-    row = {"variant": variant, "reference": reference, "delta_SumR": test["delta"],
-           "ci": [low, high], "verdict": verdict(low, high), "mde": test["mde"]}
+    row = {
+        "variant": variant,
+        "reference": reference,
+        "delta_SumR": test["delta"],
+        "ci": [low, high],
+        "verdict": verdict(low, high),
+        "mde": test["mde"],
+    }
     if runs[variant].wins is not None and runs[reference].wins is not None:
         row["probes"] = {}
         for kind, (rival, every) in probe_columns(runs[variant]).items():
@@ -190,18 +204,25 @@ def compare(runs: dict[str, Runs], params: Params, variant: str, reference: str)
                     b = 100.0 * getattr(runs[reference], values)[:, cols].astype(np.float64)
                     test = _paired(a, b, params)
                     lo, hi = test["ci"]
-                    entry[name] = {"delta": test["delta"], "ci": [lo, hi], "verdict": verdict(lo, hi),
-                                   "mde": test["mde"]}
+                    entry[name] = {
+                        "delta": test["delta"],
+                        "ci": [lo, hi],
+                        "verdict": verdict(lo, hi),
+                        "mde": test["mde"],
+                    }
             row["probes"][kind] = entry
     return row
 
 
-METRIC_NAMES = {"SumR": "SumR", "pairwise": "own-vs-rival pairwise accuracy (%)",
-                "loc": "localisation (%) on the moments both can reach"}
+METRIC_NAMES = {
+    "SumR": "SumR",
+    "pairwise": "own-vs-rival pairwise accuracy (%)",
+    "loc": "localisation (%) on the moments both can reach",
+}
 VERDICTS = ("supported", "contradicted", "not shown")  # Holm rejects with Δ > 0, rejects with Δ < 0, does not reject
 
 
-def _claim_columns(runs: dict[str, Runs], test: ClaimTest) -> tuple[Optional[np.ndarray], str]:
+def _claim_columns(runs: dict[str, Runs], test: ClaimTest) -> tuple[np.ndarray | None, str]:
     """The columns (test queries) a claim is judged on and why not, when it cannot be: the queries of
     its kind; for ``pairwise`` those with a rival; for ``loc`` those both variants' proposals reach."""
     mine, theirs = runs[test.variant], runs[test.against]
@@ -238,13 +259,22 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
     cfg, iou = params.claims, params.eval.probe_iou
     entries: dict[str, dict] = {}
     for name, test in cfg.tests.items():
-        entry = {"name": name, "claim": test.claim, "variant": test.variant, "against": test.against,
-                 "kind": test.kind, "metric": test.metric,
-                 "primary_test": f"{test.variant} - {test.against}: {METRIC_NAMES[test.metric]}, "
-                                 f"{'all' if test.kind == 'all' else test.kind} queries"}
+        entry = {
+            "name": name,
+            "claim": test.claim,
+            "variant": test.variant,
+            "against": test.against,
+            "kind": test.kind,
+            "metric": test.metric,
+            "primary_test": f"{test.variant} - {test.against}: {METRIC_NAMES[test.metric]}, "
+            f"{'all' if test.kind == 'all' else test.kind} queries",
+        }
         missing = [v for v in (test.variant, test.against) if v not in runs]
-        columns, why = (None, f"{', '.join(map(repr, missing))} not in study.trained or study.zero_shot: "
-                              "not run, so not tested") if missing else _claim_columns(runs, test)
+        columns, why = (
+            (None, f"{', '.join(map(repr, missing))} not in study.trained or study.zero_shot: not run, so not tested")
+            if missing
+            else _claim_columns(runs, test)
+        )
         if columns is None:
             entries[name] = {**entry, "verdict": "skipped", "note": why}
             continue
@@ -252,28 +282,40 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
             kind = _of_kind(runs[test.variant], test.kind)
             entry["ceiling"] = {v: 100.0 * float(runs[v].reach[kind].mean()) for v in (test.variant, test.against)}
         a, b = (_per_query(runs[v], params, test.metric, columns) for v in (test.variant, test.against))
-        entries[name] = {**entry, "n": int(columns.size),
-                         **paired_test(a, b, alpha=cfg.alpha, power=cfg.power, samples=SAMPLES, level=LEVEL)}
+        entries[name] = {
+            **entry,
+            "n": int(columns.size),
+            **paired_test(a, b, alpha=cfg.alpha, power=cfg.power, samples=SAMPLES, level=LEVEL),
+        }
     tested = {name: e["p"] for name, e in entries.items() if "p" in e}
     for name, result in holm(tested, cfg.alpha).items():
         entry = entries[name]
         entry.update(result, mde=minimum_detectable_effect(entry["se"], result["alpha_holm"], cfg.power))
         entry["verdict"] = VERDICTS[2] if not result["rejected"] else VERDICTS[0] if entry["delta"] > 0 else VERDICTS[1]
-    return {"alpha": cfg.alpha, "power": cfg.power, "probe_iou": iou, "level": LEVEL, "samples": SAMPLES,
-            "seeds": params.study.seeds, "tests_run": len(tested),
-            "p_value": "two-sided, from the paired bootstrap over queries and seeds: "
-                       "min(1, 2 (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1))",
-            "mde": "(z_{1-α/2} + z_{power}) × SE, SE the sd of the bootstrap Δ*, "
-                   "α the level Holm compared the test with",
-            "claims": list(entries.values())}
+    return {
+        "alpha": cfg.alpha,
+        "power": cfg.power,
+        "probe_iou": iou,
+        "level": LEVEL,
+        "samples": SAMPLES,
+        "seeds": params.study.seeds,
+        "tests_run": len(tested),
+        "p_value": "two-sided, from the paired bootstrap over queries and seeds: "
+        "min(1, 2 (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1))",
+        "mde": "(z_{1-α/2} + z_{power}) × SE, SE the sd of the bootstrap Δ*, α the level Holm compared the test with",
+        "claims": list(entries.values()),
+    }
 
 
-def early_best(params: Params, variant: str, runs: list[str], epochs: list[Optional[int]]) -> dict:
+def early_best(params: Params, variant: str, runs: list[str], epochs: list[int | None]) -> dict:
     """The runs whose best validation epoch (1-based) is within the first fifth of ``train.epochs``."""
     planned = ((params.variants[variant] or {}).get("train") or {}).get("epochs", params.train.epochs)
     limit = EARLY * planned
-    return {"epochs": planned, "limit": limit,
-            "runs": [run for run, epoch in zip(runs, epochs) if epoch is not None and epoch <= limit]}
+    return {
+        "epochs": planned,
+        "limit": limit,
+        "runs": [run for run, epoch in zip(runs, epochs) if epoch is not None and epoch <= limit],
+    }
 
 
 def pool(params: Params, run_metrics: Path, run_results: Path, out_metrics: Path, out_results: Path) -> dict:
@@ -281,33 +323,40 @@ def pool(params: Params, run_metrics: Path, run_results: Path, out_metrics: Path
     variants = [*params.study.trained, *params.study.zero_shot]
     iou = params.eval.probe_iou
     runs: dict[str, Runs] = {}
-    order: Optional[list[str]] = None
+    order: list[str] | None = None
     for variant in variants:
         names = runs_of(params, variant)
-        metrics = {run: read_json(run_metrics / f"{run}.json", f"missing (written by evaluate of {run})")
-                   for run in names}
+        metrics = {
+            run: read_json(run_metrics / f"{run}.json", f"missing (written by evaluate of {run})") for run in names
+        }
         order, runs[variant] = load_runs(run_results, names, order, iou)
         pooled = pool_metrics(metrics)
         if variant in params.study.trained:
             pooled["early_best"] = early_best(params, variant, names, pooled["epoch"])
         pooled["SumR_ci"] = _interval(sumr_per_query(runs[variant].ranks, params.eval.ks))
         if runs[variant].wins is not None:
-            pooled["probes"] = {k: {**pooled.get("probes", {}).get(k, {}), **v}
-                                for k, v in pool_probes(runs[variant], iou).items()}
-        breakdowns = [read_json(run_results / run / "breakdown.json", f"missing (written by evaluate of {run})")
-                      for run in names]
+            pooled["probes"] = {
+                k: {**pooled.get("probes", {}).get(k, {}), **v} for k, v in pool_probes(runs[variant], iou).items()
+            }
+        breakdowns = [
+            read_json(run_results / run / "breakdown.json", f"missing (written by evaluate of {run})") for run in names
+        ]
         atomic_write_json(out_results / variant / "breakdown.json", pool_breakdown(breakdowns))
         atomic_write_json(out_metrics / f"{variant}.json", pooled)
     headline = params.report.headline
-    tables = {name: [compare(runs, params, v, headline) for v in rows if v != headline]
-              for name, rows in params.study.ablations.items()}
+    tables = {
+        name: [compare(runs, params, v, headline) for v in rows if v != headline]
+        for name, rows in params.study.ablations.items()
+    }
     tables["zero_shot"] = [compare(runs, params, v, headline) for v in params.study.zero_shot]
-    comparisons = {"reference": headline, "seeds": params.study.seeds, "level": LEVEL, "samples": SAMPLES,
-                   "num_queries": len(order or []), "tables": tables}
+    comparisons = {
+        "reference": headline,
+        "seeds": params.study.seeds,
+        "level": LEVEL,
+        "samples": SAMPLES,
+        "num_queries": len(order or []),
+        "tables": tables,
+    }
     atomic_write_json(out_metrics / "comparisons.json", comparisons)
     atomic_write_json(out_metrics / "claims.json", judge_claims(runs, params))
     return comparisons
-
-
-
-

@@ -5,6 +5,7 @@ over time, and Linear (hidden -> width), no activation. The conv and both
 biases start at zero, so the adapter outputs exactly zero at init and ProPy
 starts from plain CLIP.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,7 @@ class TemporalConv(nn.Module):
         padded = F.pad(x, (0, 0, 0, 0, kernel // 2, kernel // 2))
         out: torch.Tensor = self.bias
         for j in range(kernel):
-            out = out + padded[:, j:j + frames] * self.weight[:, j]
+            out = out + padded[:, j : j + frames] * self.weight[:, j]
         return out
 
 

@@ -8,13 +8,15 @@ does not exist is a ConfigError here, before open_clip could try the hub. OpenAI
 TorchScript archive is read by :mod:`propy.model.weights`, which also refuses weights
 whose activation (QuickGELU or GELU) the model config does not build.
 """
+
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import open_clip
 import torch
@@ -87,7 +89,7 @@ def _checked_pretrained(name: str, pretrained: str) -> str:
     hint = f"; known tags of {name}: {', '.join(tags)}" if tags else ""
     raise ConfigError(
         f"clip.pretrained: no such checkpoint file {pretrained} (and not an open_clip "
-        f"pretrained tag of {name}{hint}); use \"\" for random init"
+        f'pretrained tag of {name}{hint}); use "" for random init'
     )
 
 
@@ -148,10 +150,12 @@ def tokenize(tokenizer: Callable, texts: list[str], max_words: int) -> torch.Lon
     texts = list(texts)
     longer = (tokenizer(texts, context_length=max_words + 1)[:, max_words] != 0).nonzero().flatten().tolist()
     if longer:
-        warnings.warn(f"{len(longer)} of {len(texts)} text(s) are longer than the text context of {max_words} "
-                      f"tokens (for queries: train.max_words) and are cut to fit it, e.g. {texts[longer[0]]!r}", stacklevel=2)
+        warnings.warn(
+            f"{len(longer)} of {len(texts)} text(s) are longer than the text context of {max_words} "
+            f"tokens (for queries: train.max_words) and are cut to fit it, e.g. {texts[longer[0]]!r}",
+            stacklevel=2,
+        )
     return tokenizer(texts, context_length=max_words)
-
 
 
 def model_input_size(params: Params) -> int:

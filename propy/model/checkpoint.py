@@ -12,6 +12,7 @@ A resume file (``last.pt``, ``clip.resume.pt``) holds whatever a loop needs to c
 the hash of everything that shaped it; a file written for other settings is ignored in
 ``auto`` mode, and an unreadable one is reported by name and, in ``auto`` mode, set aside.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ def json_digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pick_device(name: Optional[str]) -> torch.device:
+def pick_device(name: str | None) -> torch.device:
     """``--device``: ``cuda`` when available unless ``cpu`` is asked for; an error if CUDA is asked
     for and missing."""
     if name == "cuda" and not torch.cuda.is_available():
@@ -84,16 +85,24 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except _UNREADABLE as exc:
-        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
-                        "delete it and re-create it (e.g. re-run the stage that writes it)") from None
+        raise DataError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it and re-create it (e.g. re-run the stage that writes it)"
+        ) from None
 
 
 def save_trained(path: str | Path, trainable: dict[str, torch.Tensor], params, **extra: Any) -> None:
     """Write a trained checkpoint with its fingerprint and the code version (atomically)."""
-    atomic_torch_save(path, {
-        "format": FORMAT, "trainable": {k: v.detach().cpu() for k, v in trainable.items()},
-        "fingerprint": fingerprint(params), "code_version": __version__, **extra,
-    })
+    atomic_torch_save(
+        path,
+        {
+            "format": FORMAT,
+            "trainable": {k: v.detach().cpu() for k, v in trainable.items()},
+            "fingerprint": fingerprint(params),
+            "code_version": __version__,
+            **extra,
+        },
+    )
 
 
 def load_trained(path: str | Path, params) -> dict:
@@ -101,19 +110,22 @@ def load_trained(path: str | Path, params) -> dict:
     path = Path(path)
     state = read_checkpoint(path)
     if not isinstance(state, dict) or "trainable" not in state or "fingerprint" not in state:
-        raise DataError(f"{path}: not a propy trained checkpoint (expected the keys 'trainable' and "
-                        "'fingerprint', as `python -m propy train` or `import-reference` write)")
+        raise DataError(
+            f"{path}: not a propy trained checkpoint (expected the keys 'trainable' and "
+            "'fingerprint', as `python -m propy train` or `import-reference` write)"
+        )
     diff = differences(state["fingerprint"], fingerprint(params))
     if diff:
         where = f" for variant {params.variant!r}" if params.variant else ""
         raise ConfigError(
-            f"{path}: was trained with other settings than requested{where}:\n  " + "\n  ".join(diff)
+            f"{path}: was trained with other settings than requested{where}:\n  "
+            + "\n  ".join(diff)
             + "\nre-train it (`python -m propy train`), or evaluate with the params it was trained with"
         )
     return state
 
 
-def load_resume(path: str | Path, config_hash: str, mode: str, log=print) -> Optional[dict]:
+def load_resume(path: str | Path, config_hash: str, mode: str, log=print) -> dict | None:
     """The resume state at ``path`` if it matches ``config_hash``, per ``mode``:
     ``never`` ignores it, ``auto`` uses it when it matches (else starts fresh, saying why),
     ``require`` insists (a ConfigError/DataError when missing, unreadable or mismatched)."""

@@ -3,10 +3,10 @@
 Evaluation, search, bench and ``train --init-from`` all go through here, so a checkpoint is always
 checked against the variant it is loaded for (``propy.model.checkpoint.load_trained``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -17,7 +17,7 @@ from propy.model.checkpoint import load_trained
 from propy.model.network import VideoModel, build_model
 
 
-def load_weights(model: VideoModel, params: Params, checkpoint: Optional[Path]) -> Optional[int]:
+def load_weights(model: VideoModel, params: Params, checkpoint: Path | None) -> int | None:
     """Load ``checkpoint``'s trained tensors into ``model`` (checked against ``params``); the epoch they
     come from (None when the file does not say)."""
     if checkpoint is None or not Path(checkpoint).is_file():
@@ -31,8 +31,8 @@ def load_weights(model: VideoModel, params: Params, checkpoint: Optional[Path]) 
 
 
 def load_model(
-    params: Params, backbone: Backbone, checkpoint: Optional[Path], device: torch.device
-) -> tuple[VideoModel, Optional[int]]:
+    params: Params, backbone: Backbone, checkpoint: Path | None, device: torch.device
+) -> tuple[VideoModel, int | None]:
     """The variant's model and the epoch of its trained weights (None for the zero-shot baselines)."""
     model = build_model(params.model, backbone.model)
     epoch = load_weights(model, params, checkpoint) if params.model.kind in TRAINED_KINDS else None

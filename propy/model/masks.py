@@ -6,6 +6,7 @@ tokens it summarises) and the frame-prompt copies of the level-1 events it
 covers; the variant only changes which other events it sees (the ablation of
 Ancestor-Descendant Interaction, ADI).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,7 @@ def _event_block(below: np.ndarray, variant: str) -> np.ndarray:
     `below[i, j]` says event j is a strict descendant of event i.
     """
     if variant not in INTERACTIONS:
-        raise ConfigError(
-            f"unknown interaction variant {variant!r}; expected one of {', '.join(INTERACTIONS)}"
-        )
+        raise ConfigError(f"unknown interaction variant {variant!r}; expected one of {', '.join(INTERACTIONS)}")
     ne = below.shape[0]
     own = np.eye(ne, dtype=bool)
     blocks = {
@@ -54,9 +53,7 @@ def frame_prompt_mask(pyramid: Pyramid) -> np.ndarray:
     return self_or_below[:, list(pyramid.level1_events)]
 
 
-def event_attention_mask(
-    pyramid: Pyramid, variant: str, tokens_per_frame: int, frame_prompts: int
-) -> np.ndarray:
+def event_attention_mask(pyramid: Pyramid, variant: str, tokens_per_frame: int, frame_prompts: int) -> np.ndarray:
     """float32 additive mask [Ne, Ne + frame_prompts * n1 + Nf * tokens_per_frame].
 
     0.0 = allowed, -inf = blocked. Columns: events; frame-prompt copies,

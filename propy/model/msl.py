@@ -17,10 +17,10 @@ positions and one BERT-style self-attention layer. Two scales score a (query, vi
 Ranking score: ``scale_weights[0] * clip + scale_weights[1] * frame``. The proposals' spans are the
 model's events, so VCMR ranks moments by their clip-scale cosines as it ranks ProPy's events.
 """
+
 from __future__ import annotations
 
 import typing
-from typing import Optional
 
 import numpy as np
 import open_clip
@@ -36,8 +36,9 @@ from propy.train.losses import symmetric_infonce
 def window_slots(slots: int) -> np.ndarray:
     """[slots * (slots + 1) / 2, 2] (first slot, end slot exclusive) of every run of consecutive slots,
     by width (1 first), then by start: the reference's proposal order."""
-    return np.array([(start, start + width) for width in range(1, slots + 1) for start in range(slots - width + 1)],
-                    dtype=np.int64)
+    return np.array(
+        [(start, start + width) for width in range(1, slots + 1) for start in range(slots - width + 1)], dtype=np.int64
+    )
 
 
 class _Layer(nn.Module):
@@ -46,15 +47,16 @@ class _Layer(nn.Module):
 
     def __init__(self, in_dim: int, cfg: MslConfig, max_len: int) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden),
-                                     nn.ReLU())
+        self.project = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU()
+        )
         self.positions = nn.Embedding(max_len, cfg.hidden)
         self.position_norm = nn.LayerNorm(cfg.hidden)
         self.attention = nn.MultiheadAttention(cfg.hidden, cfg.heads, dropout=cfg.dropout, batch_first=True)
         self.output_norm = nn.LayerNorm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         """[N, L, in_dim] -> [N, L, hidden]; ``padding`` [N, L] is True where a position is padding."""
         x = self.project(x) + self.positions.weight[: x.shape[1]]
         x = self.dropout(self.position_norm(x))
@@ -62,7 +64,7 @@ class _Layer(nn.Module):
         return self.output_norm(x + self.dropout(attended))
 
 
-def _negatives(scores: torch.Tensor, positive: torch.Tensor, pool: Optional[int]) -> torch.Tensor:
+def _negatives(scores: torch.Tensor, positive: torch.Tensor, pool: int | None) -> torch.Tensor:
     """[N] one sampled negative score per row: uniformly among the row's non-positive columns, or among
     its ``pool`` highest-scoring ones (the hard-negative schedule). Every row needs a negative."""
     keys = scores.detach().masked_fill(positive, float("-inf"))
@@ -94,8 +96,14 @@ class MsSL(VideoModel):
         self.query_pool = nn.Linear(cfg.hidden, 1, bias=False)  # the reference's modular attention
         self.frame_key = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.frame_value = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
-        trained = (self.clip_encoder, self.frame_encoder, self.query_encoder, self.query_pool, self.frame_key,
-                   self.frame_value)
+        trained = (
+            self.clip_encoder,
+            self.frame_encoder,
+            self.query_encoder,
+            self.query_pool,
+            self.frame_key,
+            self.frame_value,
+        )
         for module in (m for part in trained for m in part.modules()):  # the reference's (BERT's) init
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -127,8 +135,9 @@ class MsSL(VideoModel):
             with torch.no_grad():
                 x = self.clip.encode_image(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         if x.ndim != 3 or x.shape[1] != self.num_frames:
-            raise ValueError(f"expected [B, {self.num_frames}, D] frame embeddings (model.msl.frames), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected [B, {self.num_frames}, D] frame embeddings (model.msl.frames), got {tuple(x.shape)}"
+            )
         slots = F.adaptive_avg_pool1d(x.transpose(1, 2), self.cfg.slots).transpose(1, 2)
         clips = self.clip_encoder(slots)  # [B, S, H]
         sums = F.pad(clips.cumsum(dim=1), (0, 0, 1, 0))  # sums[:, i] = clips[:, :i].sum(1)
@@ -142,14 +151,15 @@ class MsSL(VideoModel):
 
     # ---------------------------------------------------------------- scores
 
-    def score(self, text_emb: torch.Tensor, video_emb: torch.Tensor,
-              normalize_events: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, text_emb: torch.Tensor, video_emb: torch.Tensor, normalize_events: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ranking scores [Nt, Nv], clip-scale proposal scores [Nt, Nv, P]); cosines, or with
         ``normalize_events=False`` the normalised query against raw video features. Videos are
         scored in chunks, so the per-pair attended features stay small."""
         text = F.normalize(text_emb, dim=-1)
         w_clip, w_frame = self.cfg.scale_weights
-        chunk = max(1, 2 ** 25 // (len(text) * max(self.num_events, self.num_frames, text.shape[-1])))
+        chunk = max(1, 2**25 // (len(text) * max(self.num_events, self.num_frames, text.shape[-1])))
         logits, per_event = [], []
         for videos in video_emb.to(text.dtype).split(chunk):
             proposals, keys, values = self._split(videos)
@@ -187,12 +197,14 @@ class MsSL(VideoModel):
         pool = cfg.hard_pool_size if hard else None
         own = labels[:, None] == torch.arange(video_emb.shape[0], device=labels.device)[None, :]
         positives = (clip_scores * own).sum(dim=0) / own.sum(dim=0)  # a video's queries, averaged
-        clip_triplet = (_hinge(cfg.margin, clip_scores[rows, labels], _negatives(clip_scores, own, pool))
-                        + _hinge(cfg.margin, positives, _negatives(clip_scores.T, own.T, 1 if hard else None)))
+        clip_triplet = _hinge(cfg.margin, clip_scores[rows, labels], _negatives(clip_scores, own, pool)) + _hinge(
+            cfg.margin, positives, _negatives(clip_scores.T, own.T, 1 if hard else None)
+        )
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         diagonal = frame_scores.diagonal()
-        frame_triplet = (_hinge(cfg.margin, diagonal, _negatives(frame_scores, eye, pool))
-                         + _hinge(cfg.margin, diagonal, _negatives(frame_scores.T, eye, pool)))
+        frame_triplet = _hinge(cfg.margin, diagonal, _negatives(frame_scores, eye, pool)) + _hinge(
+            cfg.margin, diagonal, _negatives(frame_scores.T, eye, pool)
+        )
         # symmetric_infonce averages its two directions; the reference adds them
         clip_nce = 2 * symmetric_infonce(raw.max(dim=-1).values, labels)
         frame_nce = (torch.logsumexp(torch.cat([frame_raw, frame_raw.T], dim=1), dim=1) - frame_raw.diagonal()).mean()

@@ -12,6 +12,7 @@ block input. Event embeddings are ``ln_post(event) @ proj``.
 Text: CLIP's text blocks under a causal mask, with the projected frame prompts
 inserted after [SOS] in each layer and dropped again after it.
 """
+
 from __future__ import annotations
 
 import typing
@@ -40,6 +41,7 @@ from propy.model.pyramid import Pyramid
 from propy.train.losses import symmetric_infonce
 
 # --------------------------------------------------------------------------- shared CLIP pieces
+
 
 def check_clip(clip: nn.Module) -> None:
     """ProPy rewires open_clip's plain ViT and text tower; anything else is a ConfigError."""
@@ -102,7 +104,7 @@ def clip_text_states(
             continue
         seq = torch.cat(parts, dim=1)
         seq = block(seq, attn_mask=_causal_mask(seq.shape[1], seq))
-        x = torch.cat([seq[:, :1], seq[:, first:first + length - 1]], dim=1)  # prompts dropped
+        x = torch.cat([seq[:, :1], seq[:, first : first + length - 1]], dim=1)  # prompts dropped
     return clip.ln_final(x)
 
 
@@ -120,7 +122,7 @@ class VideoModel(nn.Module):
         self.register_buffer("proposals", proposals.float(), persistent=False)
         self.register_buffer("logit_scale", clip.logit_scale.detach().exp().clone(), persistent=False)
 
-    def train(self, mode: bool = True) -> "VideoModel":
+    def train(self, mode: bool = True) -> VideoModel:
         super().train(mode)
         self.clip.eval()  # frozen: no patch dropout or other train-time behaviour
         return self
@@ -132,8 +134,9 @@ class VideoModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return encode_clip_text(self.clip, tokens)
 
-    def score(self, text_emb: torch.Tensor, video_emb: torch.Tensor,
-              normalize_events: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, text_emb: torch.Tensor, video_emb: torch.Tensor, normalize_events: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits [Nt, Nv], per-proposal scores [Nt, Nv, Ne]) of ``encode_text`` / ``encode_video``
         outputs: here the max over events of the cosine (:func:`scores`)."""
         return scores(text_emb, video_emb, normalize_events)
@@ -166,6 +169,7 @@ def _check_frames(frames: torch.Tensor, num_frames: int) -> None:
 
 
 # --------------------------------------------------------------------------- baselines
+
 
 class _FrameBaseline(VideoModel):
     """Frozen CLIP on each frame; subclasses turn the frame embeddings into events."""
@@ -227,6 +231,7 @@ class SeqConvCLIP(_FrameBaseline):
 
 # --------------------------------------------------------------------------- ProPy
 
+
 def _layer_count(value: int | None, available: int, field: str) -> int:
     """Resolve ``None`` (all) and check 1 <= value <= available."""
     if value is None:
@@ -274,8 +279,9 @@ class ProPy(VideoModel):
                     width, clip.transformer.width, prefix=cfg.text_prompts, postfix=cfg.postfix_prompts
                 )
         elif cfg.postfix_prompts:
-            raise ConfigError("model.postfix_prompts: text prompts are projected from frame prompts; "
-                              "set frame_prompts > 0")
+            raise ConfigError(
+                "model.postfix_prompts: text prompts are projected from frame prompts; set frame_prompts > 0"
+            )
         # The last block's frame outputs reach no event (events read a block's input), so an
         # adapter there would never be trained: adapters live in the first blocks - 1 at most.
         adapters = _layer_count(cfg.adapter_layers, blocks - 1, "model.adapter_layers") if cfg.adapters else 0
@@ -290,12 +296,14 @@ class ProPy(VideoModel):
         )
         # Built once per config (additive: 0 allowed, -inf blocked). Layers past the deep
         # prompts use the same mask without the frame-prompt columns.
-        mask = torch.from_numpy(event_attention_mask(pyramid, cfg.interaction, self.tokens_per_frame,
-                                                     cfg.frame_prompts))
+        mask = torch.from_numpy(
+            event_attention_mask(pyramid, cfg.interaction, self.tokens_per_frame, cfg.frame_prompts)
+        )
         ne, copies = pyramid.num_events, cfg.frame_prompts * self.num_level1
         self.register_buffer("mask_with_prompts", mask, persistent=False)
-        self.register_buffer("mask_without_prompts", torch.cat([mask[:, :ne], mask[:, ne + copies:]], 1),
-                             persistent=False)
+        self.register_buffer(
+            "mask_without_prompts", torch.cat([mask[:, :ne], mask[:, ne + copies :]], 1), persistent=False
+        )
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, Nf, 3, S, S] normalised frames -> [B, Ne, D] un-normalised event embeddings."""
@@ -307,9 +315,7 @@ class ProPy(VideoModel):
         assert cls is not None  # frame_cls=True always returns them
         return cls
 
-    def _encode(
-        self, frames: torch.Tensor, frame_cls: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode(self, frames: torch.Tensor, frame_cls: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(events [B, Ne, D], frame CLS embeddings [B, Nf, D] if ``frame_cls`` else None)."""
         _check_frames(frames, self.pyramid.num_frames)
         visual = self.clip.visual
@@ -382,7 +388,9 @@ class ProPy(VideoModel):
             frames = frames + F.linear(self.temporal_embedding[index].to(frames.dtype), weight[width:])[None, :, None]
         kv.append(frames.flatten(1, 2))  # token t of frame f at f*T + t
         key, value = (_heads(t, attn.num_heads) for t in torch.cat(kv, dim=1).split(width, dim=-1))
-        mask = typing.cast(torch.Tensor, self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(key.dtype)
+        mask = typing.cast(torch.Tensor, self.mask_with_prompts if with_prompts else self.mask_without_prompts).to(
+            key.dtype
+        )
         out = F.scaled_dot_product_attention(_heads(query, attn.num_heads), key, value, attn_mask=mask)
         return attn.out_proj(_merge(out))
 
@@ -395,6 +403,7 @@ class ProPy(VideoModel):
 
 
 # --------------------------------------------------------------------------- factory and scoring
+
 
 def build_model(model_cfg: ModelConfig, clip_model: open_clip.CLIP) -> VideoModel:
     """ProPy, SeqConvCLIP, MsSL, MeanPoolCLIP or MaxFrameCLIP per ``model.kind``; CLIP is frozen in place."""

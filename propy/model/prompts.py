@@ -6,6 +6,7 @@ patch embedding, so prompts start at the scale of patch tokens. Text prompts
 have no parameters of their own: they are linear maps of the frame prompts, so
 the two towers share one set of prompt tokens.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,9 +74,7 @@ class TextPrompts(nn.Module):
         self.prefix = nn.Linear(vision_width, text_width) if prefix else None
         self.postfix = nn.Linear(vision_width, text_width) if postfix else None
 
-    def forward(
-        self, frame_prompts: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(self, frame_prompts: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """frame prompts [layers, Nvp, Wv] -> (prefix, postfix), each [layers, Nvp, Wt] or None."""
         return (
             self.prefix(frame_prompts) if self.prefix is not None else None,

@@ -8,6 +8,7 @@ Node ids: events 0..Ne-1 in event order, then frames Ne..Ne+Nf-1.
 
 Pure Python + numpy (no torch) so configs can be validated without a model.
 """
+
 from __future__ import annotations
 
 import typing
@@ -31,13 +32,9 @@ def _level_counts(num_frames: int, windows: tuple[Window, ...]) -> tuple[int, ..
     for k, (c, o) in enumerate(windows):
         n, level = counts[-1], k + 1
         if c < 1 or o < 1:
-            raise ConfigError(
-                f"pyramid level {level}: window c={c} and stride o={o} must both be >= 1"
-            )
+            raise ConfigError(f"pyramid level {level}: window c={c} and stride o={o} must both be >= 1")
         if c > n:
-            raise ConfigError(
-                f"pyramid level {level}: window c={c} is wider than the {n} nodes of level {k}"
-            )
+            raise ConfigError(f"pyramid level {level}: window c={c} is wider than the {n} nodes of level {k}")
         if (n - c) % o:
             raise ConfigError(
                 f"pyramid level {level}: (n - c) / o + 1 = ({n} - {c}) / {o} + 1 is not an "
@@ -85,8 +82,7 @@ class Pyramid:
             raise ConfigError("pyramid: at least one overlap flag is needed, got none")
         if len(flags) > p:
             raise ConfigError(
-                f"pyramid: {len(flags)} overlap flags given, but {nf} = 2^{p} frames "
-                f"allow at most {p} levels"
+                f"pyramid: {len(flags)} overlap flags given, but {nf} = 2^{p} frames allow at most {p} levels"
             )
         bad = [f for f in flags if f not in (0, 1)]
         if bad:
@@ -143,7 +139,7 @@ class Pyramid:
     def level_slice(self, level: int) -> slice:
         """The event ids of one level (1..K), in event order."""
         self._check_level(level, 1)
-        start = sum(self.counts[level + 1:])
+        start = sum(self.counts[level + 1 :])
         return slice(start, start + self.counts[level])
 
     @property
@@ -204,9 +200,7 @@ class Pyramid:
 
     def describe(self) -> str:
         """Multi-line summary for `propy model-info`: one line per level, top first."""
-        lines = [
-            f"pyramid: {self.num_frames} frames, {self.num_levels} levels, {self.num_events} events"
-        ]
+        lines = [f"pyramid: {self.num_frames} frames, {self.num_levels} levels, {self.num_events} events"]
         spans = self.event_spans
         for k in range(self.num_levels, 0, -1):
             c, o = self.windows[k - 1]

@@ -17,6 +17,7 @@ otherwise fail deep inside ``load_state_dict`` without saying which setting
 to change. Checkpoints are unpickled with ``weights_only`` (tensors, numbers,
 strings): a downloaded file is never allowed to run code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,6 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import open_clip
@@ -45,10 +45,14 @@ TIME_EMBEDDING = "clip.visual.frame_embedding"
 _ADAPTER = "clip.visual.transformer.resblocks.{block}.temp_adapter."
 _ADAPTER_PARTS = {"fc1": "down", "conv": "conv", "fc2": "up"}  # reference -> propy
 
-DROP_LAST_ADAPTER = ("the last vision block's temporal adapter: events read each block's input, so its "
-                     "output reaches no event (its gradient is exactly 0 in the reference)")
-DROP_POSTFIX = ("the postfix text prompts: appended after the padded text, nothing attends to them under "
-                "the causal mask (set model.postfix_prompts: true to keep them)")
+DROP_LAST_ADAPTER = (
+    "the last vision block's temporal adapter: events read each block's input, so its "
+    "output reaches no event (its gradient is exactly 0 in the reference)"
+)
+DROP_POSTFIX = (
+    "the postfix text prompts: appended after the padded text, nothing attends to them under "
+    "the causal mask (set model.postfix_prompts: true to keep them)"
+)
 DROP_TIME_EMBEDDING = "the time embedding: the reference's forward pass never adds it"
 
 
@@ -59,7 +63,7 @@ class ReferenceCheckpoint:
     path: Path
     sha256: str
     state: dict[str, torch.Tensor]
-    epoch: Optional[int]  # epochs completed, for a resume file
+    epoch: int | None  # epochs completed, for a resume file
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,12 @@ class Imported:
     open_clip state dict (None when it carries none) and ``(reference prefix, why)`` for what was dropped."""
 
     trainable: dict[str, torch.Tensor]
-    clip_weights: Optional[dict[str, torch.Tensor]]
+    clip_weights: dict[str, torch.Tensor] | None
     dropped: list[tuple[str, str]]
 
 
 # --------------------------------------------------------------------------- reading
+
 
 def _numpy_scalar_globals() -> list:
     """What a pickled numpy scalar needs (the reference stores its best metric as one), under
@@ -91,22 +96,30 @@ def read_reference(path: str | Path) -> ReferenceCheckpoint:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: holds Python objects other than tensors and numbers, which propy does not "
-                        f"unpickle from a downloaded file ({str(exc).splitlines()[0]})") from None
+        raise DataError(
+            f"{path}: holds Python objects other than tensors and numbers, which propy does not "
+            f"unpickle from a downloaded file ({str(exc).splitlines()[0]})"
+        ) from None
     except (OSError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     resume = isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict)
     state = raw["state_dict"] if resume else raw
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise DataError(f"{path}: not a reference checkpoint: expected a state_dict (names -> tensors) "
-                        "or a resume file with one under 'state_dict'")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise DataError(
+            f"{path}: not a reference checkpoint: expected a state_dict (names -> tensors) "
+            "or a resume file with one under 'state_dict'"
+        )
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     epoch = raw.get("epoch") if resume and isinstance(raw.get("epoch"), int) else None
     return ReferenceCheckpoint(path, file_digest(path), state, epoch)
 
 
 # --------------------------------------------------------------------------- the mapping
+
 
 def frame_prompts_from_reference(tensor: torch.Tensor, layers: int) -> torch.Tensor:
     """[1, Nvp, L*W] -> [L, Nvp, W]: the reference views each prompt's row as L layers of W
@@ -119,9 +132,7 @@ def conv_from_reference(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[:, 0, :, 0, 0]
 
 
-def map_trainables(
-    ref: dict[str, torch.Tensor], model: ProPy
-) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
+def map_trainables(ref: dict[str, torch.Tensor], model: ProPy) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
     """Reference-named trained tensors -> (propy-named tensors, dropped ``(prefix, why)``).
 
     ``ref`` must have the shapes that :func:`expected_shapes` gives for ``model``, which
@@ -181,11 +192,16 @@ def expected_shapes(model: ProPy, cfg: ModelConfig) -> dict[str, Dims]:
         shapes[f"clip.{side}_proj.bias"] = (wt,)
     for block in range(len(visual.transformer.resblocks)):
         prefix = _ADAPTER.format(block=block)
-        shapes.update({
-            f"{prefix}fc1.weight": (hidden, w), f"{prefix}fc1.bias": (hidden,),
-            f"{prefix}conv.weight": (hidden, one, kernel, one, one), f"{prefix}conv.bias": (hidden,),
-            f"{prefix}fc2.weight": (w, hidden), f"{prefix}fc2.bias": (w,),
-        })
+        shapes.update(
+            {
+                f"{prefix}fc1.weight": (hidden, w),
+                f"{prefix}fc1.bias": (hidden,),
+                f"{prefix}conv.weight": (hidden, one, kernel, one, one),
+                f"{prefix}conv.bias": (hidden,),
+                f"{prefix}fc2.weight": (w, hidden),
+                f"{prefix}fc2.bias": (w,),
+            }
+        )
     return shapes
 
 
@@ -196,11 +212,15 @@ def check_shapes(ref: dict[str, torch.Tensor], expected: dict[str, Dims]) -> Non
         if got == want:
             continue
         if len(got) != len(want):
-            raise DataError(f"{name}: shape {got} in the checkpoint; the reference writes {len(want)} "
-                            f"dimensions {want}, so this is not a ProPy reference checkpoint")
+            raise DataError(
+                f"{name}: shape {got} in the checkpoint; the reference writes {len(want)} "
+                f"dimensions {want}, so this is not a ProPy reference checkpoint"
+            )
         dim = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
-        raise ConfigError(f"{name}: shape {got} in the checkpoint, {want} for this config (dimension {dim}: "
-                          f"{got[dim]} vs {want[dim]}); change {dims[dim][1]} to fit the checkpoint")
+        raise ConfigError(
+            f"{name}: shape {got} in the checkpoint, {want} for this config (dimension {dim}: "
+            f"{got[dim]} vs {want[dim]}); change {dims[dim][1]} to fit the checkpoint"
+        )
 
 
 def check_config(model: ProPy, cfg: ModelConfig) -> None:
@@ -209,19 +229,27 @@ def check_config(model: ProPy, cfg: ModelConfig) -> None:
     if cfg.kind != "propy":
         raise ConfigError(f"model.kind: {cfg.kind!r} has no trained tensors; import into a ProPy variant")
     if cfg.interaction != "full" or cfg.single_event:
-        raise ConfigError("model.interaction: the reference trains full ancestor-descendant interaction over "
-                          "the pyramid; set model.interaction: full and model.single_event: false")
+        raise ConfigError(
+            "model.interaction: the reference trains full ancestor-descendant interaction over "
+            "the pyramid; set model.interaction: full and model.single_event: false"
+        )
     if model.frame_prompts is None or not cfg.text_prompts:
-        raise ConfigError("model.frame_prompts / model.text_prompts: the checkpoint has frame prompts and "
-                          "text prefix prompts projected from them; set model.frame_prompts to its prompt count "
-                          f"(dimension 1 of {FRAME_PROMPTS}) and model.text_prompts: true")
+        raise ConfigError(
+            "model.frame_prompts / model.text_prompts: the checkpoint has frame prompts and "
+            "text prefix prompts projected from them; set model.frame_prompts to its prompt count "
+            f"(dimension 1 of {FRAME_PROMPTS}) and model.text_prompts: true"
+        )
     if len(model.adapters) != blocks - 1:
-        raise ConfigError(f"model.adapter_layers: the checkpoint has trained temporal adapters in all {blocks} "
-                          f"vision blocks (the last has no effect), the config keeps {len(model.adapters)}; set "
-                          "model.adapters: true and model.adapter_layers: null")
+        raise ConfigError(
+            f"model.adapter_layers: the checkpoint has trained temporal adapters in all {blocks} "
+            f"vision blocks (the last has no effect), the config keeps {len(model.adapters)}; set "
+            "model.adapters: true and model.adapter_layers: null"
+        )
     if len(model.clip.transformer.resblocks) != blocks:
-        raise ConfigError(f"clip.model: the reference runs only as many text blocks as prompt layers ({blocks}, "
-                          f"one per vision block); this CLIP has {len(model.clip.transformer.resblocks)}")
+        raise ConfigError(
+            f"clip.model: the reference runs only as many text blocks as prompt layers ({blocks}, "
+            f"one per vision block); this CLIP has {len(model.clip.transformer.resblocks)}"
+        )
 
 
 def check_quick_gelu(clip_model: str) -> None:
@@ -229,8 +257,10 @@ def check_quick_gelu(clip_model: str) -> None:
     if model_config(clip_model).get("quick_gelu"):
         return
     hint = f"{clip_model}-quickgelu" if open_clip.get_model_config(f"{clip_model}-quickgelu") else None
-    raise ConfigError(f"clip.model: {clip_model} uses GELU, the reference's CLIP uses QuickGELU; set clip.model "
-                      f"to {hint or 'a JSON config with quick_gelu: true'}")
+    raise ConfigError(
+        f"clip.model: {clip_model} uses GELU, the reference's CLIP uses QuickGELU; set clip.model "
+        f"to {hint or 'a JSON config with quick_gelu: true'}"
+    )
 
 
 def _listed(names: list[str], shown: int = 8) -> str:
@@ -243,18 +273,25 @@ def split_state(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(CLIP weights by open_clip name, reference-named trained tensors); one DataError for all
     unknown keys, one for missing ones."""
-    carried = {k[len(CLIP_PREFIX):]: v for k, v in state.items()
-               if k.startswith(CLIP_PREFIX) and k[len(CLIP_PREFIX):] in clip_names}
+    carried = {
+        k[len(CLIP_PREFIX) :]: v
+        for k, v in state.items()
+        if k.startswith(CLIP_PREFIX) and k[len(CLIP_PREFIX) :] in clip_names
+    }
     ref = {k: v for k, v in state.items() if k in expected or k == TIME_EMBEDDING}
     unknown = sorted(set(state) - set(ref) - {CLIP_PREFIX + k for k in carried})
     if unknown:
-        raise DataError(f"{len(unknown)} key(s) that neither the CLIP of clip.model nor the reference's ProPy "
-                        f"has: {_listed(unknown)}; if they are CLIP weights, clip.model is not the checkpoint's "
-                        "CLIP, else this is not a ProPy reference checkpoint")
+        raise DataError(
+            f"{len(unknown)} key(s) that neither the CLIP of clip.model nor the reference's ProPy "
+            f"has: {_listed(unknown)}; if they are CLIP weights, clip.model is not the checkpoint's "
+            "CLIP, else this is not a ProPy reference checkpoint"
+        )
     missing = sorted(expected - set(ref))
     if missing:
-        raise DataError(f"not a complete ProPy reference checkpoint: missing {_listed(missing)} (or clip.model has "
-                        "more vision blocks than the checkpoint's CLIP)")
+        raise DataError(
+            f"not a complete ProPy reference checkpoint: missing {_listed(missing)} (or clip.model has "
+            "more vision blocks than the checkpoint's CLIP)"
+        )
     if carried and set(carried) != clip_names:
         raise DataError(f"carries only part of a CLIP: missing clip.{_listed(sorted(clip_names - set(carried)))}")
     return carried, ref
@@ -265,9 +302,11 @@ def load_carried_clip(clip: nn.Module, carried: dict[str, torch.Tensor], clip_mo
     own = clip.state_dict()
     for name, tensor in carried.items():
         if tuple(tensor.shape) != tuple(own[name].shape):
-            raise ConfigError(f"clip.{name}: shape {tuple(tensor.shape)} in the checkpoint, "
-                              f"{tuple(own[name].shape)} in clip.model {clip_model}; set clip.model to the "
-                              "checkpoint's CLIP")
+            raise ConfigError(
+                f"clip.{name}: shape {tuple(tensor.shape)} in the checkpoint, "
+                f"{tuple(own[name].shape)} in clip.model {clip_model}; set clip.model to the "
+                "checkpoint's CLIP"
+            )
     clip.load_state_dict({k: v.float() for k, v in carried.items()}, strict=True)
 
 
@@ -314,8 +353,16 @@ def write_import(ref: ReferenceCheckpoint, imported: Imported, params: Params, o
         clip_path = out / "clip.pt"
         save_clip(clip_path, imported.clip_weights)
         params = dataclasses.replace(params, clip=dataclasses.replace(params.clip, pretrained=str(clip_path)))
-    save_trained(out / "best.pt", imported.trainable, params, epoch=ref.epoch, reference={
-        "file": ref.path.name, "sha256": ref.sha256, "epoch": ref.epoch,
-        "dropped": [prefix for prefix, _ in imported.dropped],
-    })
+    save_trained(
+        out / "best.pt",
+        imported.trainable,
+        params,
+        epoch=ref.epoch,
+        reference={
+            "file": ref.path.name,
+            "sha256": ref.sha256,
+            "epoch": ref.epoch,
+            "dropped": [prefix for prefix, _ in imported.dropped],
+        },
+    )
     return params

@@ -12,12 +12,12 @@ change every feature: the archive's code says which activation it was traced wit
 file records it (``{"state_dict", "activation"}``), and :func:`check_activation` refuses a model
 config that differs. A plain state dict does not say; nothing is checked then.
 """
+
 from __future__ import annotations
 
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 from propy.errors import ConfigError
 
@@ -57,7 +57,7 @@ def _from_torchscript(path: Path) -> dict:
     return {key: value.float() for key, value in module.state_dict().items() if key not in _OPENAI_SIZE_KEYS}
 
 
-def read_weights(path: str | Path) -> tuple[Optional[dict], Optional[str]]:
+def read_weights(path: str | Path) -> tuple[dict | None, str | None]:
     """``(state dict, activation)`` of a weights file: for a TorchScript archive the converted dict;
     for any other file ``None`` (open_clip loads it itself) and the activation it records, if any."""
     import torch
@@ -73,16 +73,22 @@ def read_weights(path: str | Path) -> tuple[Optional[dict], Optional[str]]:
     return None, activation if activation in (QUICK_GELU, GELU) else None
 
 
-def check_activation(activation: Optional[str], model_cfg: dict, model: str, path: str | Path) -> None:
+def check_activation(activation: str | None, model_cfg: dict, model: str, path: str | Path) -> None:
     """Refuse weights trained with one activation loaded into a model config with the other."""
     if activation is None:
         return
     built = QUICK_GELU if model_cfg.get("quick_gelu", False) else GELU
     if built != activation:
-        hint = ("use an open_clip name ending in -quickgelu (e.g. ViT-B-32-quickgelu) or \"quick_gelu\": true "
-                "in a JSON config" if activation == QUICK_GELU else "use a model without QuickGELU (e.g. ViT-B-32)")
-        raise ConfigError(f"clip.model: {model} builds {built.upper()} but the weights {path} were trained with "
-                          f"{activation.upper()}; {hint}")
+        hint = (
+            'use an open_clip name ending in -quickgelu (e.g. ViT-B-32-quickgelu) or "quick_gelu": true '
+            "in a JSON config"
+            if activation == QUICK_GELU
+            else "use a model without QuickGELU (e.g. ViT-B-32)"
+        )
+        raise ConfigError(
+            f"clip.model: {model} builds {built.upper()} but the weights {path} were trained with "
+            f"{activation.upper()}; {hint}"
+        )
 
 
 def convert(source: Path, out: Path) -> tuple[int, str]:
@@ -93,12 +99,10 @@ def convert(source: Path, out: Path) -> tuple[int, str]:
     if not source.is_file():
         raise ConfigError(f"{source}: no such weights file")
     if not is_torchscript(source):
-        raise ConfigError(f"{source}: not a TorchScript archive; an open_clip state dict needs no conversion "
-                          f"(point clip.pretrained at it)")
+        raise ConfigError(
+            f"{source}: not a TorchScript archive; an open_clip state dict needs no conversion "
+            f"(point clip.pretrained at it)"
+        )
     state_dict, activation = _from_torchscript(source), torchscript_activation(source)
     atomic_torch_save(out, {"state_dict": state_dict, "activation": activation, "source": source.name})
     return len(state_dict), activation
-
-
-
-

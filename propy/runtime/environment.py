@@ -3,6 +3,7 @@
 A result reproduces bit for bit only with the same versions (requirements.lock) and the same
 kind of CPU, so every run's metrics carry this and the README's headline states it.
 """
+
 from __future__ import annotations
 
 import os

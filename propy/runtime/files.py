@@ -9,6 +9,7 @@ calls on its outputs before it starts working, removes such leftovers and checks
 output can be written at all. A failed write (disk full, permission denied, read-only
 file system) is a DataError naming the file and the cause, not a traceback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 TEMP_SUFFIX = ".tmp"
 _RANDOM = r"\.[a-z0-9_]{8}\.tmp$"  # tempfile.mkstemp's 8 random characters, then TEMP_SUFFIX

@@ -4,6 +4,7 @@
 variable (every real run) ``hold`` returns at once. The extraction holds after each video it wrote,
 so a test can send Ctrl-C while exactly ``n`` videos are cached.
 """
+
 from __future__ import annotations
 
 import os

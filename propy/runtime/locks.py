@@ -13,6 +13,7 @@ never part of a DVC output.
 as an orphan. It is armed only under DVC (``DVC_STAGE`` is set): a user's
 ``nohup propy train &`` must outlive its shell.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,8 @@ import fcntl
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from propy.errors import DataError
 

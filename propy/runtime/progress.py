@@ -4,21 +4,29 @@ A bar is unreadable in a log file or a CI console (tqdm's ``disable=None`` hides
 hour-long ``propy index`` must still say how far it got; so off a terminal, one line goes to stderr
 every ``every`` seconds and one at the end.
 """
+
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Optional, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], total: int, desc: str, unit: str = "video", every: float = 30.0,
-             enabled: bool = True, stream: Optional[TextIO] = None,
-             status: Optional[Callable[[], str]] = None) -> Iterator[T]:
+def progress(
+    items: Iterable[T],
+    total: int,
+    desc: str,
+    unit: str = "video",
+    every: float = 30.0,
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    status: Callable[[], str] | None = None,
+) -> Iterator[T]:
     """Yield ``items``, reporting progress as the module docstring says (nothing when not ``enabled``);
     ``status()``, called after each item, adds e.g. the last loss to the bar and to each line."""
     stream = stream or sys.stderr
@@ -43,5 +51,9 @@ def progress(items: Iterable[T], total: int, desc: str, unit: str = "video", eve
             rate = done / max(now - started, 1e-9)
             left = (total - done) / rate if rate > 0 else float("inf")
             extra = f", {status()}" if status is not None else ""
-            print(f"{desc}: {done}/{total} {unit}s ({100 * done / max(total, 1):.0f}%), {rate:.2f} {unit}s/s, "
-                  f"~{left:.0f} s left{extra}", file=stream, flush=True)
+            print(
+                f"{desc}: {done}/{total} {unit}s ({100 * done / max(total, 1):.0f}%), {rate:.2f} {unit}s/s, "
+                f"~{left:.0f} s left{extra}",
+                file=stream,
+                flush=True,
+            )

@@ -18,13 +18,13 @@ fingerprint (``propy.model.checkpoint.fingerprint`` + the trained weights' hash 
 the event normalisation). Opening it recomputes the fingerprint and refuses a mismatch, since
 query embeddings of another model would be compared with stale event embeddings.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -37,7 +37,8 @@ from propy.search.store import FileKey, IndexStore, Located, Video, scan
 
 # --------------------------------------------------------------------------- the model side
 
-def index_fingerprint(params, checkpoint: Optional[Path]) -> dict:
+
+def index_fingerprint(params, checkpoint: Path | None) -> dict:
     """What the stored events depend on: model + CLIP (``propy.model.checkpoint.fingerprint``), the trained
     weights' SHA-256 (None for a zero-shot baseline), frame sampling and event normalisation."""
     from propy.model.backbone import model_input_size
@@ -45,17 +46,24 @@ def index_fingerprint(params, checkpoint: Optional[Path]) -> dict:
     trained = None
     if params.model.kind in TRAINED_KINDS:
         if checkpoint is None:
-            raise DataError(f"variant {params.variant!r} is trained: pass its weights with --checkpoint "
-                            f"(the study writes models/<dataset>/{params.variant}-s<seed>/best.pt)")
+            raise DataError(
+                f"variant {params.variant!r} is trained: pass its weights with --checkpoint "
+                f"(the study writes models/<dataset>/{params.variant}-s<seed>/best.pt)"
+            )
         if not checkpoint.is_file():
-            raise DataError(f"{checkpoint}: no trained weights for variant {params.variant!r} (train it with "
-                            f"`python -m propy train --variant {params.variant}`, or pass --checkpoint)")
+            raise DataError(
+                f"{checkpoint}: no trained weights for variant {params.variant!r} (train it with "
+                f"`python -m propy train --variant {params.variant}`, or pass --checkpoint)"
+            )
         trained = f"sha256:{file_digest(checkpoint)}"
     return {
         **fingerprint(params),
         "trained": trained,
-        "sampling": {"fps": params.extract.fps, "max_frames": params.extract.max_frames,
-                     "size": model_input_size(params)},
+        "sampling": {
+            "fps": params.extract.fps,
+            "max_frames": params.extract.max_frames,
+            "size": model_input_size(params),
+        },
         "normalize_events": params.eval.normalize_events,
     }
 
@@ -71,9 +79,11 @@ class Encoder:
         from propy.model.loading import load_model
 
         if params.model.kind == "msl":
-            raise ConfigError(f"variant {params.variant!r}: model.kind msl scores a query against a video's frames "
-                              "as well as its proposals, which the index (one vector per event) cannot store; "
-                              "index a variant of another kind")
+            raise ConfigError(
+                f"variant {params.variant!r}: model.kind msl scores a query against a video's frames "
+                "as well as its proposals, which the index (one vector per event) cannot store; "
+                "index a variant of another kind"
+            )
         self.params = params
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.backbone = load_clip(params.clip)
@@ -119,6 +129,7 @@ class Encoder:
 
 # --------------------------------------------------------------------------- indexing
 
+
 @dataclass
 class IndexRun:
     """What one ``add_videos`` call did."""
@@ -134,8 +145,13 @@ class IndexRun:
 
 
 def add_videos(
-    video_dir: str | Path, index_dir: str | Path, params_path: str | Path = "params.yaml", variant: str = "full",
-    checkpoint: Optional[str | Path] = None, device=None, show_progress: bool = True,
+    video_dir: str | Path,
+    index_dir: str | Path,
+    params_path: str | Path = "params.yaml",
+    variant: str = "full",
+    checkpoint: str | Path | None = None,
+    device=None,
+    show_progress: bool = True,
 ) -> IndexRun:
     """Index every video under ``video_dir`` into ``index_dir``: encode new and changed files
     (by path, size and mtime), drop deleted ones, keep the rest; resume an interrupted run.
@@ -160,8 +176,10 @@ def add_videos(
     if old is not None:
         _check_same(old, wanted, index_dir, "index it into another --out folder, or delete it to rebuild")
         if old["root"] != str(video_dir):
-            raise ConfigError(f"{index_dir}: indexes the videos of {old['root']}, not {video_dir}; "
-                              "use another --out folder per video folder")
+            raise ConfigError(
+                f"{index_dir}: indexes the videos of {old['root']}, not {video_dir}; "
+                "use another --out folder per video folder"
+            )
     stored = store.stored(old, model_id)
     old_skipped = {s["path"]: s for s in (old or {}).get("skipped", [])}
     run = IndexRun(index=index_dir)
@@ -170,8 +188,10 @@ def add_videos(
     for key in scan(video_dir, exclude=index_dir):
         if key.path in stored and stored[key.path].video.key == key:
             kept[key.path] = stored[key.path]
-        elif key.path in old_skipped and FileKey(key.path, old_skipped[key.path]["size"],
-                                                 old_skipped[key.path]["mtime_ns"]) == key:
+        elif (
+            key.path in old_skipped
+            and FileKey(key.path, old_skipped[key.path]["size"], old_skipped[key.path]["mtime_ns"]) == key
+        ):
             run.skipped[key.path] = old_skipped[key.path]["reason"]
         elif key.size == 0:
             run.skipped[key.path] = "empty file (0 bytes)"
@@ -186,7 +206,7 @@ def add_videos(
         run.videos, run.seconds = len(kept), time.perf_counter() - started
         return run  # up to date: nothing to rewrite
 
-    encoder: Optional[Encoder] = None
+    encoder: Encoder | None = None
     batch_frames: list = []
     batch_videos: list[Video] = []
 
@@ -213,16 +233,21 @@ def add_videos(
     stored = store.stored(old, model_id)  # now with this run's parts
     located = [stored[p] for p in sorted(set(kept) | set(run.encoded))]
     if not located:
-        raise DataError(f"{video_dir}: no video that PyAV can read ({len(run.skipped)} file(s) skipped)"
-                        + "".join(f"\n  {p}: {why}" for p, why in sorted(run.skipped.items())))
+        raise DataError(
+            f"{video_dir}: no video that PyAV can read ({len(run.skipped)} file(s) skipped)"
+            + "".join(f"\n  {p}: {why}" for p, why in sorted(run.skipped.items()))
+        )
     if encoder is not None:
         proposals, dim = encoder.proposals, store.width(located[0])
     else:
         proposals, dim = np.array(old["proposals"]), old["dim"]
     manifest = {
         "fingerprint": wanted,
-        "build": {"params": str(Path(params_path).resolve()), "variant": variant,
-                  "checkpoint": str(checkpoint.resolve()) if wanted["trained"] else None},
+        "build": {
+            "params": str(Path(params_path).resolve()),
+            "variant": variant,
+            "checkpoint": str(checkpoint.resolve()) if wanted["trained"] else None,
+        },
         "root": str(video_dir),
         "num_events": len(proposals),
         "dim": dim,
@@ -248,11 +273,13 @@ def _check_same(manifest: dict, wanted: dict, index_dir: Path, advice: str) -> N
         raise ConfigError(
             f"{index_dir}: was built with another model (variant {build.get('variant')!r} of "
             f"{build.get('params')}, checkpoint {build.get('checkpoint')}); what differs:\n  "
-            + "\n  ".join(diff) + f"\n{advice}"
+            + "\n  ".join(diff)
+            + f"\n{advice}"
         )
 
 
 # --------------------------------------------------------------------------- searching
+
 
 def printable(text: str) -> str:
     """``text`` as any output can encode it: the bytes of a file name that are not UTF-8 (Python
@@ -285,8 +312,13 @@ class Hit:
         return printable(str(self.path))
 
     def to_json(self) -> dict:
-        return {"rank": self.rank, "path": str(self.path), "score": self.score, "duration": self.duration,
-                "moments": [{"start": m.start, "end": m.end, "score": m.score} for m in self.moments]}
+        return {
+            "rank": self.rank,
+            "path": str(self.path),
+            "score": self.score,
+            "duration": self.duration,
+            "moments": [{"start": m.start, "end": m.end, "score": m.score} for m in self.moments],
+        }
 
 
 class Gallery:
@@ -296,8 +328,9 @@ class Gallery:
     approximate index would replace :meth:`event_scores` only.
     """
 
-    def __init__(self, root: Path, paths: list[str], durations: np.ndarray, proposals: np.ndarray,
-                 events: np.ndarray) -> None:
+    def __init__(
+        self, root: Path, paths: list[str], durations: np.ndarray, proposals: np.ndarray, events: np.ndarray
+    ) -> None:
         self.root = root
         self.paths = paths  # relative to root: 100k Path objects would take most of the load time
         self.durations = np.asarray(durations, dtype=np.float64)
@@ -326,8 +359,17 @@ class Gallery:
         hits = []
         for rank, v in enumerate(top, start=1):
             spans = self.proposals * self.durations[v]
-            hits.append(Hit(rank, self.root / self.paths[v], float(best[v]), float(self.durations[v]),
-                            distinct_moments(per_event[v], spans, moments), per_event[v].copy(), spans))
+            hits.append(
+                Hit(
+                    rank,
+                    self.root / self.paths[v],
+                    float(best[v]),
+                    float(self.durations[v]),
+                    distinct_moments(per_event[v], spans, moments),
+                    per_event[v].copy(),
+                    spans,
+                )
+            )
         return hits
 
 
@@ -349,7 +391,7 @@ def distinct_moments(scores: np.ndarray, spans: np.ndarray, count: int) -> list[
 class VideoIndex:
     """An opened index: its gallery and the model that encodes queries for it."""
 
-    def __init__(self, folder: Path, manifest: dict, gallery: Gallery, encoder: Optional[Encoder]) -> None:
+    def __init__(self, folder: Path, manifest: dict, gallery: Gallery, encoder: Encoder | None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.gallery = gallery
@@ -364,8 +406,12 @@ class VideoIndex:
 
 
 def open_index(
-    index_dir: str | Path, params_path: Optional[str | Path] = None, variant: Optional[str] = None,
-    checkpoint: Optional[str | Path] = None, device=None, with_model: bool = True,
+    index_dir: str | Path,
+    params_path: str | Path | None = None,
+    variant: str | None = None,
+    checkpoint: str | Path | None = None,
+    device=None,
+    with_model: bool = True,
 ) -> VideoIndex:
     """Load an index and the model it was built with (params, variant and checkpoint default to
     the ones it records); a ConfigError names every setting in which that model differs now."""
@@ -381,12 +427,19 @@ def open_index(
         params = load_params(params_path or build["params"], variant)
         recorded = checkpoint or build["checkpoint"]
         checkpoint = Path(recorded) if recorded else None
-        _check_same(manifest, index_fingerprint(params, checkpoint), folder,
-                    "search it with the model it was built with (--params/--variant/--checkpoint), "
-                    "or re-index the videos into a new folder")
+        _check_same(
+            manifest,
+            index_fingerprint(params, checkpoint),
+            folder,
+            "search it with the model it was built with (--params/--variant/--checkpoint), "
+            "or re-index the videos into a new folder",
+        )
         encoder = Encoder(params, checkpoint, device)
-    gallery = Gallery(Path(manifest["root"]), [v["path"] for v in manifest["videos"]],
-                      np.array([v["duration"] for v in manifest["videos"]]),
-                      np.array(manifest["proposals"]), store.events(manifest))
+    gallery = Gallery(
+        Path(manifest["root"]),
+        [v["path"] for v in manifest["videos"]],
+        np.array([v["duration"] for v in manifest["videos"]]),
+        np.array(manifest["proposals"]),
+        store.events(manifest),
+    )
     return VideoIndex(folder, manifest, gallery, encoder)
-

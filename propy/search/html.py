@@ -5,6 +5,7 @@ with ``propy.data.video.read_video``, as square centre crops, i.e. what the mode
 as base64 JPEG so the page can be mailed or archived) and a timeline of every event's score, one
 row per pyramid level, which shows where in the video the query matched and how sharply.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,7 +59,7 @@ def timeline_rows(spans: np.ndarray) -> np.ndarray:
         ends: list[float] = []  # end of the last box in each row of this level
         for e in sorted(np.flatnonzero(lengths == length), key=lambda e: spans[e, 0]):
             row = next((r for r, end in enumerate(ends) if end <= spans[e, 0] + 1e-9), len(ends))
-            ends[row:row + 1] = [spans[e, 1]]
+            ends[row : row + 1] = [spans[e, 1]]
             rows[e] = first + row
         first += len(ends)
     return rows
@@ -73,16 +74,23 @@ def timeline(hit: Hit, low: float, high: float) -> str:
     parts = [f'<svg viewBox="0 -2 {WIDTH} {height + 18}" width="100%" class="timeline">']
     for e, ((start, end), score) in enumerate(zip(hit.spans, hit.event_scores)):
         value = (score - low) / (high - low) if high > low else 1.0
-        parts.append(f'<rect x="{start * scale:.1f}" y="{rows[e] * ROW}" width="{max((end - start) * scale - 1, 1):.1f}" '
-                     f'height="{ROW - 2}" fill="{_colour(value)}"><title>{start:.2f}-{end:.2f} s: '
-                     f'{score:.4f}</title></rect>')
+        parts.append(
+            f'<rect x="{start * scale:.1f}" y="{rows[e] * ROW}" width="{max((end - start) * scale - 1, 1):.1f}" '
+            f'height="{ROW - 2}" fill="{_colour(value)}"><title>{start:.2f}-{end:.2f} s: '
+            f"{score:.4f}</title></rect>"
+        )
     for number, moment in enumerate(hit.moments, start=1):
         y = rows[moment.event] * ROW
-        parts.append(f'<rect x="{moment.start * scale:.1f}" y="{y}" width="{max((moment.end - moment.start) * scale - 1, 1):.1f}" '
-                     f'height="{ROW - 2}" fill="none" stroke="#d62728" stroke-width="2.5"/>'
-                     f'<text x="{moment.start * scale + 4:.1f}" y="{y + ROW - 4}" class="num">{number}</text>')
+        parts.append(
+            f'<rect x="{moment.start * scale:.1f}" y="{y}" '
+            f'width="{max((moment.end - moment.start) * scale - 1, 1):.1f}" '
+            f'height="{ROW - 2}" fill="none" stroke="#d62728" stroke-width="2.5"/>'
+            f'<text x="{moment.start * scale + 4:.1f}" y="{y + ROW - 4}" class="num">{number}</text>'
+        )
     for tick in np.linspace(0, hit.duration, 6):
-        parts.append(f'<text x="{min(tick * scale, WIDTH - 30):.1f}" y="{height + 14}" class="tick">{tick:.1f} s</text>')
+        parts.append(
+            f'<text x="{min(tick * scale, WIDTH - 30):.1f}" y="{height + 14}" class="tick">{tick:.1f} s</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -99,8 +107,10 @@ def strips(hit: Hit) -> str:
     for number, moment in enumerate(hit.moments, start=1):
         index = strip_indices(moment, video.duration, STRIP, len(video.frames))
         image = np.concatenate(list(video.frames[index]), axis=1)
-        rows.append(f'<figure><figcaption><b>{number}</b> {moment.start:.1f}-{moment.end:.1f} s, '
-                    f'score {moment.score:.4f}</figcaption><img src="{_jpeg(image)}" alt="moment {number}"></figure>')
+        rows.append(
+            f"<figure><figcaption><b>{number}</b> {moment.start:.1f}-{moment.end:.1f} s, "
+            f'score {moment.score:.4f}</figcaption><img src="{_jpeg(image)}" alt="moment {number}"></figure>'
+        )
     return "".join(rows)
 
 
@@ -112,7 +122,9 @@ h2 { font-size: 15px; margin: 0 0 6px; word-break: break-all; }
 figure { margin: 4px 0 8px; } figcaption { color: #444; margin-bottom: 2px; }
 img { image-rendering: pixelated; height: 112px; }
 .timeline { background: #fafafa; } .tick { font-size: 11px; fill: #555; }
-.num { font-size: 11px; fill: #d62728; font-weight: bold; stroke: #fff; stroke-width: 3px; paint-order: stroke; } .bad { color: #b00; }
+.num { font-size: 11px; fill: #d62728; font-weight: bold; stroke: #fff; stroke-width: 3px;
+       paint-order: stroke; }
+.bad { color: #b00; }
 """
 
 
@@ -128,10 +140,13 @@ def page(query: str, hits: list[Hit], variant: str, gallery: int) -> str:
             f'<div class="meta">event scores (rows: pyramid levels, whole video on top; '
             f"colour {low:.3f} to {high:.3f})</div>{timeline(hit, low, high)}</section>"
         )
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>propy search: {html.escape(query)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>“{html.escape(query)}”</h1>"
-            f'<p class="meta">top {len(hits)} of {gallery} videos · model {html.escape(str(variant))}</p>'
-            + "".join(sections) + "</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>propy search: {html.escape(query)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>“{html.escape(query)}”</h1>"
+        f'<p class="meta">top {len(hits)} of {gallery} videos · model {html.escape(str(variant))}</p>'
+        + "".join(sections)
+        + "</body></html>\n"
+    )
 
 
 def write_page(path: Path, query: str, hits: list[Hit], variant: str, gallery: int) -> None:

@@ -16,15 +16,16 @@ never a mixture; a re-run after an interruption reuses every part its journal li
 
 Torch-free: the search side needs only numpy.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class FileKey:
     mtime_ns: int
 
     @classmethod
-    def of(cls, root: Path, path: Path) -> "FileKey":
+    def of(cls, root: Path, path: Path) -> FileKey:
         stat = path.stat()
         return cls(path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns)
 
@@ -69,7 +70,7 @@ class Video:
         return {**asdict(self.key), "duration": self.duration}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Video":
+    def from_json(cls, obj: dict) -> Video:
         return cls(FileKey(obj["path"], int(obj["size"]), int(obj["mtime_ns"])), float(obj["duration"]))
 
 
@@ -82,7 +83,7 @@ class Located:
     row: int
 
 
-def scan(root: Path, exclude: Optional[Path] = None) -> list[FileKey]:
+def scan(root: Path, exclude: Path | None = None) -> list[FileKey]:
     """Every non-hidden file under ``root`` (recursively, symlinks followed), sorted by path;
     ``exclude`` (the index folder, when it lies inside) is left out.
 
@@ -124,21 +125,25 @@ class IndexStore:
         self.dir = Path(folder)
         self.manifest_path = self.dir / MANIFEST
 
-    def manifest(self) -> Optional[dict]:
+    def manifest(self) -> dict | None:
         """The committed manifest, or None when the folder holds no complete index yet."""
         if not self.manifest_path.is_file():
             return None
         manifest = read_json(self.manifest_path, "no index manifest")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DataError(f"{self.manifest_path}: not a propy video index of format {FORMAT} "
-                            "(re-create it with `python -m propy index` into a new --out folder)")
+            raise DataError(
+                f"{self.manifest_path}: not a propy video index of format {FORMAT} "
+                "(re-create it with `python -m propy index` into a new --out folder)"
+            )
         return manifest
 
     def require_manifest(self) -> dict:
         manifest = self.manifest()
         if manifest is None:
-            raise DataError(f"{self.dir}: no video index here (no {MANIFEST}; "
-                            "build one with `python -m propy index VIDEO_DIR --out INDEX_DIR`)")
+            raise DataError(
+                f"{self.dir}: no video index here (no {MANIFEST}; "
+                "build one with `python -m propy index VIDEO_DIR --out INDEX_DIR`)"
+            )
         return manifest
 
     def events(self, manifest: dict, mmap: bool = False) -> np.ndarray:
@@ -150,15 +155,19 @@ class IndexStore:
             raise DataError(f"{path}: cannot read the index's event matrix ({exc}); re-create the index") from None
         expected = (len(manifest["videos"]), manifest["num_events"], manifest["dim"])
         if events.shape != expected or events.dtype != np.float32:
-            raise DataError(f"{path}: expected float32 {list(expected)} as {self.manifest_path} says, "
-                            f"got {events.dtype} {list(events.shape)}; re-create the index")
+            raise DataError(
+                f"{path}: expected float32 {list(expected)} as {self.manifest_path} says, "
+                f"got {events.dtype} {list(events.shape)}; re-create the index"
+            )
         bad = np.flatnonzero(~np.isfinite(events).all(axis=(1, 2)))  # a NaN video would silently never rank
         if bad.size:
-            raise DataError(f"{path}: the events of {bad.size} video(s) are not finite numbers (NaN or inf), "
-                            f"e.g. {manifest['videos'][bad[0]]['path']}; the file is damaged: re-create the index")
+            raise DataError(
+                f"{path}: the events of {bad.size} video(s) are not finite numbers (NaN or inf), "
+                f"e.g. {manifest['videos'][bad[0]]['path']}; the file is damaged: re-create the index"
+            )
         return events
 
-    def stored(self, manifest: Optional[dict], model: str) -> dict[str, Located]:
+    def stored(self, manifest: dict | None, model: str) -> dict[str, Located]:
         """Every video whose events exist for the model of digest ``model``: the committed ones,
         then those of finished parts of an unfinished update (a later entry wins)."""
         found: dict[str, Located] = {}

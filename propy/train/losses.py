@@ -5,6 +5,7 @@ positives: text-to-video treats each query's own video as its one positive;
 video-to-text treats all the video's queries together as the positive
 (a logsumexp over them), so a video is not penalised for having many queries.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ def symmetric_infonce(logits: torch.Tensor, query_video: torch.Tensor) -> torch.
     least one query, else its video-to-text positive set is empty.
     """
     if logits.ndim != 2 or query_video.shape != (logits.shape[0],):
-        raise ValueError(f"expected logits [Nq, Nv] and query_video [Nq], got {tuple(logits.shape)} "
-                         f"and {tuple(query_video.shape)}")
+        raise ValueError(
+            f"expected logits [Nq, Nv] and query_video [Nq], got {tuple(logits.shape)} and {tuple(query_video.shape)}"
+        )
     num_videos = logits.shape[1]
     own = query_video[:, None] == torch.arange(num_videos, device=logits.device)[None, :]  # [Nq, Nv]
     if not bool(own.any(dim=0).all()):

@@ -4,10 +4,11 @@ As in the reference, weight decay applies to every trainable tensor except
 biases: the prompts are decayed too, which keeps them near the small scale of
 their initialisation.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -38,9 +39,7 @@ def param_groups(
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
-    )
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -62,6 +61,4 @@ def make_scheduler(
     if total_steps < 1:
         raise ValueError("the schedule needs at least one step")
     warmup_steps = int(round(warmup * total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))

@@ -17,6 +17,7 @@ Every random choice (init, frame jitter, batch order) is a function of
 (seed, epoch), and a resume state is saved after each epoch, so an interrupted
 run continues where it stopped and ends with the same weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -157,10 +158,12 @@ def zero_shot_accuracy(
     model.eval()
     with torch.no_grad():
         text_emb = model.encode_text(class_tokens.to(device), normalize=True)
-        predicted = torch.cat([
-            (model.encode_image(chunk.to(device), normalize=True) @ text_emb.T).argmax(dim=1).cpu()
-            for chunk in images.split(EVAL_BATCH)
-        ])
+        predicted = torch.cat(
+            [
+                (model.encode_image(chunk.to(device), normalize=True) @ text_emb.T).argmax(dim=1).cpu()
+                for chunk in images.split(EVAL_BATCH)
+            ]
+        )
     model.train(was_training)
     return float(100.0 * np.mean(predicted.numpy() == labels))
 
@@ -192,11 +195,13 @@ def _resume_path(out: Path) -> Path:
 
 def _config_hash(params: Params, captions: Path, cache: FrameCache) -> str:
     """What a resume state must match: the config, the model and the training data."""
-    return json_digest({
-        "pretrain_clip": dataclasses.asdict(params.pretrain_clip),
-        "clip_model": model_config(params.clip.model),
-        "data": [file_digest(captions), file_digest(cache.manifest_path)],
-    })
+    return json_digest(
+        {
+            "pretrain_clip": dataclasses.asdict(params.pretrain_clip),
+            "clip_model": model_config(params.clip.model),
+            "data": [file_digest(captions), file_digest(cache.manifest_path)],
+        }
+    )
 
 
 def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, device: torch.device) -> dict:
@@ -236,8 +241,9 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
         start_epoch, losses, elapsed = state["epoch"], state["losses"], state["seconds"]
         print(f"resuming {resume_path} after epoch {start_epoch}")
 
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="pretrain-clip",
-               disable=None)
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="pretrain-clip", disable=None
+    )
     for epoch in range(start_epoch, cfg.epochs):
         frames, labels = event_frames(train_events, train_cache, cfg.frames_per_event, True, cfg.seed, epoch)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(labels))
@@ -251,11 +257,18 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}")
         losses.append(total / steps_per_epoch)
-        save_resume(resume_path, config_hash, {
-            "epoch": epoch + 1, "losses": losses,
-            "seconds": elapsed + time.perf_counter() - started,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+        save_resume(
+            resume_path,
+            config_hash,
+            {
+                "epoch": epoch + 1,
+                "losses": losses,
+                "seconds": elapsed + time.perf_counter() - started,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
     bar.close()
 
     val_frames, val_labels = event_frames(val_events, val_cache, cfg.frames_per_event, False, cfg.seed, 0)
@@ -274,14 +287,9 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
         "num_frames": int(len(val_labels)),
         "epochs": cfg.epochs,
         "final_loss": float(losses[-1]),
-        "seconds": round(elapsed + time.perf_counter() - started, 2), "propy_version": __version__,
+        "seconds": round(elapsed + time.perf_counter() - started, 2),
+        "propy_version": __version__,
     }
     atomic_write_json(metrics_path, metrics)
     resume_path.unlink()
     return metrics
-
-
-
-
-
-

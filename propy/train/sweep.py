@@ -7,6 +7,7 @@ result, ``sweep.json``, lists every combination with its score, best epoch and t
 the best one; copying it into params.yaml is the user's decision (the training report shows the
 table). Each combination trains into its own folder, so an interrupted sweep resumes.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -60,16 +61,24 @@ def sweep(params_path: str, layout: Layout, out: Path, models: Path) -> dict:
         train(params, layout, cfg.seed, models / name, log_path)
         log = read_json(log_path, "missing (written by train)")
         best = max(log, key=lambda e: e["val_SumR"])
-        rows.append({**combo, "val_SumR": best["val_SumR"], "best_epoch": best["epoch"],
-                     "seconds": round(sum(e["seconds"] for e in log), 1),
-                     "wall_seconds": round(time.perf_counter() - started, 1)})
+        rows.append(
+            {
+                **combo,
+                "val_SumR": best["val_SumR"],
+                "best_epoch": best["epoch"],
+                "seconds": round(sum(e["seconds"] for e in log), 1),
+                "wall_seconds": round(time.perf_counter() - started, 1),
+            }
+        )
         print(f"sweep {name}: best val SumR {best['val_SumR']:.1f} at epoch {best['epoch']}")
     chosen = max(rows, key=lambda r: r["val_SumR"])
-    result = {"variant": cfg.variant, "seed": cfg.seed, "split": "val", "grid": cfg.grid, "rows": rows,
-              "best": {k: chosen[k] for k in cfg.grid}}
+    result = {
+        "variant": cfg.variant,
+        "seed": cfg.seed,
+        "split": "val",
+        "grid": cfg.grid,
+        "rows": rows,
+        "best": {k: chosen[k] for k in cfg.grid},
+    }
     atomic_write_json(out, result)
     return result
-
-
-
-

@@ -27,6 +27,7 @@ Log (``logs/train/<dataset>/<variant>-s<seed>.json``, a JSON list rewritten atom
 "lr" (of the epoch's last step), "val_R1", ..., "val_SumR", "seconds" (train + validation)}``.
 ``best.pt`` holds ``{"trainable", "epoch", "val_SumR"}`` of the best validation SumR.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,13 +79,23 @@ def processes(requested: int | None, device: str | None) -> int:
     if requested < 1:
         raise ConfigError(f"--nproc must be at least 1, got {requested}")
     if cuda and requested > torch.cuda.device_count():
-        raise ConfigError(f"--nproc {requested}: only {torch.cuda.device_count()} GPUs are visible (one process per "
-                          "GPU; CUDA_VISIBLE_DEVICES may hide some)")
+        raise ConfigError(
+            f"--nproc {requested}: only {torch.cuda.device_count()} GPUs are visible (one process per "
+            "GPU; CUDA_VISIBLE_DEVICES may hide some)"
+        )
     return requested
 
 
-def train_job(params: Params, layout: Layout, seed: int, out: Path, log: Path, device: str | None, resume: str,
-               init_from: str | None) -> None:
+def train_job(
+    params: Params,
+    layout: Layout,
+    seed: int,
+    out: Path,
+    log: Path,
+    device: str | None,
+    resume: str,
+    init_from: str | None,
+) -> None:
     """One process's training (a module-level function, so the launcher can start it in a fresh interpreter)."""
     train(params, layout, seed, out, log, device=device, resume=resume, init_from=init_from)
 
@@ -98,17 +109,27 @@ def launch(nproc: int, fn, *args) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"propy-{uuid.uuid4().hex[:8]}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"propy-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
     try:
         elastic_launch(config, fn)(*args)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        raise PropyError(f"training process {rank} of {nproc} failed (exit code {failure.exitcode}); "
-                         f"its error is printed above") from None
+        raise PropyError(
+            f"training process {rank} of {nproc} failed (exit code {failure.exitcode}); its error is printed above"
+        ) from None
 
 
 # --------------------------------------------------------------------------- set-up
+
 
 @dataclass(frozen=True)
 class Process:
@@ -195,6 +216,7 @@ def _gather_rows(x: torch.Tensor, sizes: list[int], proc: Process) -> torch.Tens
 
 # --------------------------------------------------------------------------- batches
 
+
 @dataclass(frozen=True)
 class Batch:
     """One step: this rank's videos and queries, and the shapes/labels of the whole batch."""
@@ -220,6 +242,7 @@ def plan_batch(videos: np.ndarray, groups: list[list[int]], proc: Process) -> Ba
 
 
 # --------------------------------------------------------------------------- training
+
 
 class Trainer:
     """State of one training run: model, data, optimiser and the per-epoch log."""
@@ -251,8 +274,10 @@ class Trainer:
         self.together = None
         if cfg.rival_batches:
             if layout.rivals is None:
-                raise ConfigError(f"train.rival_batches: {layout.data} has no rivals.json (the synthetic benchmark's "
-                                  "rival probes, written by `python -m propy synth`); set train.rival_batches: false")
+                raise ConfigError(
+                    f"train.rival_batches: {layout.data} has no rivals.json (the synthetic benchmark's "
+                    "rival probes, written by `python -m propy synth`); set train.rival_batches: false"
+                )
             rivals = read_json(layout.rivals, "no such rivals file (written by `python -m propy synth`)")
             self.together = rival_groups(queries.records, queries.vid_names, rivals)
         self.steps_per_epoch = len(self.epoch_batches(0))
@@ -276,8 +301,14 @@ class Trainer:
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The video indices of each batch of ``epoch`` (rival groups kept together with train.rival_batches)."""
-        return epoch_batches(len(self.clips), self.cfg.batch_videos, self.seed, epoch, self.together,
-                             self.params.where("train.batch_videos"))
+        return epoch_batches(
+            len(self.clips),
+            self.cfg.batch_videos,
+            self.seed,
+            epoch,
+            self.together,
+            self.params.where("train.batch_videos"),
+        )
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -305,16 +336,27 @@ class Trainer:
         atomic_write_json(self.log_path, self.log)
         trainable = self.model.trainable_state_dict()
         if improved:
-            save_trained(self.out / "best.pt", trainable, self.params, epoch=self.epoch, val_SumR=self.best,
-                         seed=self.seed)
+            save_trained(
+                self.out / "best.pt", trainable, self.params, epoch=self.epoch, val_SumR=self.best, seed=self.seed
+            )
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if self.proc.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.proc.device)
-        save_resume(self.out / "last.pt", self.hash, {
-            "epoch": self.epoch, "step": self.step, "best": self.best, "log": self.log,
-            "trainable": trainable, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-        })
+        save_resume(
+            self.out / "last.pt",
+            self.hash,
+            {
+                "epoch": self.epoch,
+                "step": self.step,
+                "best": self.best,
+                "log": self.log,
+                "trainable": trainable,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,
+            },
+        )
 
     # ---------------------------------------------------------------- loop
 
@@ -341,8 +383,10 @@ class Trainer:
             best_epoch = next(e["epoch"] for e in self.log if e["val_SumR"] == self.best)
             stop = self.epoch - best_epoch >= patience
             if stop:
-                print(f"early stop after epoch {self.epoch}: no better validation SumR since epoch {best_epoch} "
-                      f"(train.patience {patience})")
+                print(
+                    f"early stop after epoch {self.epoch}: no better validation SumR since epoch {best_epoch} "
+                    f"(train.patience {patience})"
+                )
         if self.proc.world > 1:
             flag = torch.tensor([float(stop)], device=self.proc.device)
             dist.broadcast(flag, 0)
@@ -351,13 +395,18 @@ class Trainer:
 
     def _train_epoch(self) -> tuple[float, float, float]:
         cfg, proc = self.cfg, self.proc
-        batches = [plan_batch(videos, self.groups, proc)
-                   for videos in self.epoch_batches(self.epoch)]
+        batches = [plan_batch(videos, self.groups, proc) for videos in self.epoch_batches(self.epoch)]
         loader = self.loader(batches, self.epoch)
         self.model.train()
         losses, lr, started = [], 0.0, time.perf_counter()
-        steps = progress(zip(batches, loader), len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step",
-                         enabled=proc.main, status=lambda: f"loss {losses[-1]:.4f}, lr {lr:.2e}")
+        steps = progress(
+            zip(batches, loader),
+            len(batches),
+            f"epoch {self.epoch + 1}/{cfg.epochs}",
+            unit="step",
+            enabled=proc.main,
+            status=lambda: f"loss {losses[-1]:.4f}, lr {lr:.2e}",
+        )
         for batch, frames in steps:  # a bar on a terminal, a line every 30 s in a log (dvc repro)
             lr = self.optimizer.param_groups[0]["lr"]
             losses.append(self.train_step(batch, frames))
@@ -367,8 +416,12 @@ class Trainer:
     def loader(self, batches: list[Batch], epoch: int) -> DataLoader:
         """This rank's frames of each of ``batches`` in turn, decoded by ``train.num_workers`` workers."""
         self.clips.set_epoch(epoch)
-        return DataLoader(self.clips, batch_sampler=[b.videos for b in batches], num_workers=self.cfg.num_workers,
-                          pin_memory=self.proc.device.type == "cuda")
+        return DataLoader(
+            self.clips,
+            batch_sampler=[b.videos for b in batches],
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.proc.device.type == "cuda",
+        )
 
     def train_step(self, batch: Batch, frames: torch.Tensor) -> float:
         device = self.proc.device
@@ -401,12 +454,20 @@ class Trainer:
         if improved:
             self.best = metrics["SumR"]
         self._save(improved)
-        print(f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}, val SumR {metrics['SumR']:.1f}"
-              f"{' (best)' if improved else ''}, {steps_per_s:.2f} steps/s, {entry['seconds']:.1f} s")
+        print(
+            f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}, val SumR {metrics['SumR']:.1f}"
+            f"{' (best)' if improved else ''}, {steps_per_s:.2f} steps/s, {entry['seconds']:.1f} s"
+        )
 
 
 def train(
-    params: Params, layout: Layout, seed: int, out: Path, log_path: Path, device: str | None = None, resume: str = "auto",
+    params: Params,
+    layout: Layout,
+    seed: int,
+    out: Path,
+    log_path: Path,
+    device: str | None = None,
+    resume: str = "auto",
     init_from: str | None = None,
 ) -> nn.Module:
     """Train (or continue training) ``params``' variant; returns the model with its final weights.
