@@ -12,7 +12,7 @@ PIP_VERSION := 26.3
 # The one platform the lock is resolved for: the study's machine kind (and CI's).
 LOCK_TARGET := --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: study test install lock clean-venv
+.PHONY: study test lint docs install lock clean-venv
 
 # DVC stages call `python -m propy ...`: put the venv first on PATH. The stages run one at a
 # time, so OpenMP threads may spin while waiting (ACTIVE; see propy/__init__.py).
@@ -22,8 +22,18 @@ study: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" OMP_WAIT_POLICY=ACTIVE $(BIN)/dvc repro
 	$(BIN)/python -m propy headline --metrics metrics/$(DATASET)/pooled --readme README.md
 
-test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+# Lint and type check first (seconds), then the suite on both cores (pytest-xdist; the slowest tests listed).
+test: lint
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist worksteal --durations=10
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check propy tests scripts docs
+	$(BIN)/ruff check propy tests scripts docs
+	$(BIN)/mypy propy/config.py propy/model
+
+# Rewrite docs/architecture.md's module map after adding, moving or re-describing a module.
+docs: $(STAMP)
+	$(BIN)/python tests/test_architecture.py --write
 
 install: $(STAMP)
 
