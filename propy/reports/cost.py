@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from propy.config import load_params
-from propy.evaluation.cost import encode_timings, parameter_counts
+from propy.errors import DataError
+from propy.evaluation.cost import parameter_counts
+from propy.evaluation.timing import Timing, time_alternating
 from propy.reports.tables import load_logs
 
 
@@ -33,34 +35,85 @@ def machine() -> dict[str, str]:
             "torch threads": str(torch.get_num_threads()), "python": platform.python_version()}
 
 
+# A variant that runs CLIP's image tower on the frames and adds work on top (every trained variant)
+# cannot encode faster than CLIP alone: a CPU-time ratio below this, or a slowest repeat faster than
+# CLIP's fastest, means the measurement is wrong.
+PLAUSIBLE_RATIO = 0.95
+BATCH = 8  # videos per timed forward: long enough that the clock's and the scheduler's noise stay small
+
+
 def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence[int], logs_dir: str | Path,
-               batch: int = 2, repeats: int = 3) -> pd.DataFrame:
-    """Per variant: trainable parameters and their share of the model, mean seconds per training
-    epoch (training + validation, over epochs and seeds), videos encoded per second (median of
-    ``repeats`` forwards of ``batch`` videos) and the encode time over CLIP's ``encode_image``
-    of the same frames (process CPU time, which other jobs on the machine disturb least)."""
+               batch: int = BATCH, repeats: int = 9) -> tuple[pd.DataFrame, Timing]:
+    """(per variant: trainable parameters and their share of the model, mean wall seconds per training
+    epoch (training + validation, over epochs and seeds, from the logs), and its video encoding timed
+    against CLIP's ``encode_image`` of the same frames; CLIP's timing). Every encoder and CLIP are
+    timed in one ``time_alternating`` run (median of ``repeats`` forwards of ``batch`` videos, the
+    range of the wall times as the spread), so every ratio divides by the same CLIP measurement;
+    wall and process CPU time are kept apart (CPU time is what other jobs on a shared machine
+    disturb least)."""
     import torch
 
     from propy.model.backbone import create_clip
     from propy.model.network import build_model
 
     logs = load_logs(variants, seeds, logs_dir)
-    rows = {}
+    models, counts = {}, {}
+    shapes = set()
     for name in variants:
         params = load_params(params_path, variant=name)
         torch.manual_seed(0)
         clip = create_clip(params.clip.model, pretrained="")
-        model = build_model(params.model, clip).eval()
-        counts = parameter_counts(model)
-        trainable = sum(n for n, t in counts.values() if t)
-        total = sum(n for n, _ in counts.values())
-        size = clip.visual.image_size[0]
-        frames = torch.randn(batch, params.model.num_frames, 3, size, size)
-        timed = encode_timings(model, frames, repeats)
+        models[name] = build_model(params.model, clip).eval()
+        counts[name] = parameter_counts(models[name])
+        shapes.add((params.clip.model, params.model.num_frames, clip.visual.image_size[0]))
+    if len(shapes) != 1:
+        raise DataError(f"{params_path}: the variants differ in CLIP model or frames per video ({sorted(shapes)}); "
+                        "their encoding cannot be compared with one CLIP measurement")
+    clip_name, num_frames, size = shapes.pop()
+    torch.manual_seed(0)
+    clip = create_clip(clip_name, pretrained="").eval()
+    frames = torch.randn(batch, num_frames, 3, size, size)
+    flat = frames.flatten(0, 1)
+    with torch.no_grad():
+        timed = time_alternating({"CLIP": lambda: clip.encode_image(flat),
+                                  **{n: (lambda m=m: m.encode_video(frames)) for n, m in models.items()}}, repeats)
+    reference = timed["CLIP"]
+    rows = {}
+    for name in variants:
+        trainable = sum(n for n, t in counts[name].values() if t)
+        total = sum(n for n, _ in counts[name].values())
+        t = timed[name]
         rows[name] = {"trainable parameters": trainable, "trainable %": 100.0 * trainable / total,
-                      "s / epoch": float(logs.loc[logs["variant"] == name, "seconds"].mean()),
-                      "videos / s": batch / timed["propy"].wall,
-                      "encode vs CLIP": timed["propy"].cpu / timed["clip"].cpu}
+                      "s / epoch (wall)": float(logs.loc[logs["variant"] == name, "seconds"].mean()),
+                      "ms / video (wall)": 1000.0 * t.wall / batch,
+                      "fastest (wall)": 1000.0 * t.wall_min / batch, "slowest (wall)": 1000.0 * t.wall_max / batch,
+                      "ms / video (CPU)": 1000.0 * t.cpu / batch,
+                      "× CLIP (wall)": t.wall / reference.wall, "× CLIP (CPU)": t.cpu / reference.cpu}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
-    return table
+    return table, reference
+
+
+def implausible(table: pd.DataFrame, clip: Timing, batch: int) -> list[str]:
+    """Why each variant's encode ratio cannot be right: it adds work to CLIP's image tower, so it cannot
+    be faster than CLIP beyond the noise (CPU ratio below ``PLAUSIBLE_RATIO``, or even its slowest wall
+    repeat faster than CLIP's fastest)."""
+    out = []
+    for name, row in table.iterrows():
+        if row["× CLIP (CPU)"] < PLAUSIBLE_RATIO or row["slowest (wall)"] / 1000.0 * batch < clip.wall_min:
+            out.append(f"{name} encodes at {row['× CLIP (wall)']:.2f}x CLIP's wall time and "
+                       f"{row['× CLIP (CPU)']:.2f}x its CPU time, yet it runs CLIP's image tower and adds to it")
+    return out
+
+
+def checked_cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence[int],
+                       logs_dir: str | Path, repeats: int = 9) -> tuple[pd.DataFrame, Timing]:
+    """``cost_table`` whose ratios pass ``implausible``; a burst of other work can fail one run, so a
+    failing run is measured once more with twice the repeats, then DataError lists what is wrong: the
+    page is never written with an implausible ratio."""
+    for attempt in (repeats, 2 * repeats):
+        table, clip = cost_table(params_path, variants, seeds, logs_dir, BATCH, attempt)
+        problems = implausible(table, clip, BATCH)
+        if not problems:
+            return table, clip
+    raise DataError("implausible encode timings after two runs (measure on a quieter machine): " + "; ".join(problems))

@@ -20,7 +20,7 @@ from typing import Any
 
 from propy.config import Layout, Params, load_params
 from propy.errors import ConfigError, DataError, PropyError
-from propy.reports.text import PAGES
+from propy.reports.text import GLOSSARY_ANCHOR, PAGES
 from propy.runtime.files import atomic_write_text, prepare_output
 
 NOTEBOOKS = Path("notebooks")
@@ -114,10 +114,12 @@ def page_title(book) -> str:
 
 
 def nav_html(current: str, names: list[str]) -> str:
-    """A bar linking every page (``<name>.html``, next to each other in the output folder)."""
+    """A bar linking every page (``<name>.html``, next to each other in the output folder) and the
+    overview's glossary of terms and variants."""
     links = " | ".join(
         f"<b>{PAGES.get(n, (n,))[0]}</b>" if n == current else f'<a href="{n}.html">{PAGES.get(n, (n,))[0]}</a>'
         for n in names)
+    links += f' | <a href="index.html#{GLOSSARY_ANCHOR}">Glossary</a>'
     return f'<nav class="pages" style="padding:0.4em 0;border-bottom:1px solid #ccc">{links}</nav>'
 
 

@@ -44,8 +44,27 @@ TERMS = {
     "rank": "position of the true video when the test gallery is sorted by score (1 = first)",
     "hard negative": "a video the model ranks above the true one although it shows something else; here "
                      "flagged when its best-matching event's description differs from the query in one word",
+    "wall time": "elapsed time on the clock, what a user waits; on a shared machine it includes time other "
+                 "jobs held the cores",
+    "CPU time": "processor time this process used (all its threads), which other jobs disturb least",
+    "× CLIP": "a variant's encode time over CLIP's encode_image of the same frames in the same run (1 = as fast "
+              "as CLIP; every variant runs CLIP's image tower, so above 1)",
     "Nf": "frames the model samples from each video (one per equal segment, the segment centre at test)",
+    "ADI": "ancestor-descendant interaction: in ProPy's event attention, an event sees the events above and "
+           "below it in the pyramid (its ancestors and descendants) and its own frames, no other event",
+    "pairwise": "pairwise accuracy: the share (%) of test queries whose true video scores above its designed "
+                "rival video (50% = chance)",
+    "localisation": "the share (%) of test queries whose true video's best-scoring event overlaps the query's "
+                    "moment at IoU >= 0.5",
+    "ablation": "a variant that takes one part of ProPy away or changes it, to test a claim of the paper",
+    "control": "a variant beyond the paper built to succeed where ProPy should fail (here on frame order): "
+               "it shows the benchmark can reward what the claim is about",
 }
+
+# The overview's glossary: these terms, then one line per variant; every page links to it.
+GLOSSARY_TERMS = ("SumR", "R@K", "MedR", "VCMR", "ADI", "pairwise", "localisation", "ablation", "control",
+                  "seeds", "interval", "Δ vs full")
+GLOSSARY_ANCHOR = "glossary"
 
 KINDS = {
     "single": "a query about one event, no other video shows its object doing the opposite action",
@@ -124,12 +143,13 @@ def example_html(example: dict, gallery: int) -> str:
     return out + "</p>"
 
 
-def masks_caption(num_levels: int) -> str:
-    """What each interaction variant lets an event attend to, under the mask figure."""
-    items = "".join(f"<li><b>{escape(name)}</b>: {escape(text)}</li>" for name, text in INTERACTIONS.items())
+def masks_caption(num_levels: int, shown: Sequence[str] = tuple(INTERACTIONS)) -> str:
+    """What each interaction ``shown`` lets an event attend to, under the mask figure."""
+    items = "".join(f"<li><b>{escape(name)}</b>: {escape(INTERACTIONS[name])}</li>" for name in shown)
     return (f"<p>Rows: the query events, top level first; columns: the events (thin blue lines separate the "
             f"{num_levels} pyramid levels), then the frames (right of the red line). Dark: may attend. Every "
-            f"event always sees its own frames; the variants differ in which events it sees:</p><ul>{items}</ul>")
+            f"event always sees its own frames; the interactions differ in which events it sees (each panel names the "
+            f"study's variants that use it):</p><ul>{items}</ul>")
 
 
 def vcmr_note(reach: pd.DataFrame, kinds: dict[str, str], num_frames: int) -> str:
@@ -169,37 +189,46 @@ def _difference(row, reference: str) -> str:
 
 # --------------------------------------------------------------------------- per page
 
+def _names(rows) -> str:
+    return ", ".join(rows["variant"])
+
+
 def overview_findings(metrics: pd.DataFrame, effects: pd.DataFrame, headline: str, num_queries: int) -> list[str]:
-    """Headline SumR, the comparison with each zero-shot baseline, and the ablations' tally."""
+    """Headline SumR, the comparison with each zero-shot baseline, the ablations' tally and the
+    positive controls (``CONTROL_TABLES``), which are not ablations and are not counted as such."""
     m = metrics.loc[headline]
     out = [f"On {num_queries} test queries, {headline} reaches SumR {m['SumR']:.1f} {m['SumR 95% CI']} "
            f"(mean of {m['runs']} training seed{'s' if m['runs'] != 1 else ''})."]
     zero = effects[effects["claim"] == "zero_shot"]
     if len(zero):
         out.append("Zero-shot CLIP: " + "; ".join(_difference(r, headline) for r in zero.itertuples()) + ".")
-    ablated = effects[effects["claim"] != "zero_shot"]
+    ablated = effects[(effects["claim"] != "zero_shot") & ~effects["claim"].isin(CONTROL_TABLES)]
     if len(ablated):
         counts = ablated["verdict"].value_counts()
         out.append(f"Of {len(ablated)} ablated variants, {counts.get('loss', 0)} score below {headline}, "
                    f"{counts.get('gain', 0)} above it and {counts.get('no difference', 0)} show no difference "
                    f"(interval holds 0).")
+    controls = effects[effects["claim"].isin(CONTROL_TABLES)]
+    if len(controls):
+        out.append("Positive controls (not ablations): "
+                   + "; ".join(_difference(r, headline) for r in controls.itertuples()) + ".")
     return out
 
 
 def claim_verdict(claim: str, rows: pd.DataFrame, reference: str) -> str:
-    """One line per claim: for how many variants the reference is better, equal, worse."""
-    counts = rows["verdict"].value_counts()
-    loss, gain, same = counts.get("loss", 0), counts.get("gain", 0), counts.get("no difference", 0)
-    if gain == 0 and same == 0:
-        verdict = f"supported: {reference} beats all {len(rows)}"
-    elif gain == 0 and loss == 0:
-        verdict = f"not shown: no difference for all {len(rows)}"
-    elif gain == 0:
-        verdict = f"partly supported: {reference} beats {loss} of {len(rows)}, no difference for {same}"
-    else:
-        better = ", ".join(rows.loc[rows["verdict"] == "gain", "variant"])
-        verdict = f"contradicted: {better} score{'s' if gain == 1 else ''} above {reference}"
-    return f"{claim.capitalize()}: {verdict}."
+    """One sentence per table of study.ablations: which of its variants score below, level with and
+    above the reference in test SumR (each by its 95% interval)."""
+    parts = []
+    lower, same, higher = (rows[rows["verdict"] == v] for v in ("loss", "no difference", "gain"))
+    if len(lower):
+        parts.append(f"{reference} scores higher than {_names(lower)}")
+    if len(same):
+        parts.append(f"no difference between {reference} and {_names(same)}")
+    if len(higher):
+        parts.append(f"{_names(higher)} score{'s' if len(higher) == 1 else ''} higher than {reference}")
+    name = claim_name(claim)
+    what = " (positive controls)" if claim in CONTROL_TABLES and "control" not in name else ""
+    return f"{name[0].upper()}{name[1:]}{what}, by test SumR: {'; '.join(parts)}."
 
 
 # Which query kind tests which claim, and by which measure (pairwise: retrieval against the designed
@@ -211,6 +240,15 @@ CLAIMS = {
     "components": ("order", "pairwise", "temporal adapters and the other components"),
     "beyond_paper": ("order", "pairwise", "positive controls beyond the paper"),
 }
+
+
+# Tables of study.ablations whose variants are positive controls, not ablations of ProPy.
+CONTROL_TABLES = frozenset({"beyond_paper"})
+
+
+def claim_name(table: str) -> str:
+    """What a table of study.ablations tests, in words ("pyramid depth"); the table's name otherwise."""
+    return CLAIMS[table][2] if table in CLAIMS else table.replace("_", " ")
 
 
 def claim_sentences(comparisons: dict) -> list[str]:
@@ -232,6 +270,7 @@ def claim_sentences(comparisons: dict) -> list[str]:
 
 
 def ablation_findings(effects: pd.DataFrame, reference: str) -> list[str]:
+    """One sentence per table of study.ablations (``claim_verdict``), then the largest loss."""
     ablated = effects[effects["claim"] != "zero_shot"]
     out = [claim_verdict(claim, rows, reference) for claim, rows in ablated.groupby("claim", sort=False)]
     losses = ablated[ablated["verdict"] == "loss"]
@@ -253,22 +292,33 @@ def results_findings(effects: pd.DataFrame, kinds: pd.DataFrame | None, headline
     return out
 
 
-def data_findings(summary: pd.DataFrame, queries: pd.DataFrame, kinds: dict[str, str] | None) -> list[str]:
+def data_findings(counts: pd.DataFrame, queries: pd.DataFrame, kinds: dict[str, str] | None) -> list[str]:
+    """Videos generated and in the galleries per split (``tables.split_counts``: the videos left out
+    named with why), the moments' length, the test queries per kind."""
     test = queries[queries["split"] == "test"]
-    out = [f"{int(summary['videos'].sum())} videos ({', '.join(f'{s} {n}' for s, n in summary['videos'].items())}) "
-           f"of {summary['mean duration (s)'].mean():.1f} s on average."]
+    per_split = ", ".join(f"{s} {n}" for s, n in counts["videos"].items())
+    galleries = ", ".join(f"{s} {n}" for s, n in counts["in gallery"].items())
+    out = [f"{int(counts['videos'].sum())} videos ({per_split}) with {int(counts['queries'].sum())} queries."]
+    left = int(counts["left out"].sum())
+    if left:
+        out.append(f"{left} of them have no query and are in no gallery (a probe is written only when it holds "
+                   f"in its own video alone and its rival keeps one; {int(counts['probes dropped'].sum())} probes "
+                   f"were dropped), so the galleries hold {galleries} videos.")
     out.append(f"A test query's moment covers {100 * test['ratio'].mean():.0f}% of its video on average; "
                f"{100 * (test['ratio'] < 0.2).mean():.0f}% of test queries cover less than a fifth.")
     if kinds:
-        counts = pd.Series([kinds[d] for d in test["desc_id"] if d in kinds]).value_counts()
-        out.append("Test queries by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()) + ".")
+        by_kind = pd.Series([kinds[d] for d in test["desc_id"] if d in kinds]).value_counts()
+        out.append("Test queries by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind.items()) + ".")
     return out
 
 
 def training_findings(summary: pd.DataFrame, val_videos: int, test_videos: int, saturated: int) -> list[str]:
-    out = [f"Best validation epochs range from {summary['best epoch'].min()} to {summary['best epoch'].max()} "
-           f"of {summary['epochs'].max()}; final losses from {summary['final loss'].min():.2f} to "
-           f"{summary['final loss'].max():.2f}."]
+    """The evaluated epochs (each seed's best validation epoch, as pool recorded them), the final
+    losses, and why validation SumR is not test SumR."""
+    epochs = [e for row in summary["evaluated epochs"] for e in row]
+    out = [f"The checkpoint evaluated on test is each seed's best validation epoch: epochs {min(epochs)} to "
+           f"{max(epochs)} of {summary['epochs'].max()}; final losses (mean over seeds) from "
+           f"{summary['final loss'].min():.2f} to {summary['final loss'].max():.2f}."]
     out.append(f"The validation gallery has {val_videos} videos against {test_videos} at test, and R@100 is 100 "
                f"at every epoch for {saturated} of {len(summary)} variants: validation SumR only picks the epoch "
                f"and is not comparable with test SumR.")
@@ -286,10 +336,30 @@ def qualitative_findings(examples: Sequence[dict]) -> list[str]:
     return out
 
 
-def cost_findings(table: pd.DataFrame, headline: str) -> list[str]:
+def cost_findings(table: pd.DataFrame, headline: str, clip, batch: int) -> list[str]:
+    """Parameters, epoch time and encode time of the headline against CLIP (``cost.cost_table``), and
+    the one CLIP measurement (a ``Timing`` of ``batch`` videos) every ratio divides by."""
     row = table.loc[headline]
     cheapest = table["trainable parameters"].idxmin()
     return [f"{headline} trains {int(row['trainable parameters']):,} parameters ({row['trainable %']:.2f}% of the model); "
-            f"{cheapest} trains the fewest ({table.loc[cheapest, 'trainable parameters']:,}).",
-            f"An epoch of {headline} takes {row['s / epoch']:.1f} s, and encoding a video takes "
-            f"{row['encode vs CLIP']:.2f} times CLIP's encoding of the same frames."]
+            f"{cheapest} trains the fewest ({int(table.loc[cheapest, 'trainable parameters']):,}).",
+            f"An epoch of {headline} takes {row['s / epoch']:.1f} s (wall time, from the training logs); encoding "
+            f"a video takes {row['× CLIP (wall)']:.2f} times the wall time and {row['× CLIP (CPU)']:.2f} times the "
+            f"CPU time of CLIP encoding the same frames.",
+            f"Every ratio divides by one measurement of CLIP, timed in the same run as every variant (called in "
+            f"turn, median of {clip.repeats} repeats of {batch} videos): {1000 * clip.wall / batch:.1f} ms of wall "
+            f"time per video (repeats {1000 * clip.wall_min / batch:.1f} to {1000 * clip.wall_max / batch:.1f}) "
+            f"and {1000 * clip.cpu / batch:.1f} ms of CPU time."]
+
+
+def glossary_html(variants: pd.DataFrame) -> str:
+    """The overview's glossary: ``GLOSSARY_TERMS``, then every variant of the study with its role
+    and what it changes (``tables.variant_glossary``); pages link to its anchor."""
+    cell = '<td style="text-align:left;vertical-align:top">'
+    rows = "".join(f"<tr>{cell}<b>{escape(v)}</b></td>{cell}{escape(r.role)}</td>{cell}{escape(r.meaning)}</td></tr>"
+                   for v, r in variants.iterrows())
+    return (f'<div id="{GLOSSARY_ANCHOR}" class="glossary" style="border:1px solid #bbb;padding:0.3em 1em;'
+            f'background:#f8f8f8"><h2>Glossary</h2>{terms(*GLOSSARY_TERMS)}'
+            f'<table><thead><tr><th style="text-align:left">variant</th><th style="text-align:left">role</th>'
+            f'<th style="text-align:left">what it is (from params.yaml)</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
