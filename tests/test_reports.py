@@ -146,9 +146,9 @@ def test_training_summary_finds_the_best_epoch(tmp_path):
     (logs_dir / "full-s1.json").write_text(json.dumps(entries))
     shifted = [{**e, "loss": e["loss"] + 1.0, "val_SumR": e["val_SumR"] + 10.0} for e in entries]
     (logs_dir / "full-s2.json").write_text(json.dumps(shifted))
-    summary = tables.training_summary(tables.load_logs(["full"], [1, 2], logs_dir))  # the mean of two seeds
+    summary = tables.training_summary(tables.load_logs(["full"], [1, 2], logs_dir), {"full": [2, 3]})  # 2 seeds' mean
     row = summary.loc["full"]
-    assert (row["epochs"], row["best epoch"], row["best val SumR"]) == (3, 2, 85.0)
+    assert (row["epochs"], row["evaluated epochs"]) == (3, [2, 3])
     assert row["final loss"] == pytest.approx(1.5)
     assert row["time (s)"] == pytest.approx(6.0)
     (logs_dir / "empty-s1.json").write_text("[]")
@@ -260,11 +260,14 @@ def test_effects_and_their_verdicts_and_findings(tmp_path):
     assert effects["variant"].tolist() == ["depth1", "no_adapters", "single_event"]
     assert effects.loc[0, ["delta", "low", "high"]].tolist() == [-12.0, -20.0, -4.0]
     lines = text.ablation_findings(effects, "full")
-    assert lines[0] == "Depth: supported: full beats all 1."
-    assert lines[1] == "Components: contradicted: single_event scores above full."
+    assert lines[0] == "Pyramid depth, by test SumR: full scores higher than depth1."
+    assert lines[1] == ("Temporal adapters and the other components, by test SumR: no difference between full and "
+                        "no_adapters; single_event scores higher than full.")
     assert lines[2] == "The largest loss: depth1 scores -12.0 SumR [-20.0, -4.0] against full (lower)."
     same = effects.iloc[[1]]
-    assert text.claim_verdict("components", same, "full") == "Components: not shown: no difference for all 1."
+    assert text.claim_verdict("beyond_paper", same, "full") == (
+        "Positive controls beyond the paper, by test SumR: no difference between full and no_adapters.")
+    assert text.claim_verdict("new_table", same, "full").startswith("New table, by test SumR: ")
     with pytest.raises(DataError, match="no comparison for ia_none in table 'interaction'"):
         tables.effects(tmp_path, {"interaction": ["full", "ia_none"]})
     fig = figures.plot_effects(effects, "full", "t")
@@ -471,7 +474,8 @@ def write_study(root: Path) -> None:
                              ("zs_meanpool", 120.0, "meanpool"), ("zs_maxframe", 100.0, "maxframe")):
         write_metrics(pooled, name, sumr, kind, probes=False)
         m = json.loads((pooled / f"{name}.json").read_text())
-        m.update(SumR_ci=[sumr - 10, sumr + 10], runs=[f"{name}-s42", f"{name}-s43"] if kind == "propy" else [name])
+        m.update(SumR_ci=[sumr - 10, sumr + 10], runs=[f"{name}-s42", f"{name}-s43"] if kind == "propy" else [name],
+                 epoch=[3, 2] if kind == "propy" else 1, num_videos=4)
         (pooled / f"{name}.json").write_text(json.dumps(m))
     comparisons = {"reference": "full", "num_queries": 8, "tables": {
         "depth": [{"variant": "depth1", "delta_SumR": -10.0, "ci": [-18.0, -2.0], "verdict": "loss"}],
@@ -525,7 +529,7 @@ def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
         assert title.startswith("ProPy study: ") and len(title) > len("ProPy study: "), name
         nav = text.split('<nav class="pages"', 1)[1].split("</nav>", 1)[0]
         links = [part.split('"', 1)[0] for part in nav.split('href="')[1:]]
-        assert sorted(links) == sorted(f"{n}.html" for n in pages if n != name), name
+        assert sorted(links) == sorted([*(f"{n}.html" for n in pages if n != name), "index.html#glossary"]), name
         finding = text.split('<p class="finding">', 1)[1].split("</p>", 1)[0]
         assert len(finding) > 60 and any(ch.isdigit() for ch in finding), name
         figures_dir = study_repo / "reports" / "figures" / name
@@ -539,6 +543,10 @@ def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
     qualitative = (study_repo / "reports" / "qualitative.html").read_text()
     assert qualitative.count("<h3") == 4  # best and worst of each of the two kinds
     assert "could not be retrieved" in (study_repo / "reports" / "ablations.html").read_text()
+    index = (study_repo / "reports" / "index.html").read_text()
+    glossary = index.split('id="glossary"', 1)[1]
+    assert all(f"<b>{v}</b>" in glossary for v in ("full", "depth1", "zs_meanpool", "zs_maxframe"))
+    assert "ablation (depth)" in glossary and "zero-shot baseline" in glossary
     assert "compared = [" not in results  # input cells are not rendered
     for table in ("main", "by_ratio", "by_kind", "vcmr"):
         assert (study_repo / f"reports/tables/results/{table}.md").read_text().count("zs_maxframe") == 1, table
@@ -559,9 +567,110 @@ def test_probe_effects_lists_each_kind_of_each_compared_variant(tmp_path):
     assert tables.probe_effects(tmp_path, {"beyond": ["seqconv"]}).empty
 
 
-def test_sweep_table_orders_combinations_by_validation_sumr(tmp_path):
+def test_sweep_table_names_its_columns_and_marks_the_studys_row(tmp_path):
     assert tables.sweep_table(tmp_path / "absent.json") is None and tables.sweep_table("") is None
     rows = [{"train.lr": 0.003, "val_SumR": 250.0, "best_epoch": 6}, {"train.lr": 0.01, "val_SumR": 261.0, "best_epoch": 8}]
-    (tmp_path / "sweep.json").write_text(json.dumps({"grid": {"train.lr": [0.003, 0.01]}, "rows": rows}))
-    table = tables.sweep_table(tmp_path / "sweep.json")
-    assert table.index.tolist() == [0.01, 0.003] and table["best_epoch"].tolist() == [8, 6]
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"variant": "full", "grid": {"train.lr": [0.003, 0.01]}, "rows": rows}))
+    params = tmp_path / "params.yaml"
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["lr"] = 0.003
+    params.write_text(yaml.safe_dump(raw))
+    table = tables.sweep_table(sweep, tables.study_settings(params, sweep))
+    assert list(table.columns) == ["train.lr", "best validation SumR", "at epoch", "used by the study"]
+    assert table["train.lr"].tolist() == ["0.01", "0.003"] and table["at epoch"].tolist() == [8, 6]
+    assert table["used by the study"].tolist() == ["", "◀ chosen"]  # the study's lr, not the best one
+    sweep.write_text(json.dumps({"variant": "full", "grid": {"train.nope": [1]}, "rows": []}))
+    with pytest.raises(DataError, match="swept key 'train.nope' is not a setting"):
+        tables.study_settings(params, sweep)
+
+
+def test_split_counts_name_the_videos_left_out_of_the_gallery():
+    summary = pd.DataFrame({"videos": [3, 2], "queries": [4, 2]}, index=pd.Index(["train", "test"], name="split"))
+    stats = {"splits": {"train": {"videos": 4, "queries": 4, "dropped": {"order": 1, "context": 2}},
+                        "test": {"videos": 2, "queries": 2, "dropped": {}}}}
+    counts = tables.split_counts(stats, summary)
+    assert counts.loc["train"].tolist() == [4, 3, 1, 4, 3] and counts.loc["test"].tolist() == [2, 2, 0, 2, 0]
+    queries = pd.DataFrame({"split": ["test", "test"], "desc_id": ["a", "b"], "ratio": [0.1, 0.5]})
+    first = text.data_findings(counts, queries, None)
+    assert first[0] == "6 videos (train 4, test 2) with 6 queries."
+    assert first[1].startswith("1 of them have no query and are in no gallery") and "3 probes" in first[1]
+    assert "galleries hold train 3, test 2 videos" in first[1]
+    stats["splits"]["test"]["queries"] = 5
+    with pytest.raises(DataError, match="split test has 5 queries, its annotations 2"):
+        tables.split_counts(stats, summary)
+    assert tables.split_counts({}, summary)["left out"].tolist() == [0, 0]  # no stats.json: nothing known left out
+
+
+def test_evaluated_epochs_come_from_the_pooled_runs(tmp_path):
+    (tmp_path / "full.json").write_text(json.dumps({"runs": ["full-s43", "full-s42"], "epoch": [7, 9]}))
+    assert tables.evaluated_epochs(["full"], [42, 43], tmp_path) == {"full": [9, 7]}
+    with pytest.raises(DataError, match="no run full-s44"):
+        tables.evaluated_epochs(["full"], [44], tmp_path)
+    (tmp_path / "full.json").write_text(json.dumps({"runs": ["full-s42"], "epoch": 9}))
+    with pytest.raises(DataError, match="expected lists 'runs' and 'epoch'"):
+        tables.evaluated_epochs(["full"], [42], tmp_path)
+
+
+def test_seed_curves_mark_each_seeds_evaluated_epoch():
+    runs = pd.DataFrame([{"variant": v, "seed": s, "epoch": e, "loss": 10 * s + e} for v in ("a", "b")
+                         for s in (1, 2) for e in (1, 2, 3)])
+    logs = runs.drop(columns="seed").groupby(["variant", "epoch"], sort=False).mean().reset_index()
+    fig = figures.plot_seed_curves(logs, runs, {"a": [3, 1], "b": [2, 2]}, "loss", "loss", "t")
+    marked = [(line.get_xdata().tolist(), line.get_ydata().tolist()) for line in fig.axes[0].get_lines()
+              if line.get_linestyle() == "None"]
+    assert marked == [([3], [13]), ([1], [21])]  # seed 1 at epoch 3, seed 2 at epoch 1, on their own curves
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"] and not fig.axes[2].axison
+
+
+def test_chance_lines_where_a_metric_has_one():
+    assert tables.chance_sumr([1, 5, 10, 100], 50) == pytest.approx(100 * (1 + 5 + 10 + 50) / 50)
+    table = pd.DataFrame({"v": [60.0], "lo": [50.0], "hi": [70.0]}, index=["order"])
+    fig = figures.plot_intervals(table, "v", "lo", "hi", "t", "pairwise", chance=(50.0, "chance (50%)"))
+    ax = fig.axes[0]
+    assert [line.get_xdata()[0] for line in ax.get_lines() if line.get_label() == "chance (50%)"] == [50.0]
+
+
+def test_frame_strip_numbers_events_and_queries_and_writes_them_out():
+    frames = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    fig = figures.frame_strip(frames, [1.0, 3.0, 5.0, 7.0], 8.0, [(0.0, 4.0, "a red ring"), (4.0, 8.0, "a blue bar")],
+                              [(1.0, 3.0, "a red ring is small")], "v")
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["E1", "E2", "Q1"]
+    written = "\n".join(t.get_text() for t in fig.axes[2].texts)
+    assert "E2  4.0-8.0 s: a blue bar" in written and "\u201ca red ring is small\u201d" in written
+    extents = [im.get_extent()[:2] for im in fig.axes[1].images]  # each frame over its own 2 s segment
+    assert [round((a + b) / 2, 6) for a, b in extents] == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_variant_glossary_roles_from_params(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    glossary = tables.variant_glossary(REPO / "params.yaml", ["full", "depth1", "seqconv", "no_adapters"],
+                                       ["zs_meanpool"], {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]})
+    assert glossary["role"].to_dict() == {
+        "full": "reference: every ablation is compared with it", "depth1": "ablation (depth)",
+        "seqconv": "positive control", "no_adapters": "compared method", "zs_meanpool": "zero-shot baseline (no training)"}
+    assert glossary.loc["depth1", "meaning"].startswith("model.pyramid = [0] (1 level, ")
+    assert "mean of its frame embeddings" in glossary.loc["zs_meanpool", "meaning"]  # MeanPoolCLIP's docstring
+    html = text.glossary_html(glossary)
+    assert html.startswith('<div id="glossary"') and all(f"<b>{term}</b>" in html for term in text.GLOSSARY_TERMS)
+
+
+def test_masks_only_for_the_interactions_the_study_trains():
+    used = tables.study_interactions(REPO / "params.yaml", ["full", "ia_none", "single_event", "seqconv", "depth1"])
+    assert used == {"full": ["full", "depth1"], "none": ["ia_none"]}
+
+
+def test_an_encoder_faster_than_clip_is_flagged():
+    from propy.evaluation.timing import Timing
+    from propy.reports.cost import implausible
+
+    clip = Timing(wall=0.010, cpu=0.008, wall_min=0.009, wall_max=0.012, repeats=5)
+    table = pd.DataFrame({"× CLIP (wall)": [1.2, 0.5, 1.0], "× CLIP (CPU)": [1.1, 0.6, 1.0],
+                          "slowest ms (wall)": [7.0, 2.0, 4.0]}, index=["full", "seqconv", "quick"])
+    # batch 2: slowest per batch 14, 4 and 8 ms; CLIP's fastest is 9 ms
+    problems = implausible(table, clip, 2)
+    assert len(problems) == 2 and problems[0].startswith("seqconv encodes at 0.50x CLIP's wall time and 0.60x")
+    assert problems[1].startswith("quick")  # a plausible CPU ratio, but every repeat beat CLIP's fastest

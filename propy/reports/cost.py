@@ -86,7 +86,7 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
         rows[name] = {"trainable parameters": trainable, "trainable %": 100.0 * trainable / total,
                       "s / epoch (wall)": float(logs.loc[logs["variant"] == name, "seconds"].mean()),
                       "ms / video (wall)": 1000.0 * t.wall / batch,
-                      "fastest (wall)": 1000.0 * t.wall_min / batch, "slowest (wall)": 1000.0 * t.wall_max / batch,
+                      "fastest ms (wall)": 1000.0 * t.wall_min / batch, "slowest ms (wall)": 1000.0 * t.wall_max / batch,
                       "ms / video (CPU)": 1000.0 * t.cpu / batch,
                       "× CLIP (wall)": t.wall / reference.wall, "× CLIP (CPU)": t.cpu / reference.cpu}
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -100,7 +100,7 @@ def implausible(table: pd.DataFrame, clip: Timing, batch: int) -> list[str]:
     repeat faster than CLIP's fastest)."""
     out = []
     for name, row in table.iterrows():
-        if row["× CLIP (CPU)"] < PLAUSIBLE_RATIO or row["slowest (wall)"] / 1000.0 * batch < clip.wall_min:
+        if row["× CLIP (CPU)"] < PLAUSIBLE_RATIO or row["slowest ms (wall)"] / 1000.0 * batch < clip.wall_min:
             out.append(f"{name} encodes at {row['× CLIP (wall)']:.2f}x CLIP's wall time and "
                        f"{row['× CLIP (CPU)']:.2f}x its CPU time, yet it runs CLIP's image tower and adds to it")
     return out

@@ -195,17 +195,18 @@ def frame_strip(frames: np.ndarray, times: Sequence[float], duration: float,
     """Two tracks over a time axis, the events the video was built from (caption spans, numbered E1..)
     and the moments of its test queries (Q1..), above the frames the model samples, each drawn over
     its own time; the numbered captions and queries are written out underneath."""
-    width = 10.0
+    width, columns = 10.0, 3
     frames_h = _strip_height(frames, width * 0.8)
-    lines = [f"E{j + 1}  {a:.1f}-{b:.1f} s: {text}" for j, (a, b, text) in enumerate(captions)]
-    lines += [f"Q{j + 1}  {a:.1f}-{b:.1f} s: \u201c{text}\u201d" for j, (a, b, text) in enumerate(queries)]
-    text_h = 0.17 * len(lines) + 0.3
-    fig = plt.figure(figsize=(width, 1.6 + frames_h + text_h))
-    grid = fig.add_gridspec(3, 1, height_ratios=[1.6, frames_h, text_h], hspace=0.05, left=0.1, right=0.9)
+    events = [f"E{j + 1}  {a:.1f}-{b:.1f} s: {text}" for j, (a, b, text) in enumerate(captions)]
+    asked = [f"Q{j + 1}  {a:.1f}-{b:.1f} s: \u201c{text}\u201d" for j, (a, b, text) in enumerate(queries)]
+    per_column = -(-len(events) // columns)
+    text_h = 0.16 * (per_column + len(asked)) + 0.2
+    fig = plt.figure(figsize=(width, 1.6 + frames_h + 0.5 + text_h))
+    grid = fig.add_gridspec(3, 1, height_ratios=[1.6, frames_h, text_h], hspace=0.08, left=0.1, right=0.9)
     ax = fig.add_subplot(grid[0])
     for j, (start, end, _) in enumerate(captions):
         ax.barh(1, end - start, left=start, height=0.8, color=COLOURS[10 + j % 10], edgecolor="black", lw=0.5)
-        ax.text((start + end) / 2, 1, f"E{j + 1}", ha="center", va="center", fontsize=8)
+        ax.text((start + end) / 2, 1, f"E{j + 1}", ha="center", va="center", fontsize=7)
     rows = _rows_without_overlap(np.array([[a, b] for a, b, _ in queries]).reshape(-1, 2))
     depth = max(rows, default=0) + 1
     for j, ((start, end, _), row) in enumerate(zip(queries, rows)):
@@ -219,7 +220,11 @@ def frame_strip(frames: np.ndarray, times: Sequence[float], duration: float,
     _frames_on_time_axis(fig.add_subplot(grid[1], sharex=ax), frames, times, duration)
     note = fig.add_subplot(grid[2])
     note.axis("off")
-    note.text(0, 0.0, "\n".join(lines), va="bottom", ha="left", fontsize=8, transform=note.transAxes)
+    top = 1.0 - 0.5 / (text_h + 0.5)  # below the time axis' label
+    for c in range(columns):
+        note.text(c / columns, top, "\n".join(events[c * per_column:(c + 1) * per_column]), va="top", ha="left",
+                  fontsize=7, transform=note.transAxes)
+    note.text(0, 0, "\n".join(asked), va="bottom", ha="left", fontsize=8, transform=note.transAxes)
     return fig
 
 
