@@ -19,6 +19,7 @@ from propy.cli import main
 from propy.config import Layout
 from propy.data.annotations import Record
 from propy.errors import DataError
+from propy.model import network
 from propy.model.masks import INTERACTIONS, event_node_mask
 from propy.model.pyramid import build_pyramid
 from propy.reports import figures, tables, text
@@ -643,12 +644,10 @@ def test_frame_strip_numbers_events_and_queries_and_writes_them_out():
     assert [round((a + b) / 2, 6) for a, b in extents] == [1.0, 3.0, 5.0, 7.0]
 
 
-def test_variant_glossary_roles_from_params(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(raw))
+def test_variant_glossary_roles_from_params():
     glossary = tables.variant_glossary(REPO / "params.yaml", ["full", "depth1", "seqconv", "no_adapters"],
-                                       ["zs_meanpool"], {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]})
+                                       ["zs_meanpool"], {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]},
+                                       network)
     assert glossary["role"].to_dict() == {
         "full": "reference: every ablation is compared with it", "depth1": "ablation (depth)",
         "seqconv": "positive control", "no_adapters": "compared method", "zs_meanpool": "zero-shot baseline (no training)"}

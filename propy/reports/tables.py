@@ -370,14 +370,12 @@ def params_comments(params_path: str | Path) -> dict[str, str]:
     return out
 
 
-def _kind_meaning(kind: str) -> str:
-    """The first line of the docstring of the model class of ``model.kind`` (class name = kind, any
-    case, "CLIP" suffix dropped: MeanPoolCLIP is "meanpool"); "" when there is none."""
+def _kind_meaning(kind: str, models) -> str:
+    """The first line of the docstring of the class of ``models`` (a module) for ``model.kind`` (class
+    name = kind, any case, "CLIP" suffix dropped: MeanPoolCLIP is "meanpool"); "" when there is none."""
     import inspect
 
-    from propy.model import network
-
-    for name, cls in inspect.getmembers(network, inspect.isclass):
+    for name, cls in inspect.getmembers(models, inspect.isclass):
         if name.lower().removesuffix("clip") == kind and cls.__doc__:
             line = cls.__doc__.strip().splitlines()[0].rstrip(".")
             return line[0].lower() + line[1:] if line[1:2].islower() else line
@@ -385,12 +383,14 @@ def _kind_meaning(kind: str) -> str:
 
 
 def variant_glossary(params_path: str | Path, trained: Sequence[str], zero_shot: Sequence[str],
-                     ablations: dict[str, Sequence[str]]) -> pd.DataFrame:
+                     ablations: dict[str, Sequence[str]], models) -> pd.DataFrame:
     """Every variant of the study (params.yaml's ``study`` lists) with its role (reference,
     ablation, control, zero-shot baseline, or compared method) and what it is, written from
     params.yaml: its overrides and the pyramid they give (``variant_changes``), then the comment on
     its line in ``variants``, else the docstring of its model kind and the comments of the switches
-    it turns (a choice list such as "a | b" is not a meaning and is left out)."""
+    it turns (a choice list such as "a | b" is not a meaning and is left out). ``models``: the module
+    whose classes implement the kinds (``propy.model.network``; passed in, so that only the page
+    showing the glossary depends on it)."""
     from propy.config import load_params
     from propy.reports.text import CONTROL_TABLES, INTERACTIONS
 
@@ -415,7 +415,7 @@ def variant_glossary(params_path: str | Path, trained: Sequence[str], zero_shot:
             role = "compared method"
         notes = [comments[f"variants.{v}"]] if f"variants.{v}" in comments else []
         if not notes:
-            notes.append(_kind_meaning(params.model.kind) if "model.kind" in overrides or v == reference else "")
+            notes.append(_kind_meaning(params.model.kind, models) if "model.kind" in overrides or v == reference else "")
             for key, value in overrides.items():
                 if key == "model.interaction":
                     notes.append(INTERACTIONS.get(value, ""))
