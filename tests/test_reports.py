@@ -660,6 +660,8 @@ def test_variant_glossary_roles_from_params():
 def test_masks_only_for_the_interactions_the_study_trains():
     used = tables.study_interactions(REPO / "params.yaml", ["full", "ia_none", "single_event", "seqconv", "depth1"])
     assert used == {"full": ["full", "depth1"], "none": ["ia_none"]}
+    caption = text.masks_caption(4, used)
+    assert "<b>full</b> (full, depth1): ADI" in caption and "<b>dense</b>" not in caption
 
 
 def test_an_encoder_faster_than_clip_is_flagged():

@@ -174,9 +174,11 @@ def plot_histogram(values: Sequence[float], bins: int | Sequence[float], title: 
 
 
 def _frames_on_time_axis(ax: plt.Axes, frames: np.ndarray, times: Sequence[float], duration: float) -> None:
-    """Each frame drawn over its own segment of the time axis (centred on its time, 1/n of the video
-    wide), so the frames line up with the axis ticks and with the tracks above; time labelled."""
-    width = duration / len(frames)
+    """Each frame drawn over its own segment of the time axis (centred on its time, as wide as the step
+    between sampled times: the sampler may leave the video's last frames out), so the frames line up
+    with the axis ticks and with the tracks above; time labelled."""
+    steps = np.diff(np.asarray(times, dtype=float))
+    width = float(steps[steps > 0].min()) if (steps > 0).any() else duration / len(frames)
     for frame, t in zip(frames, times):
         ax.imshow(frame, extent=(t - width / 2 + 0.02 * width, t + width / 2 - 0.02 * width, 0, 1), aspect="auto")
     ax.set(xlim=(0, duration), ylim=(0, 1), xlabel="time (s)")
@@ -290,7 +292,7 @@ def plot_masks(masks: dict[str, np.ndarray], level_counts: Sequence[int], num_fr
     separators between pyramid levels (``level_counts`` top first) and before the frames."""
     rows, cols = next(iter(masks.values())).shape
     width = max(3.2, 9.0 / len(masks))  # the panel's height follows the mask's shape: no blank band
-    fig, axes = plt.subplots(1, len(masks), figsize=(width * len(masks), width * rows / cols + 1.3), squeeze=False,
+    fig, axes = plt.subplots(1, len(masks), figsize=(width * len(masks), width * rows / cols + 0.9), squeeze=False,
                              layout="constrained")
     bounds = np.cumsum(level_counts)[:-1] - 0.5
     num_events = int(sum(level_counts))

@@ -143,13 +143,16 @@ def example_html(example: dict, gallery: int) -> str:
     return out + "</p>"
 
 
-def masks_caption(num_levels: int, shown: Sequence[str] = tuple(INTERACTIONS)) -> str:
-    """What each interaction ``shown`` lets an event attend to, under the mask figure."""
-    items = "".join(f"<li><b>{escape(name)}</b>: {escape(INTERACTIONS[name])}</li>" for name in shown)
+def masks_caption(num_levels: int, used: dict[str, Sequence[str]] | None = None) -> str:
+    """What each interaction lets an event attend to, under the mask figure: those of ``used``
+    (interaction -> the study's variants using it, named), else every one defined."""
+    shown = used if used is not None else {name: () for name in INTERACTIONS}
+    items = "".join(f"<li><b>{escape(name)}</b>{' (' + escape(', '.join(v)) + ')' if v else ''}: "
+                    f"{escape(INTERACTIONS[name])}</li>" for name, v in shown.items())
     return (f"<p>Rows: the query events, top level first; columns: the events (thin blue lines separate the "
             f"{num_levels} pyramid levels), then the frames (right of the red line). Dark: may attend. Every "
-            f"event always sees its own frames; the interactions differ in which events it sees (each panel names the "
-            f"study's variants that use it):</p><ul>{items}</ul>")
+            f"event always sees its own frames; the interactions differ in which events it sees (in brackets, "
+            f"the study's variants that use each):</p><ul>{items}</ul>")
 
 
 def vcmr_note(reach: pd.DataFrame, kinds: dict[str, str], num_frames: int) -> str:
