@@ -48,7 +48,8 @@ def unjustified(paragraph: str, sources: list[float]) -> list[str]:
 
 def first_paragraph(name: str, values: dict, monkeypatch) -> str:
     """Execute ``notebooks/<name>.ipynb``'s code cells with ``values`` for its parameters until one
-    displays the page's findings; their text, tags removed."""
+    displays the page's findings; their text (the paragraph and any list of findings under it), tags
+    removed."""
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
     book = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -60,9 +61,10 @@ def first_paragraph(name: str, values: dict, monkeypatch) -> str:
         if "parameters" in cell.metadata.get("tags", []):
             scope.update({k: v for k, v in values.items() if k in scope})
         for obj in shown:
-            found = re.search(r'<p class="finding">(.*?)</p>', getattr(obj, "data", "") or "", re.S)
-            if found:
-                return html.unescape(re.sub(r"<[^>]+>", "", found.group(1)))
+            found = re.search(r'<p class="finding">(.*?)</p>(<ul class="finding">.*?</ul>)?', getattr(obj, "data", "")
+                              or "", re.S)
+            if found:  # the paragraph and the list of findings under it
+                return html.unescape(re.sub(r"<[^>]+>", " ", found.group(0)))
     raise AssertionError(f"{name}: no cell displays a finding")
 
 

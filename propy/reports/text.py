@@ -90,9 +90,13 @@ INTERACTIONS = {
 }
 
 
-def findings(sentences: Sequence[str]) -> str:
-    """The page's opening findings as one HTML paragraph."""
-    return f'<p class="finding"><b>What this page finds.</b> {" ".join(sentences)}</p>'
+def findings(sentences: Sequence[str], items: Sequence[str] = ()) -> str:
+    """The page's opening findings as one HTML paragraph, and ``items`` (one finding each) as a list
+    under it."""
+    out = f'<p class="finding"><b>What this page finds.</b> {" ".join(sentences)}</p>'
+    if items:
+        out += '<ul class="finding">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+    return out
 
 
 def terms(*names: str, extra: dict[str, str] | None = None) -> str:
