@@ -73,7 +73,8 @@ def study(tmp_path):
     """write_study's outputs, a stats.json with one video per split left out of the gallery, and
     params.yaml naming its variants."""
     write_study(tmp_path)
-    splits = {split: {"videos": 5, "queries": 8, "dropped": {"order": 1, "appearance": 1}} for split in ("train", "val", "test")}
+    splits = {split: {"videos": 5, "queries": 8, "dropped": {"order": 1, "appearance": 1}}
+              for split in ("train", "val", "test")}
     (tmp_path / "data" / "stats.json").write_text(json.dumps({"splits": splits}))
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["study"].update(trained=["full", "depth1"], seeds=[42, 43], zero_shot=["zs_meanpool", "zs_maxframe"],

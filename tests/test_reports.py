@@ -646,11 +646,12 @@ def test_frame_strip_numbers_events_and_queries_and_writes_them_out():
 
 def test_variant_glossary_roles_from_params():
     glossary = tables.variant_glossary(REPO / "params.yaml", ["full", "depth1", "seqconv", "no_adapters"],
-                                       ["zs_meanpool"], {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]},
-                                       network)
+                                       ["zs_meanpool"],
+                                       {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]}, network)
     assert glossary["role"].to_dict() == {
         "full": "reference: every ablation is compared with it", "depth1": "ablation (depth)",
-        "seqconv": "positive control", "no_adapters": "compared method", "zs_meanpool": "zero-shot baseline (no training)"}
+        "seqconv": "positive control", "no_adapters": "compared method",
+        "zs_meanpool": "zero-shot baseline (no training)"}
     assert glossary.loc["depth1", "meaning"].startswith("model.pyramid = [0] (1 level, ")
     assert "mean of its frame embeddings" in glossary.loc["zs_meanpool", "meaning"]  # MeanPoolCLIP's docstring
     html = text.glossary_html(glossary)

@@ -86,7 +86,8 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
         rows[name] = {"trainable parameters": trainable, "trainable %": 100.0 * trainable / total,
                       "s / epoch (wall)": float(logs.loc[logs["variant"] == name, "seconds"].mean()),
                       "ms / video (wall)": 1000.0 * t.wall / batch,
-                      "fastest ms (wall)": 1000.0 * t.wall_min / batch, "slowest ms (wall)": 1000.0 * t.wall_max / batch,
+                      "fastest ms (wall)": 1000.0 * t.wall_min / batch,
+                      "slowest ms (wall)": 1000.0 * t.wall_max / batch,
                       "ms / video (CPU)": 1000.0 * t.cpu / batch,
                       "× CLIP (wall)": t.wall / reference.wall, "× CLIP (CPU)": t.cpu / reference.cpu}
     table = pd.DataFrame.from_dict(rows, orient="index")

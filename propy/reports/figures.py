@@ -73,7 +73,7 @@ def plot_seed_curves(logs: pd.DataFrame, runs: pd.DataFrame, evaluated: dict[str
     rows = -(-len(names) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 0.6 + 2.3 * rows), sharex=True, sharey=True,
                              squeeze=False, layout="constrained")
-    for i, (ax, name) in enumerate(zip(axes.flat, names)):
+    for i, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
         colour = series_style(i)["color"]
         part = runs[runs["variant"] == name]
         for j, seed in enumerate(dict.fromkeys(part["seed"])):
@@ -179,7 +179,7 @@ def _frames_on_time_axis(ax: plt.Axes, frames: np.ndarray, times: Sequence[float
     with the axis ticks and with the tracks above; time labelled."""
     steps = np.diff(np.asarray(times, dtype=float))
     width = float(steps[steps > 0].min()) if (steps > 0).any() else duration / len(frames)
-    for frame, t in zip(frames, times):
+    for frame, t in zip(frames, times, strict=True):
         ax.imshow(frame, extent=(t - width / 2 + 0.02 * width, t + width / 2 - 0.02 * width, 0, 1), aspect="auto")
     ax.set(xlim=(0, duration), ylim=(0, 1), xlabel="time (s)")
     ax.set_yticks([])
@@ -211,7 +211,7 @@ def frame_strip(frames: np.ndarray, times: Sequence[float], duration: float,
         ax.text((start + end) / 2, 1, f"E{j + 1}", ha="center", va="center", fontsize=7)
     rows = _rows_without_overlap(np.array([[a, b] for a, b, _ in queries]).reshape(-1, 2))
     depth = max(rows, default=0) + 1
-    for j, ((start, end, _), row) in enumerate(zip(queries, rows)):
+    for j, ((start, end, _), row) in enumerate(zip(queries, rows, strict=True)):
         y = 0.4 - 0.8 * (row + 0.5) / depth
         ax.barh(y, end - start, left=start, height=0.7 / depth, color=COLOURS[j % 10])
         ax.text((start + end) / 2, y, f"Q{j + 1}", ha="center", va="center", fontsize=7, color="white")

@@ -88,7 +88,7 @@ def evaluated_epochs(variants: Sequence[str], seeds: Sequence[int], root: str | 
         runs, epochs = m.get("runs"), m.get("epoch")
         if not isinstance(runs, list) or not isinstance(epochs, list) or len(runs) != len(epochs):
             raise DataError(f"{path}: expected lists 'runs' and 'epoch' of the same length")
-        by_run = dict(zip(runs, epochs))
+        by_run = dict(zip(runs, epochs, strict=True))
         missing = [f"{name}-s{seed}" for seed in seeds if f"{name}-s{seed}" not in by_run]
         if missing:
             raise DataError(f"{path}: no run {', '.join(missing)} (pooled runs: {', '.join(runs)})")
@@ -415,7 +415,8 @@ def variant_glossary(params_path: str | Path, trained: Sequence[str], zero_shot:
             role = "compared method"
         notes = [comments[f"variants.{v}"]] if f"variants.{v}" in comments else []
         if not notes:
-            notes.append(_kind_meaning(params.model.kind, models) if "model.kind" in overrides or v == reference else "")
+            kind_changed = "model.kind" in overrides or v == reference
+            notes.append(_kind_meaning(params.model.kind, models) if kind_changed else "")
             for key, value in overrides.items():
                 if key == "model.interaction":
                     notes.append(INTERACTIONS.get(value, ""))
