@@ -56,14 +56,16 @@ TERMS = {
                 "rival video (50% = chance)",
     "localisation": "the share (%) of test queries whose true video's best-scoring event overlaps the query's "
                     "moment at IoU >= 0.5",
+    "kind": "the model a variant builds (params.yaml's model.kind): propy is ProPy; every other kind is "
+            "described on the line of the variant that builds it, below",
     "ablation": "a variant that takes one part of ProPy away or changes it, to test a claim of the paper",
     "control": "a variant beyond the paper built to succeed where ProPy should fail (here on frame order): "
                "it shows the benchmark can reward what the claim is about",
 }
 
 # The overview's glossary: these terms, then one line per variant; every page links to it.
-GLOSSARY_TERMS = ("SumR", "R@K", "MedR", "VCMR", "ADI", "pairwise", "localisation", "ablation", "control",
-                  "seeds", "interval", "Δ vs full")
+GLOSSARY_TERMS = ("SumR", "R@K", "MedR", "VCMR", "ADI", "pairwise", "localisation", "kind", "ablation",
+                  "control", "seeds", "interval", "Δ vs full")
 GLOSSARY_ANCHOR = "glossary"
 
 KINDS = {
