@@ -36,9 +36,11 @@ def machine() -> dict[str, str]:
 
 
 # A variant that runs CLIP's image tower on the frames and adds work on top (every trained variant)
-# cannot encode faster than CLIP alone: a CPU-time ratio below this, or a slowest repeat faster than
-# CLIP's fastest, means the measurement is wrong.
-PLAUSIBLE_RATIO = 0.95
+# cannot encode much faster than CLIP alone. Not exactly as fast: ProPy's blocks call
+# scaled_dot_product_attention where open_clip's encode_image uses nn.MultiheadAttention, and ProPy
+# without adapters measured 0.93-0.95x CLIP on the 2-core CPU machine. A wall or CPU ratio below this
+# is beyond any such kernel difference: the measurement is wrong (the old page's seqconv at 0.48x).
+PLAUSIBLE_RATIO = 0.8
 BATCH = 8  # videos per timed forward: long enough that the clock's and the scheduler's noise stay small
 
 
@@ -95,13 +97,12 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
     return table, reference
 
 
-def implausible(table: pd.DataFrame, clip: Timing, batch: int) -> list[str]:
-    """Why each variant's encode ratio cannot be right: it adds work to CLIP's image tower, so it cannot
-    be faster than CLIP beyond the noise (CPU ratio below ``PLAUSIBLE_RATIO``, or even its slowest wall
-    repeat faster than CLIP's fastest)."""
+def implausible(table: pd.DataFrame) -> list[str]:
+    """Why each variant's encode ratio cannot be right: it adds work to CLIP's image tower, so neither
+    its wall nor its CPU time can fall below ``PLAUSIBLE_RATIO`` times CLIP's."""
     out = []
     for name, row in table.iterrows():
-        if row["× CLIP (CPU)"] < PLAUSIBLE_RATIO or row["slowest ms (wall)"] / 1000.0 * batch < clip.wall_min:
+        if min(row["× CLIP (wall)"], row["× CLIP (CPU)"]) < PLAUSIBLE_RATIO:
             out.append(f"{name} encodes at {row['× CLIP (wall)']:.2f}x CLIP's wall time and "
                        f"{row['× CLIP (CPU)']:.2f}x its CPU time, yet it runs CLIP's image tower and adds to it")
     return out
@@ -114,7 +115,7 @@ def checked_cost_table(params_path: str | Path, variants: Sequence[str], seeds: 
     page is never written with an implausible ratio."""
     for attempt in (repeats, 2 * repeats):
         table, clip = cost_table(params_path, variants, seeds, logs_dir, BATCH, attempt)
-        problems = implausible(table, clip, BATCH)
+        problems = implausible(table)
         if not problems:
             return table, clip
     raise DataError("implausible encode timings after two runs (measure on a quieter machine): " + "; ".join(problems))
