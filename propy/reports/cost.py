@@ -48,43 +48,44 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
                batch: int = BATCH, repeats: int = 9) -> tuple[pd.DataFrame, Timing]:
     """(per variant: trainable parameters and their share of the model, mean wall seconds per training
     epoch (training + validation, over epochs and seeds, from the logs), and its video encoding timed
-    against CLIP's ``encode_image`` of the same frames; CLIP's timing). Every encoder and CLIP are
-    timed in one ``time_alternating`` run (median of ``repeats`` forwards of ``batch`` videos, the
-    range of the wall times as the spread), so every ratio divides by the same CLIP measurement;
-    wall and process CPU time are kept apart (CPU time is what other jobs on a shared machine
-    disturb least)."""
+    against CLIP's ``encode_image`` of the same frames; the CLIP timing of the first variant's frames).
+    Every encoder and CLIP are timed in one ``time_alternating`` run (median of ``repeats`` forwards
+    of ``batch`` videos, the range of the wall times as the spread), so every variant reading the same
+    frames divides by the same CLIP measurement (one per distinct number of frames); wall and process
+    CPU time are kept apart (CPU time is what other jobs on a shared machine disturb least)."""
     import torch
 
     from propy.model.backbone import create_clip
     from propy.model.network import build_model
 
     logs = load_logs(variants, seeds, logs_dir)
-    models, counts = {}, {}
-    shapes = set()
+    models, counts, shape_of = {}, {}, {}
     for name in variants:
         params = load_params(params_path, variant=name)
         torch.manual_seed(0)
         clip = create_clip(params.clip.model, pretrained="")
         models[name] = build_model(params.model, clip).eval()
         counts[name] = parameter_counts(models[name])
-        shapes.add((params.clip.model, params.model.num_frames, clip.visual.image_size[0]))
-    if len(shapes) != 1:
-        raise DataError(f"{params_path}: the variants differ in CLIP model or frames per video ({sorted(shapes)}); "
-                        "their encoding cannot be compared with one CLIP measurement")
-    clip_name, num_frames, size = shapes.pop()
-    torch.manual_seed(0)
-    clip = create_clip(clip_name, pretrained="").eval()
-    frames = torch.randn(batch, num_frames, 3, size, size)
-    flat = frames.flatten(0, 1)
+        shape_of[name] = (params.clip.model, params.model.num_frames, clip.visual.image_size[0])
+    # one CLIP and one batch of frames per distinct (CLIP, frames per video): every variant is one
+    # such, so a study whose variants all read the same frames has exactly one CLIP measurement
+    shapes = sorted(set(shape_of.values()), key=str)
+    clips, frames = {}, {}
+    for shape in shapes:
+        torch.manual_seed(0)
+        clips[shape] = create_clip(shape[0], pretrained="").eval()
+        frames[shape] = torch.randn(batch, shape[1], 3, shape[2], shape[2])
+    fns = {f"CLIP {i}": (lambda c=clips[s], f=frames[s]: c.encode_image(f.flatten(0, 1)))
+           for i, s in enumerate(shapes)}
+    fns.update({n: (lambda m=m, f=frames[shape_of[n]]: m.encode_video(f)) for n, m in models.items()})
     with torch.no_grad():
-        timed = time_alternating({"CLIP": lambda: clip.encode_image(flat),
-                                  **{n: (lambda m=m: m.encode_video(frames)) for n, m in models.items()}}, repeats)
-    reference = timed["CLIP"]
+        timed = time_alternating(fns, repeats)
+    reference_of = {n: timed[f"CLIP {shapes.index(shape_of[n])}"] for n in variants}
     rows = {}
     for name in variants:
         trainable = sum(n for n, t in counts[name].values() if t)
         total = sum(n for n, _ in counts[name].values())
-        t = timed[name]
+        t, reference = timed[name], reference_of[name]
         rows[name] = {"trainable parameters": trainable, "trainable %": 100.0 * trainable / total,
                       "s / epoch (wall)": float(logs.loc[logs["variant"] == name, "seconds"].mean()),
                       "ms / video (wall)": 1000.0 * t.wall / batch,
@@ -94,7 +95,7 @@ def cost_table(params_path: str | Path, variants: Sequence[str], seeds: Sequence
                       "× CLIP (wall)": t.wall / reference.wall, "× CLIP (CPU)": t.cpu / reference.cpu}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
-    return table, reference
+    return table, reference_of[variants[0]]
 
 
 def implausible(table: pd.DataFrame) -> list[str]:

@@ -355,8 +355,8 @@ def cost_findings(table: pd.DataFrame, headline: str, clip, batch: int) -> list[
             f"An epoch of {headline} takes {row['s / epoch (wall)']:.1f} s (wall time, from the training logs); "
             f"encoding a video takes {row['× CLIP (wall)']:.2f} times the wall time and "
             f"{row['× CLIP (CPU)']:.2f} times the CPU time of CLIP encoding the same frames.",
-            f"Every ratio divides by one measurement of CLIP, timed in the same run as every variant (called in "
-            f"turn, median of {clip.repeats} repeats of {batch} videos): {1000 * clip.wall / batch:.1f} ms of wall "
+            f"Every ratio divides by CLIP encoding the same frames, timed in the same run as every variant (called "
+            f"in turn, median of {clip.repeats} repeats of {batch} videos): {1000 * clip.wall / batch:.1f} ms of wall "
             f"time per video (repeats {1000 * clip.wall_min / batch:.1f} to {1000 * clip.wall_max / batch:.1f}) "
             f"and {1000 * clip.cpu / batch:.1f} ms of CPU time."]
 
