@@ -28,7 +28,7 @@ from propy.reports.render import notebook_values
 REPO = Path(__file__).resolve().parents[1]
 # a number standing alone: not part of a name (depth1, R@100, test0) nor of a version (2.14.1)
 NUMBER = re.compile(r"(?<![\w@.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w@]|\.\d)")
-CONTROLS = {"beyond_paper"}  # the study's table of positive controls: not counted among ablations
+CONTROLS = {"beyond_paper", "prior_method"}  # tables of positive controls and prior methods: not ablations
 
 
 def numbers(paragraph: str) -> list[str]:

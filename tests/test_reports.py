@@ -269,6 +269,7 @@ def test_effects_and_their_verdicts_and_findings(tmp_path):
     assert text.claim_verdict("beyond_paper", same, "full") == (
         "Positive controls beyond the paper, by test SumR: no difference between full and no_adapters.")
     assert text.claim_verdict("new_table", same, "full").startswith("New table, by test SumR: ")
+    assert text.claim_verdict("prior_method", same, "full").startswith("Prior method, by test SumR: ")
     with pytest.raises(DataError, match="no comparison for ia_none in table 'interaction'"):
         tables.effects(tmp_path, {"interaction": ["full", "ia_none"]})
     fig = figures.plot_effects(effects, "full", "t")
@@ -287,8 +288,21 @@ def test_overview_findings_change_with_the_numbers(tmp_path):
     assert first[0].startswith("On 12 test queries, full reaches SumR 200.0")
     assert "zs_maxframe scores -90.0 SumR [-99.0, -80.0] against full (lower)" in first[1]
     assert first[2].startswith("Of 1 ablated variants, 1 score below full")
+    assert len(first) == 3  # no positive control nor prior method in this study
     write_metrics(tmp_path, "full", 250.0)
     assert text.overview_findings(tables.load_metrics(["full"], tmp_path), effects, "full", 12)[0] != first[0]
+
+
+def test_controls_and_prior_methods_are_not_counted_as_ablations():
+    effects = pd.DataFrame([("depth", "depth1", -5.0, -9.0, -1.0, "loss"),
+                            ("beyond_paper", "seqconv", 17.6, 0.5, 34.8, "gain"),
+                            ("prior_method", "msl", -30.0, -40.0, -20.0, "loss")],
+                           columns=["claim", "variant", "delta", "low", "high", "verdict"])
+    metrics = pd.DataFrame({"SumR": [200.0], "SumR 95% CI": ["[190.0, 210.0]"], "runs": [3]}, index=["full"])
+    lines = text.overview_findings(metrics, effects, "full", 12)
+    assert lines[1] == "Of 1 ablated variants, 1 score below full, 0 above it and 0 show no difference (interval holds 0)."
+    assert lines[2] == "Positive control (not ablations): seqconv scores +17.6 SumR [+0.5, +34.8] against full (higher)."
+    assert lines[3].startswith("Prior method (not ablations): msl scores -30.0 SumR")
 
 
 def test_vcmr_reach_and_the_baselines_note():

@@ -392,7 +392,7 @@ def variant_glossary(params_path: str | Path, trained: Sequence[str], zero_shot:
     whose classes implement the kinds (``propy.model.network``; passed in, so that only the page
     showing the glossary depends on it)."""
     from propy.config import load_params
-    from propy.reports.text import CONTROL_TABLES, INTERACTIONS
+    from propy.reports.text import INTERACTIONS, NOT_ABLATIONS
 
     variants = list(dict.fromkeys([*trained, *zero_shot]))
     tables_of = {v: t for t, rows in ablations.items() for v in rows}
@@ -407,8 +407,8 @@ def variant_glossary(params_path: str | Path, trained: Sequence[str], zero_shot:
             role = "reference: every ablation is compared with it"
         elif v in zero_shot:
             role = "zero-shot baseline (no training)"
-        elif tables_of.get(v) in CONTROL_TABLES:
-            role = "positive control"
+        elif tables_of.get(v) in NOT_ABLATIONS:
+            role = NOT_ABLATIONS[tables_of[v]]
         elif v in tables_of:
             role = f"ablation ({tables_of[v].replace('_', ' ')})"
         else:
