@@ -300,7 +300,8 @@ def test_controls_and_prior_methods_are_not_counted_as_ablations():
                            columns=["claim", "variant", "delta", "low", "high", "verdict"])
     metrics = pd.DataFrame({"SumR": [200.0], "SumR 95% CI": ["[190.0, 210.0]"], "runs": [3]}, index=["full"])
     lines = text.overview_findings(metrics, effects, "full", 12)
-    assert lines[1] == "Of 1 ablated variants, 1 score below full, 0 above it and 0 show no difference (interval holds 0)."
+    assert lines[1] == ("Of 1 ablated variants, 1 score below full, 0 above it and 0 show no difference "
+                        "(interval holds 0).")
     assert lines[2] == "Positive control (not ablations): seqconv scores +17.6 SumR [+0.5, +34.8] against full (higher)."
     assert lines[3].startswith("Prior method (not ablations): msl scores -30.0 SumR")
 
