@@ -3,6 +3,7 @@
 Used by ``propy model-info``, ``propy bench`` and the cost page. CLIP can be built with random weights
 (counts and timings do not depend on them), so this runs before any checkpoint exists.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,5 +34,8 @@ def encode_timings(model, frames, repeats: int, device=None) -> dict:
 
     flat = frames.flatten(0, 1)
     with torch.no_grad():
-        return time_alternating({"propy": lambda: model.encode_video(frames),
-                                 "clip": lambda: model.clip.encode_image(flat)}, repeats, device)
+        return time_alternating(
+            {"propy": lambda: model.encode_video(frames), "clip": lambda: model.clip.encode_image(flat)},
+            repeats,
+            device,
+        )

@@ -5,6 +5,7 @@ one statistic: the median of ``repeats`` calls after one warm-up call, with the 
 as the spread. Functions compared with each other are called alternately, so a burst of other work
 on the machine slows both rather than one.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -53,6 +54,11 @@ def time_alternating(fns: dict[str, Callable[[], object]], repeats: int, device=
     out = {}
     for name, pairs in runs.items():
         walls = [w for w, _ in pairs]
-        out[name] = Timing(wall=statistics.median(walls), cpu=statistics.median(c for _, c in pairs),
-                           wall_min=min(walls), wall_max=max(walls), repeats=repeats)
+        out[name] = Timing(
+            wall=statistics.median(walls),
+            cpu=statistics.median(c for _, c in pairs),
+            wall_min=min(walls),
+            wall_max=max(walls),
+            repeats=repeats,
+        )
     return out

@@ -5,6 +5,7 @@ rewritten from ``metrics/<dataset>/pooled`` (committed with the study), so no nu
 typed by hand and a test can check that it matches the committed metrics. It states the machine
 and package versions that produced the numbers.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ def _row(name: str, m: dict, delta: dict | None, recalls: list[str]) -> str:
         d_low, d_high = delta["ci"]
         change = f"{delta['delta_SumR']:+.1f} [{d_low:+.1f}, {d_high:+.1f}] {delta['verdict']}"
     values = " | ".join(f"{m[k]:.1f}" for k in recalls)
-    return (f"| {name} | {len(m['runs'])} | {values} | {m['SumR']:.1f} ± {m['sd']['SumR']:.1f} "
-            f"[{low:.1f}, {high:.1f}] | {change} |")
+    return (
+        f"| {name} | {len(m['runs'])} | {values} | {m['SumR']:.1f} ± {m['sd']['SumR']:.1f} "
+        f"[{low:.1f}, {high:.1f}] | {change} |"
+    )
 
 
 def headline_markdown(params: Params, metrics: Path) -> str:
@@ -49,10 +52,13 @@ def headline_markdown(params: Params, metrics: Path) -> str:
         raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")
     versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
     first = pooled[names[0]]
-    lines += ["", f"{params.dataset} test split: {first['num_queries']:.0f} queries, {first['num_videos']:.0f} videos; "
-              f"seeds {', '.join(map(str, comparisons['seeds']))}; intervals: {comparisons['samples']} bootstrap samples "
-              f"over queries and seeds. Produced on {env['cpu']} ({env['cores']} cores), Python {env['python']}, "
-              f"{versions}."]
+    lines += [
+        "",
+        f"{params.dataset} test split: {first['num_queries']:.0f} queries, {first['num_videos']:.0f} videos; "
+        f"seeds {', '.join(map(str, comparisons['seeds']))}; intervals: {comparisons['samples']} bootstrap samples "
+        f"over queries and seeds. Produced on {env['cpu']} ({env['cores']} cores), Python {env['python']}, "
+        f"{versions}.",
+    ]
     return "\n".join(lines)
 
 
@@ -69,27 +75,46 @@ def probe_markdown(params: Params, pooled: dict[str, dict]) -> list[str]:
         return f"{pair} / {p[loc]:.0f}"
 
     counts = ", ".join(f"{k} {pooled[names[0]]['probes'][k]['n']}" for k in kinds)
-    return ["", f"Rival probes (test queries per kind: {counts}): pairwise accuracy against the designed rival, %, "
-            f"chance 50 [95% CI] / share whose best own-video event has IoU >= {params.eval.probe_iou:g} with the moment, %.",
-            "", f"| variant | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds),
-            *(f"| {n} | " + " | ".join(cell(pooled[n]["probes"][k]) for k in kinds) + " |" for n in names)]
+    return [
+        "",
+        f"Rival probes (test queries per kind: {counts}): pairwise accuracy against the designed rival, %, "
+        f"chance 50 [95% CI] / share whose best own-video event has IoU >= {params.eval.probe_iou:g} "
+        "with the moment, %.",
+        "",
+        f"| variant | {' | '.join(kinds)} |",
+        "|---|" + "---|" * len(kinds),
+        *(f"| {n} | " + " | ".join(cell(pooled[n]["probes"][k]) for k in kinds) + " |" for n in names),
+    ]
 
 
 def verdict_markdown(params: Params, metrics: Path) -> list[str]:
     """The pre-registered tests (``claims.json``): the only verdicts the study gives."""
     table = verdict_table(metrics)
-    return ["", f"Verdicts: one pre-registered test per claim (params.yaml `claims`), Holm-corrected at family-wise "
-            f"level {params.claims.alpha:g}; MDE = the smallest effect the test detects with "
-            f"{100 * params.claims.power:.0f}% power; a localisation claim is judged on the moments both variants' "
-            "proposals can reach (ceiling: the share each can reach).", "", to_markdown(table.set_index("claim")).rstrip()]
+    return [
+        "",
+        f"Verdicts: one pre-registered test per claim (params.yaml `claims`), Holm-corrected at family-wise "
+        f"level {params.claims.alpha:g}; MDE = the smallest effect the test detects with "
+        f"{100 * params.claims.power:.0f}% power; a localisation claim is judged on the moments both variants' "
+        "proposals can reach (ceiling: the share each can reach).",
+        "",
+        to_markdown(table.set_index("claim")).rstrip(),
+    ]
 
 
 def claim_lines(comparisons: dict) -> list[str]:
     """One bullet per compared variant: its change on the kind that isolates its claim (exploratory)."""
     lines = [f"- {sentence}" for sentence in claim_sentences(comparisons)]
-    return ["", "Exploratory, not pre-registered (no correction for the many comparisons): each ablation on the "
-            "query kind that isolates it (change from the reference, 95% CI over queries and seeds):", "",
-            *lines] if lines else []
+    return (
+        [
+            "",
+            "Exploratory, not pre-registered (no correction for the many comparisons): each ablation on the "
+            "query kind that isolates it (change from the reference, 95% CI over queries and seeds):",
+            "",
+            *lines,
+        ]
+        if lines
+        else []
+    )
 
 
 def replace_block(text: str, block: str, where: str) -> str:
@@ -97,7 +122,3 @@ def replace_block(text: str, block: str, where: str) -> str:
     if not pattern.search(text):
         raise DataError(f"{where}: no {START} ... {END} block to fill")
     return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
-
-
-
-

@@ -13,6 +13,7 @@ keeps its message); the full traceback stays in ``executed/NAME.failed.ipynb`` u
 run of the report, which first removes it, the ``.NAME.running.ipynb`` of older versions, and
 temporary files of killed atomic writes (see :func:`propy.runtime.files.prepare_output`).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 from propy.config import Layout, Params, load_params
 from propy.errors import ConfigError, DataError, PropyError
-from propy.reports.text import PAGES
+from propy.reports.text import GLOSSARY_ANCHOR, PAGES
 from propy.runtime.files import atomic_write_text, atomic_write_with, prepare_output
 
 NOTEBOOKS = Path("notebooks")
@@ -32,15 +33,15 @@ class NotebookError(PropyError):
     """A cell of a report notebook raised; the message names the notebook and cell."""
 
 
-
-
 def available() -> list[str]:
     """The report notebooks, in reading order (``report_text.PAGES``, then any others by name)."""
     names = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
     return [n for n in PAGES if n in names] + sorted(names - set(PAGES))
 
 
-def notebook_values(params: Params, params_path: str, name: str, layout: Layout, folders: dict[str, Path]) -> dict[str, Any]:
+def notebook_values(
+    params: Params, params_path: str, name: str, layout: Layout, folders: dict[str, Path]
+) -> dict[str, Any]:
     """Every value a report notebook may declare; each notebook receives the ones it declares."""
     out = folders["out"]
     study, report = params.study, params.report
@@ -82,9 +83,14 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str, f
     encrypted = Config({"KernelManager": {"transport_encryption": "auto"}})
     try:
         papermill.execute_notebook(
-            str(notebook), str(output),
+            str(notebook),
+            str(output),
             parameters={k: v for k, v in values.items() if k in declared},
-            kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False, log_output=False, config=encrypted,
+            kernel_name=kernel,
+            cwd=str(Path.cwd()),
+            progress_bar=False,
+            log_output=False,
+            config=encrypted,
         )
     except NoSuchKernel:
         raise ConfigError(
@@ -95,8 +101,7 @@ def execute(notebook: Path, output: Path, values: dict[str, Any], kernel: str, f
         if exc.ename in (DataError.__name__, ConfigError.__name__):
             raise (DataError if exc.ename == DataError.__name__ else ConfigError)(exc.evalue) from None
         raise NotebookError(
-            f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue} "
-            f"(full traceback in {failed})"
+            f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue} (full traceback in {failed})"
         ) from None
 
 
@@ -106,7 +111,7 @@ def failed_path(executed: Path) -> Path:
 
 
 def page_title(book) -> str:
-    """"ProPy study: <first Markdown heading>" (the notebook's name when it has no heading)."""
+    """ "ProPy study: <first Markdown heading>" (the notebook's name when it has no heading)."""
     for cell in book.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
@@ -116,10 +121,13 @@ def page_title(book) -> str:
 
 
 def nav_html(current: str, names: list[str]) -> str:
-    """A bar linking every page (``<name>.html``, next to each other in the output folder)."""
+    """A bar linking every page (``<name>.html``, next to each other in the output folder) and the
+    overview's glossary of terms and variants."""
     links = " | ".join(
         f"<b>{PAGES.get(n, (n,))[0]}</b>" if n == current else f'<a href="{n}.html">{PAGES.get(n, (n,))[0]}</a>'
-        for n in names)
+        for n in names
+    )
+    links += f' | <a href="index.html#{GLOSSARY_ANCHOR}">Glossary</a>'
     return f'<nav class="pages" style="padding:0.4em 0;border-bottom:1px solid #ccc">{links}</nav>'
 
 
@@ -131,8 +139,7 @@ def to_html(executed: Path, name: str, names: list[str]) -> str:
     book = nbformat.read(executed, as_version=4)
     book.metadata["title"] = page_title(book)
     book.cells.insert(0, nbformat.v4.new_markdown_cell(nav_html(name, names)))
-    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                                      exclude_output_prompt=True)
+    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(book)
     return body
 
@@ -165,5 +172,3 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
         atomic_write_text(html, to_html(running, name, available()))
         atomic_write_with(executed, lambda tmp: shutil.copyfile(running, tmp))
     return html
-
-

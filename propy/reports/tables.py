@@ -5,8 +5,10 @@ logic is tested here. Loaders raise DataError naming the missing file and the st
 that writes it; every table is saved as Markdown and CSV atomically. Figures are drawn by
 ``propy.reports.figures``, the pages' sentences written by ``propy.reports.text``.
 """
+
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ RECALLS = ("R1", "R5", "R10", "R100", "SumR")
 
 
 # --------------------------------------------------------------------------- loading
+
 
 def _missing(written_by: str) -> str:
     return f"missing input (written by {written_by}; run `dvc repro` first)"
@@ -60,8 +63,9 @@ def load_metrics(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("variant")
 
 
-def load_logs(variants: Sequence[str], seeds: Sequence[int], root: str | Path) -> pd.DataFrame:
-    """Long table of the per-epoch training logs averaged over seeds: one row per (variant, epoch)."""
+def load_logs(variants: Sequence[str], seeds: Sequence[int], root: str | Path, by_seed: bool = False) -> pd.DataFrame:
+    """Long table of the per-epoch training logs: one row per (variant, epoch), averaged over seeds,
+    or with ``by_seed`` one row per (variant, seed, epoch)."""
     frames = []
     for name in variants:
         for seed in seeds:
@@ -71,7 +75,27 @@ def load_logs(variants: Sequence[str], seeds: Sequence[int], root: str | Path) -
                 raise DataError(f"{path}: expected a non-empty list of epochs")
             frames.append(pd.DataFrame(entries).assign(variant=name, seed=seed))
     runs = pd.concat(frames, ignore_index=True)
+    if by_seed:
+        return runs
     return runs.drop(columns="seed").groupby(["variant", "epoch"], sort=False).mean().reset_index()
+
+
+def evaluated_epochs(variants: Sequence[str], seeds: Sequence[int], root: str | Path) -> dict[str, list[int]]:
+    """Per trained variant, the epoch of the checkpoint each seed's test numbers come from, in the
+    order of ``seeds``, as ``pool`` recorded it (its ``runs`` and ``epoch`` lists)."""
+    out = {}
+    for name in variants:
+        path = Path(root) / f"{name}.json"
+        m = read_json(path, "pool")
+        runs, epochs = m.get("runs"), m.get("epoch")
+        if not isinstance(runs, list) or not isinstance(epochs, list) or len(runs) != len(epochs):
+            raise DataError(f"{path}: expected lists 'runs' and 'epoch' of the same length")
+        by_run = dict(zip(runs, epochs, strict=True))
+        missing = [f"{name}-s{seed}" for seed in seeds if f"{name}-s{seed}" not in by_run]
+        if missing:
+            raise DataError(f"{path}: no run {', '.join(missing)} (pooled runs: {', '.join(runs)})")
+        out[name] = [int(by_run[f"{name}-s{seed}"]) for seed in seeds]
+    return out
 
 
 def load_breakdown(variants: Sequence[str], by: str, root: str | Path) -> pd.DataFrame:
@@ -97,8 +121,8 @@ def load_events(run: str, root: str | Path) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- tables
 
-def metric_table(metrics: pd.DataFrame, variants: Sequence[str],
-                 columns: Sequence[str] = RECALLS) -> pd.DataFrame:
+
+def metric_table(metrics: pd.DataFrame, variants: Sequence[str], columns: Sequence[str] = RECALLS) -> pd.DataFrame:
     """The rows ``variants`` (in that order) and ``columns`` of ``load_metrics``' table."""
     missing = [v for v in variants if v not in metrics.index]
     if missing:
@@ -119,7 +143,9 @@ def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], metrics_root:
     if missing:
         raise DataError(f"{path}: no comparison for variant(s) {', '.join(missing)}")
     table[f"ΔSumR vs {reference}"] = [rows[v]["delta_SumR"] if v in rows else 0.0 for v in variants]
-    table["95% CI of Δ"] = [f"[{rows[v]['ci'][0]:+.1f}, {rows[v]['ci'][1]:+.1f}]" if v in rows else "" for v in variants]
+    table["95% CI of Δ"] = [
+        f"[{rows[v]['ci'][0]:+.1f}, {rows[v]['ci'][1]:+.1f}]" if v in rows else "" for v in variants
+    ]
     table["verdict"] = [rows[v]["verdict"] if v in rows else "reference" for v in variants]
     return table
 
@@ -152,18 +178,49 @@ def separability_table(variants: Sequence[str], root: str | Path) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def sweep_table(path: str | Path) -> pd.DataFrame | None:
-    """``propy sweep``'s combinations with their best validation SumR, best first; None when the sweep
+def sweep_table(path: str | Path, chosen: dict[str, Any] | None = None) -> pd.DataFrame | None:
+    """``propy sweep``'s combinations, best validation SumR first: one column per swept setting (named
+    after its params.yaml key), the best validation SumR and its epoch, and "used by the study" marking
+    the row whose settings are ``chosen`` (the study's values of the swept keys). None when the sweep
     has not been run (its file is absent)."""
     if not path or not Path(path).is_file():
         return None
     sweep = read_json(path, "propy sweep")
+    keys = list(sweep["grid"])
     table = pd.DataFrame(sweep["rows"]).sort_values("val_SumR", ascending=False, kind="stable")
-    return table.set_index(list(sweep["grid"]))
+    table = table[[*keys, "val_SumR", "best_epoch"]].rename(
+        columns={"val_SumR": "best validation SumR", "best_epoch": "at epoch"}
+    )
+    if chosen is not None:
+        used = np.logical_and.reduce([np.isclose(table[k].astype(float), float(chosen[k])) for k in keys])
+        table["used by the study"] = np.where(used, "◀ chosen", "")
+    for key in keys:  # a setting as params.yaml writes it (0.003, not 0.0 at the table's rounding)
+        table[key] = [f"{v:g}" if isinstance(v, float) else str(v) for v in table[key]]
+    table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
+    return table
+
+
+def study_settings(params_path: str | Path, sweep_path: str | Path) -> dict[str, Any] | None:
+    """The study's values (params.yaml, for the sweep's variant) of the keys ``propy sweep`` swept:
+    which row of the sweep the study uses; None when the sweep has not been run."""
+    from propy.config import load_params
+
+    if not sweep_path or not Path(sweep_path).is_file():
+        return None
+    sweep = read_json(sweep_path, "propy sweep")
+    params = load_params(params_path, variant=sweep.get("variant"))
+    out = {}
+    for key in sweep["grid"]:
+        block, _, name = key.partition(".")
+        if not hasattr(getattr(params, block, None), name):
+            raise DataError(f"{sweep_path}: swept key {key!r} is not a setting of {params_path}")
+        out[key] = getattr(getattr(params, block), name)
+    return out
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     """A GitHub Markdown table (index as first column); floats rounded to ``digits``."""
+
     def cell(value: Any) -> str:
         if isinstance(value, (float, np.floating)):
             return "-" if np.isnan(value) else f"{value:.{digits}f}"
@@ -186,22 +243,33 @@ def save_table(table: pd.DataFrame, name: str, tables_dir: str | Path, digits: i
 
 # --------------------------------------------------------------------------- data report
 
+
 def annotation_stats(records_by_split: dict[str, list]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-split summary table, per-query table with split, video, desc_id, duration and moment/video ratio)."""
     queries = pd.DataFrame(
-        [{"split": split, "vid_name": r.vid_name, "desc_id": r.desc_id, "duration": r.duration,
-          "ratio": (r.ts[1] - r.ts[0]) / r.duration}
-         for split, records in records_by_split.items() for r in records]
+        [
+            {
+                "split": split,
+                "vid_name": r.vid_name,
+                "desc_id": r.desc_id,
+                "duration": r.duration,
+                "ratio": (r.ts[1] - r.ts[0]) / r.duration,
+            }
+            for split, records in records_by_split.items()
+            for r in records
+        ]
     )
     if queries.empty:
         raise DataError("no annotation records: every split is empty")
     videos = queries.drop_duplicates(["split", "vid_name"])
-    summary = pd.DataFrame({
-        "videos": videos.groupby("split", sort=False).size(),
-        "queries": queries.groupby("split", sort=False).size(),
-        "mean duration (s)": videos.groupby("split", sort=False)["duration"].mean(),
-        "mean moment/video": queries.groupby("split", sort=False)["ratio"].mean(),
-    })
+    summary = pd.DataFrame(
+        {
+            "videos": videos.groupby("split", sort=False).size(),
+            "queries": queries.groupby("split", sort=False).size(),
+            "mean duration (s)": videos.groupby("split", sort=False)["duration"].mean(),
+            "mean moment/video": queries.groupby("split", sort=False)["ratio"].mean(),
+        }
+    )
     summary.index.name = "split"
     return summary, queries
 
@@ -226,22 +294,63 @@ def video_events(data_root: str | Path, vid_name: str, records: Sequence) -> lis
     spans the video was built from), else its query moments and descriptions."""
     captions = Layout(Path(data_root), None).captions
     if captions.is_file():
-        events = {(c["start"], c["end"], c["caption"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name}
+        events = {
+            (c["start"], c["end"], c["caption"]) for c in read_jsonl(captions, "synth") if c["vid_name"] == vid_name
+        }
     else:
         events = {(*r.ts, r.desc) for r in records if r.vid_name == vid_name}
     return sorted(events)
 
 
-def training_summary(logs: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: epochs run, final loss, best validation SumR and its epoch, training time."""
+def training_summary(logs: pd.DataFrame, evaluated: dict[str, list[int]]) -> pd.DataFrame:
+    """Per variant, from the seed-mean logs: epochs run, final loss, training time; and the epoch each
+    seed's evaluated checkpoint comes from (``evaluated_epochs``) with the mean validation SumR there."""
     rows = {}
     for name, group in logs.groupby("variant", sort=False):
-        best = group.loc[group["val_SumR"].idxmax()]
-        rows[name] = {"epochs": len(group), "final loss": float(group["loss"].iloc[-1]),
-                      "best val SumR": float(best["val_SumR"]), "best epoch": int(best["epoch"]),
-                      "time (s)": float(group["seconds"].sum())}
+        rows[name] = {
+            "epochs": len(group),
+            "final loss": float(group["loss"].iloc[-1]),
+            "evaluated epochs": evaluated[name],
+            "time (s)": float(group["seconds"].sum()),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
+    return table
+
+
+def split_counts(stats: dict, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per split: videos generated and queries written (``stats.json``), videos in the split's gallery
+    (those with a query: the annotations' ``summary``), the videos left out of it and the probes
+    dropped (not unique to their video, or their rival lost its own). DataError when stats.json and
+    the annotations disagree on the queries."""
+    rows = {}
+    for split, st in stats.get("splits", {}).items():
+        if split not in summary.index:
+            continue
+        queries = int(summary.loc[split, "queries"])
+        if int(st["queries"]) != queries:
+            raise DataError(f"stats.json: split {split} has {st['queries']} queries, its annotations {queries}")
+        gallery = int(summary.loc[split, "videos"])
+        rows[split] = {
+            "videos": int(st["videos"]),
+            "in gallery": gallery,
+            "left out": int(st["videos"]) - gallery,
+            "queries": queries,
+            "probes dropped": int(sum(st.get("dropped", {}).values())),
+        }
+    if not rows:  # a dataset without stats.json: every annotated video is its split's gallery
+        rows = {
+            split: {
+                "videos": int(r["videos"]),
+                "in gallery": int(r["videos"]),
+                "left out": 0,
+                "queries": int(r["queries"]),
+                "probes dropped": 0,
+            }
+            for split, r in summary.iterrows()
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "split"
     return table
 
 
@@ -264,8 +373,10 @@ def variant_changes(params_path: str | Path, variants: Sequence[str], reference:
     from propy.config import load_params, read_params
 
     raw = read_params(params_path).get("variants") or {}
-    flat = {v: {f"{block}.{key}": value for block, body in (raw.get(v) or {}).items() for key, value in body.items()}
-            for v in variants}
+    flat = {
+        v: {f"{block}.{key}": value for block, body in (raw.get(v) or {}).items() for key, value in body.items()}
+        for v in variants
+    }
     keys = list(dict.fromkeys(k for v in variants if v != reference for k in flat[v]))
     out = {}
     for v in variants:
@@ -276,8 +387,134 @@ def variant_changes(params_path: str | Path, variants: Sequence[str], reference:
             changes = flat[v]
         pyramid = params.model.event_pyramid
         text = ", ".join(f"{k} = {value}" for k, value in changes.items())
-        out[v] = f"{text} ({pyramid.num_levels} levels, {pyramid.num_events} events)".strip()
+        out[v] = f"{text} ({_plural(pyramid.num_levels, 'level')}, {_plural(pyramid.num_events, 'event')})".strip()
     return out
+
+
+def params_comments(params_path: str | Path) -> dict[str, str]:
+    """ "block.key" -> the comment ending that line of params.yaml (the file's own words for a setting
+    or a variant); keys two spaces deep only."""
+    out, block = {}, ""
+    for line in Path(params_path).read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^( *)([A-Za-z_][\w.]*):(.*?)\s#\s*(.*)$", line) or re.match(r"^( *)([A-Za-z_][\w.]*):", line)
+        if not match:
+            continue
+        indent, key = match.group(1), match.group(2)
+        if not indent:
+            block = key
+        elif indent == "  " and match.re.groups == 4:
+            out[f"{block}.{key}"] = match.group(4).strip()
+    return out
+
+
+def _kind_meaning(kind: str, models) -> str:
+    """The first line of the docstring of the class of ``models`` (a module) for ``model.kind`` (class
+    name = kind, any case, "CLIP" suffix dropped: MeanPoolCLIP is "meanpool"); "" when there is none."""
+    import inspect
+
+    for name, cls in inspect.getmembers(models, inspect.isclass):
+        if name.lower().removesuffix("clip") == kind and cls.__doc__:
+            line = cls.__doc__.strip().splitlines()[0].rstrip(".")
+            return line[0].lower() + line[1:] if line[1:2].islower() else line
+    return ""
+
+
+def variant_glossary(
+    params_path: str | Path,
+    trained: Sequence[str],
+    zero_shot: Sequence[str],
+    ablations: dict[str, Sequence[str]],
+    models,
+) -> pd.DataFrame:
+    """Every variant of the study (params.yaml's ``study`` lists) with its role (reference,
+    ablation, control, zero-shot baseline, or compared method) and what it is, written from
+    params.yaml: its overrides and the pyramid they give (``variant_changes``), then the comment on
+    its line in ``variants``, else the docstring of its model kind and the comments of the switches
+    it turns (a choice list such as "a | b" is not a meaning and is left out). ``models``: the module
+    whose classes implement the kinds (``propy.model.network``; passed in, so that only the page
+    showing the glossary depends on it)."""
+    from propy.config import load_params
+    from propy.reports.text import INTERACTIONS, NOT_ABLATIONS
+
+    variants = list(dict.fromkeys([*trained, *zero_shot]))
+    tables_of = {v: t for t, rows in ablations.items() for v in rows}
+    reference = next((v for v in variants if ablations and all(v in rows for rows in ablations.values())), None)
+    comments = params_comments(params_path)
+    changes = variant_changes(params_path, variants, reference or variants[0])
+    raw = {v: (load_params(params_path, variant=v), params_overrides(params_path, v)) for v in variants}
+    rows = {}
+    for v in variants:
+        params, overrides = raw[v]
+        if v == reference:
+            role = "reference: every ablation is compared with it"
+        elif v in zero_shot:
+            role = "zero-shot baseline (no training)"
+        elif tables_of.get(v) in NOT_ABLATIONS:
+            role = NOT_ABLATIONS[tables_of[v]]
+        elif v in tables_of:
+            role = f"ablation ({tables_of[v].replace('_', ' ')})"
+        else:
+            role = "compared method"
+        notes = [comments[f"variants.{v}"]] if f"variants.{v}" in comments else []
+        if not notes:
+            kind_changed = "model.kind" in overrides or v == reference
+            notes.append(_kind_meaning(params.model.kind, models) if kind_changed else "")
+            for key, value in overrides.items():
+                if key == "model.interaction":
+                    notes.append(INTERACTIONS.get(value, ""))
+                elif isinstance(value, (bool, str)) and key != "model.kind" and " | " not in comments.get(key, " | "):
+                    notes.append(f"{key.split('.')[-1]}: {comments[key]}")
+        if v == reference:
+            what = f"params.yaml's model as it stands: {changes[v]}"
+        else:
+            pyramid = params.model.event_pyramid
+            what = ", ".join(f"{k} = {value}" for k, value in overrides.items()) + (
+                f" ({_plural(pyramid.num_levels, 'level')}, {_plural(pyramid.num_events, 'event')})"
+                if params.model.kind == "propy"
+                else ""
+            )
+        rows[v] = {"role": role, "meaning": "; ".join([what, *filter(None, notes)])}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+
+
+def params_overrides(params_path: str | Path, variant: str) -> dict[str, Any]:
+    """A variant's overrides in params.yaml's ``variants``, flattened to "block.key" -> value."""
+    from propy.config import read_params
+
+    body = (read_params(params_path).get("variants") or {}).get(variant) or {}
+    return {f"{block}.{key}": value for block, part in body.items() for key, value in part.items()}
+
+
+def study_interactions(params_path: str | Path, trained: Sequence[str]) -> dict[str, list[str]]:
+    """Each event interaction the study's trained ProPy variants use -> those variants, in the order of
+    ``propy.model.masks.INTERACTIONS``: the masks worth drawing (not every interaction defined)."""
+    from propy.config import load_params
+    from propy.model.masks import INTERACTIONS
+
+    used: dict[str, list[str]] = {}
+    for v in trained:
+        model = load_params(params_path, variant=v).model
+        if model.kind == "propy" and not model.single_event:
+            used.setdefault(model.interaction, []).append(v)
+    return {name: used[name] for name in INTERACTIONS if name in used}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def chance_sumr(ks: Sequence[int], gallery: int) -> float:
+    """SumR of a random ranking of ``gallery`` videos: R@K by chance is K / gallery (100% from K = gallery)."""
+    return 100.0 * sum(min(k, gallery) / gallery for k in ks)
+
+
+def gallery_size(variant: str, root: str | Path) -> int:
+    """Videos in the test gallery the pooled metrics of ``variant`` were computed on."""
+    path = Path(root) / f"{variant}.json"
+    m = read_json(path, "pool")
+    if "num_videos" not in m:
+        raise DataError(f"{path}: field 'num_videos' missing")
+    return int(m["num_videos"])
 
 
 def run_names(variant: str, trained: Sequence[str], seeds: Sequence[int]) -> list[str]:
@@ -294,9 +531,16 @@ def load_ranks(runs: Sequence[str], root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def group_intervals(variants: Sequence[str], groups: dict[str, str], order: Sequence[str],
-                    trained: Sequence[str], seeds: Sequence[int], runs_root: str | Path,
-                    ks: Sequence[int], samples: int = 1000) -> pd.DataFrame:
+def group_intervals(
+    variants: Sequence[str],
+    groups: dict[str, str],
+    order: Sequence[str],
+    trained: Sequence[str],
+    seeds: Sequence[int],
+    runs_root: str | Path,
+    ks: Sequence[int],
+    samples: int = 1000,
+) -> pd.DataFrame:
     """Per variant and group (of ``groups``: desc_id -> group, rows in ``order``): the number of
     queries, mean SumR over the variant's runs and its 95% bootstrap interval over the group's
     queries and the seeds (``propy.evaluation.metrics.bootstrap_sumr``)."""
@@ -313,8 +557,9 @@ def group_intervals(variants: Sequence[str], groups: dict[str, str], order: Sequ
                 continue
             low, high = bootstrap_sumr(part, ks, samples=samples)
             sumr = 100.0 * float(np.mean([sum((run <= k).mean() for k in ks) for run in part]))
-            rows.append({"group": group, "variant": variant, "n": part.shape[1], "SumR": sumr,
-                         "low": low, "high": high})
+            rows.append(
+                {"group": group, "variant": variant, "n": part.shape[1], "SumR": sumr, "low": low, "high": high}
+            )
     return pd.DataFrame(rows).set_index("group")
 
 
@@ -347,9 +592,18 @@ def probe_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame | Non
         probes = read_json(Path(root) / f"{name}.json", "pool").get("probes") or {}
         for kind, p in probes.items():  # a kind without rivals has no "pairwise"
             low, high = p.get("ci", (np.nan, np.nan))
-            rows.append({"kind": kind, "variant": name, "queries": int(p["n"]), "pairs": int(p.get("n_rival", p["n"])),
-                         "pairwise": float(p.get("pairwise", np.nan)), "low": float(low), "high": float(high),
-                         "R1": float(p.get("R1", np.nan))})
+            rows.append(
+                {
+                    "kind": kind,
+                    "variant": name,
+                    "queries": int(p["n"]),
+                    "pairs": int(p.get("n_rival", p["n"])),
+                    "pairwise": float(p.get("pairwise", np.nan)),
+                    "low": float(low),
+                    "high": float(high),
+                    "R1": float(p.get("R1", np.nan)),
+                }
+            )
     return pd.DataFrame(rows).set_index("kind") if rows else None
 
 
@@ -362,14 +616,22 @@ def verdict_table(metrics_root: str | Path) -> pd.DataFrame:
     for c in result["claims"]:
         row = {"claim": c["claim"], "primary test": c["primary_test"]}
         if c["verdict"] == "skipped":
-            rows.append({**row, "Δ [95% CI]": "", "MDE": "", "ceiling": "", "p (Holm)": "",
-                         "verdict": f"skipped: {c['note']}"})
+            rows.append(
+                {**row, "Δ [95% CI]": "", "MDE": "", "ceiling": "", "p (Holm)": "", "verdict": f"skipped: {c['note']}"}
+            )
             continue
         ceiling = c.get("ceiling")
         reach = " / ".join(f"{ceiling[v]:.0f}%" for v in (c["variant"], c["against"])) if ceiling else "-"
-        rows.append({**row, "Δ [95% CI]": f"{c['delta']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]",
-                     "MDE": f"{c['mde']:.1f}", "ceiling": reach,
-                     "p (Holm)": f"{c['p_holm']:.3f}", "verdict": c["verdict"]})
+        rows.append(
+            {
+                **row,
+                "Δ [95% CI]": f"{c['delta']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]",
+                "MDE": f"{c['mde']:.1f}",
+                "ceiling": reach,
+                "p (Holm)": f"{c['p_holm']:.3f}",
+                "verdict": c["verdict"],
+            }
+        )
     return pd.DataFrame(rows, columns=["claim", "primary test", "Δ [95% CI]", "MDE", "ceiling", "p (Holm)", "verdict"])
 
 
@@ -383,8 +645,10 @@ def early_best_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:
         if flag is None:
             continue
         epochs = dict(zip(pooled["runs"], pooled["epoch"]))
-        rows += [{"variant": name, "run": run, "best epoch": epochs[run], "of epochs": flag["epochs"]}
-                 for run in flag["runs"]]
+        rows += [
+            {"variant": name, "run": run, "best epoch": epochs[run], "of epochs": flag["epochs"]}
+            for run in flag["runs"]
+        ]
     return pd.DataFrame(rows, columns=["variant", "run", "best epoch", "of epochs"])
 
 
@@ -401,8 +665,16 @@ def effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) -> pd.Da
             if v not in by_variant:
                 raise DataError(f"{metrics_root}/comparisons.json: no comparison for {v} in table {claim!r}")
             r = by_variant[v]
-            rows.append({"claim": claim, "variant": v, "delta": float(r["delta_SumR"]), "low": float(r["ci"][0]),
-                         "high": float(r["ci"][1]), "verdict": r["verdict"]})
+            rows.append(
+                {
+                    "claim": claim,
+                    "variant": v,
+                    "delta": float(r["delta_SumR"]),
+                    "low": float(r["ci"][0]),
+                    "high": float(r["ci"][1]),
+                    "verdict": r["verdict"],
+                }
+            )
     return pd.DataFrame(rows, columns=["claim", "variant", "delta", "low", "high", "verdict"])
 
 
@@ -417,10 +689,19 @@ def probe_effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) ->
         by_variant = {r["variant"]: r for r in comparisons["tables"].get(claim, [])}
         for v in variants:
             for kind, entry in by_variant.get(v, {}).get("probes", {}).items():
-                cells = {name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}] {e['verdict']}"
-                         for name, e in entry.items()}
-                rows.append({"claim": claim, "variant": v, "kind": kind,
-                             "Δ pairwise": cells.get("pairwise", ""), "Δ localisation": cells.get("loc", "")})
+                cells = {
+                    name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}] {e['verdict']}"
+                    for name, e in entry.items()
+                }
+                rows.append(
+                    {
+                        "claim": claim,
+                        "variant": v,
+                        "kind": kind,
+                        "Δ pairwise": cells.get("pairwise", ""),
+                        "Δ localisation": cells.get("loc", ""),
+                    }
+                )
     return pd.DataFrame(rows, columns=["claim", "variant", "kind", "Δ pairwise", "Δ localisation"])
 
 
@@ -429,14 +710,18 @@ def vcmr_reach(records: Sequence, num_frames: int, thresholds: Sequence[float]) 
     the whole video (mean-pool's one event: IoU = moment/video) or one sampled frame (max-frame's
     events: IoU <= (1/Nf) / (moment/video), so it needs moment/video <= 1 / (t Nf))."""
     ratios = np.array([(r.ts[1] - r.ts[0]) / r.duration for r in records])
-    table = pd.DataFrame({
-        "whole-video proposal": [100.0 * float((ratios >= t).mean()) for t in thresholds],
-        "one-frame proposal": [100.0 * float((ratios <= 1.0 / (t * num_frames)).mean()) for t in thresholds],
-    }, index=pd.Index([f"IoU{t:g}" for t in thresholds], name="IoU threshold"))
+    table = pd.DataFrame(
+        {
+            "whole-video proposal": [100.0 * float((ratios >= t).mean()) for t in thresholds],
+            "one-frame proposal": [100.0 * float((ratios <= 1.0 / (t * num_frames)).mean()) for t in thresholds],
+        },
+        index=pd.Index([f"IoU{t:g}" for t in thresholds], name="IoU threshold"),
+    )
     return table
 
 
 # --------------------------------------------------------------------------- qualitative
+
 
 def _words(text: str) -> list[str]:
     return text.lower().replace(",", " ").split()
@@ -491,6 +776,11 @@ def top_videos(example: dict, events_by_video: dict[str, list[str]], query: str,
     query, the true video marked."""
     rows = []
     for rank, vid in enumerate(example["top10"][:k], 1):
-        rows.append({"rank": rank, "video": vid + (" (true)" if vid == example["vid_name"] else ""),
-                     "its best-matching event": matching_event(query, events_by_video.get(vid, []))})
+        rows.append(
+            {
+                "rank": rank,
+                "video": vid + (" (true)" if vid == example["vid_name"] else ""),
+                "its best-matching event": matching_event(query, events_by_video.get(vid, [])),
+            }
+        )
     return pd.DataFrame(rows).set_index("rank")

@@ -3,6 +3,7 @@ opens with, written from the numbers (a sentence changes when its numbers change
 
 Findings are HTML paragraphs of class ``finding``; definitions a list of class ``terms``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,44 +24,79 @@ PAGES = {
 
 TERMS = {
     "R@K": "recall at K: the share (%) of test queries whose true video is among the K best-scored "
-           "videos of the test gallery",
+    "videos of the test gallery",
     "SumR": "R@1 + R@5 + R@10 + R@100, the paper's headline number (0-400; higher is better)",
     "MedR": "median rank of the true video over the test queries (1 is best); MeanR is the mean rank",
     "seeds": "every trained variant is trained once per training seed; its numbers are the mean over "
-             "those runs (a zero-shot baseline is one run)",
+    "those runs (a zero-shot baseline is one run)",
     "interval": "95% bootstrap interval: test queries and training seeds are both drawn again with "
-                "replacement, so the interval covers what the finite test set and the choice of seeds "
-                "can move; a difference whose interval holds 0 is reported as no difference",
+    "replacement, so the interval covers what the finite test set and the choice of seeds "
+    "can move; a difference whose interval holds 0 is reported as no difference",
     "Δ vs full": "the change in mean SumR from the headline variant, with a paired interval (the same "
-                 "queries drawn for both sides)",
+    "queries drawn for both sides)",
     "query kinds": "groups of test queries by what tells the true video apart (defined below the table)",
     "unnormalised SumR": "SumR when events are scored by the raw dot product with the query instead of "
-                         "the cosine (the other of the two event normalisations evaluate reports)",
+    "the cosine (the other of the two event normalisations evaluate reports)",
     "VCMR": "weakly-supervised video corpus moment retrieval: the events of every video are moment "
-            "proposals (their time spans), ranked over the whole corpus; a hit is a proposal of the true "
-            "video whose temporal IoU with the query's moment passes the threshold",
+    "proposals (their time spans), ranked over the whole corpus; a hit is a proposal of the true "
+    "video whose temporal IoU with the query's moment passes the threshold",
     "IoU": "temporal intersection over union of two time spans (1 = identical)",
     "moment/video": "length of the query's moment divided by the length of its video",
     "rank": "position of the true video when the test gallery is sorted by score (1 = first)",
     "hard negative": "a video the model ranks above the true one although it shows something else; here "
-                     "flagged when its best-matching event's description differs from the query in one word",
+    "flagged when its best-matching event's description differs from the query in one word",
+    "wall time": "elapsed time on the clock, what a user waits; on a shared machine it includes time other "
+    "jobs held the cores",
+    "CPU time": "processor time this process used (all its threads), which other jobs disturb least",
+    "× CLIP": "a variant's encode time over CLIP's encode_image of the same frames in the same run (1 = as fast "
+    "as CLIP); every variant runs CLIP's image tower and adds to it, so near or above 1 (ProPy's own "
+    "attention kernel can make it slightly faster than open_clip's)",
     "Nf": "frames the model samples from each video (one per equal segment of the whole video, "
-          "the segment's midpoint frame at test)",
+    "the segment's midpoint frame at test)",
+    "ADI": "ancestor-descendant interaction: in ProPy's event attention, an event sees the events above and "
+    "below it in the pyramid (its ancestors and descendants) and its own frames, no other event",
+    "pairwise": "pairwise accuracy: the share (%) of test queries whose true video scores above its designed "
+    "rival video (50% = chance)",
+    "localisation": "the share (%) of test queries whose true video's best-scoring event overlaps the query's "
+    "moment at IoU >= 0.5",
+    "kind": "the model a variant builds (params.yaml's model.kind): propy is ProPy; every other kind is "
+    "described on the line of the variant that builds it, below",
+    "ablation": "a variant that takes one part of ProPy away or changes it, to test a claim of the paper",
+    "control": "a variant beyond the paper built to succeed where ProPy should fail (here on frame order): "
+    "it shows the benchmark can reward what the claim is about",
 }
+
+# The overview's glossary: these terms, then one line per variant; every page links to it.
+GLOSSARY_TERMS = (
+    "SumR",
+    "R@K",
+    "MedR",
+    "VCMR",
+    "ADI",
+    "pairwise",
+    "localisation",
+    "kind",
+    "ablation",
+    "control",
+    "seeds",
+    "interval",
+    "Δ vs full",
+)
+GLOSSARY_ANCHOR = "glossary"
 
 KINDS = {
     "single": "a query about one event, no other video shows its object doing the opposite action",
     "motion": "a query about one event whose object does the opposite action in another video: only the "
-              "frame order tells them apart",
+    "frame order tells them apart",
     "multi": "a query describing 2-3 consecutive events",
     "appearance": "its rival video shows an object of another colour doing the same action: one frame "
-                  "suffices (the control)",
+    "suffices (the control)",
     "order": "its rival shows the same object doing the opposite action, the same frames reversed in time: "
-             "only frame order tells them apart",
+    "only frame order tells them apart",
     "composition": "consecutive events; its rival shows the same events spread apart: only an event "
-                   "spanning the whole run prefers the true video (pyramid depth)",
-    "context": "\"A just after B\", the moment being A; its rival shows A and B apart: a coarse event "
-               "over B and A matches the words but not the moment (interaction between events)",
+    "spanning the whole run prefers the true video (pyramid depth)",
+    "context": '"A just after B", the moment being A; its rival shows A and B apart: a coarse event '
+    "over B and A matches the words but not the moment (interaction between events)",
 }
 
 INTERACTIONS = {
@@ -72,9 +108,13 @@ INTERACTIONS = {
 }
 
 
-def findings(sentences: Sequence[str]) -> str:
-    """The page's opening findings as one HTML paragraph."""
-    return f'<p class="finding"><b>What this page finds.</b> {" ".join(sentences)}</p>'
+def findings(sentences: Sequence[str], items: Sequence[str] = ()) -> str:
+    """The page's opening findings as one HTML paragraph, and ``items`` (one finding each) as a list
+    under it."""
+    out = f'<p class="finding"><b>What this page finds.</b> {" ".join(sentences)}</p>'
+    if items:
+        out += '<ul class="finding">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+    return out
 
 
 def terms(*names: str, extra: dict[str, str] | None = None) -> str:
@@ -91,16 +131,19 @@ def kinds_html(kinds: Sequence[str]) -> str:
 
 def pages_html(names: Sequence[str]) -> str:
     """The pages as a linked list with what each shows."""
-    items = "".join(f'<li><a href="{n}.html">{escape(PAGES.get(n, (n, ""))[0])}</a>: '
-                    f'{escape(PAGES.get(n, (n, ""))[1])}</li>' for n in names)
+    items = "".join(
+        f'<li><a href="{n}.html">{escape(PAGES.get(n, (n, ""))[0])}</a>: {escape(PAGES.get(n, (n, ""))[1])}</li>'
+        for n in names
+    )
     return f"<ul>{items}</ul>"
 
 
 PAPER_NOTE = (
-    '<p class="paper"><b>The paper\'s ablations.</b> The paper\'s own ablation tables (arXiv 2508.19024) could '
+    "<p class=\"paper\"><b>The paper's ablations.</b> The paper's own ablation tables (arXiv 2508.19024) could "
     "not be retrieved for this study: neither the reference repository's README (BUAAPY/ProPy, which gives "
     "only the main PRVR and VCMR results) nor the stored copies of the paper that could be searched show them. "
-    "Their deltas are therefore not shown next to ours; no number here comes from the paper.</p>")
+    "Their deltas are therefore not shown next to ours; no number here comes from the paper.</p>"
+)
 
 
 def benchmark_design(generator_doc: str | None) -> str:
@@ -114,23 +157,35 @@ def benchmark_design(generator_doc: str | None) -> str:
 def example_html(example: dict, gallery: int) -> str:
     """Heading of one qualitative example: kind, pick, query, rank; the rank-1 rival called out."""
     e = example
-    out = (f"<h3>{escape(e['kind'])}, {e['pick']} ranked: \u201c{escape(e['query'])}\u201d</h3>"
-           f"<p>True video {escape(e['vid_name'])} at rank {e['rank']} of {gallery}.")
+    out = (
+        f"<h3>{escape(e['kind'])}, {e['pick']} ranked: \u201c{escape(e['query'])}\u201d</h3>"
+        f"<p>True video {escape(e['vid_name'])} at rank {e['rank']} of {gallery}."
+    )
     if "rival_text" in e:
         missing, extra = e["rival_words"]
-        out += (f" <b>Rank 1 is {escape(e['top10'][0])}</b>, whose event \u201c{escape(e['rival_text'])}\u201d "
-                + (f"differs from the query only in \u201c{escape(' '.join(extra))}\u201d for "
-                   f"\u201c{escape(' '.join(missing))}\u201d: a hard negative." if e["rival_differs"]
-                   else "is its closest event to the query."))
+        out += f" <b>Rank 1 is {escape(e['top10'][0])}</b>, whose event \u201c{escape(e['rival_text'])}\u201d " + (
+            f"differs from the query only in \u201c{escape(' '.join(extra))}\u201d for "
+            f"\u201c{escape(' '.join(missing))}\u201d: a hard negative."
+            if e["rival_differs"]
+            else "is its closest event to the query."
+        )
     return out + "</p>"
 
 
-def masks_caption(num_levels: int) -> str:
-    """What each interaction variant lets an event attend to, under the mask figure."""
-    items = "".join(f"<li><b>{escape(name)}</b>: {escape(text)}</li>" for name, text in INTERACTIONS.items())
-    return (f"<p>Rows: the query events, top level first; columns: the events (thin blue lines separate the "
-            f"{num_levels} pyramid levels), then the frames (right of the red line). Dark: may attend. Every "
-            f"event always sees its own frames; the variants differ in which events it sees:</p><ul>{items}</ul>")
+def masks_caption(num_levels: int, used: dict[str, Sequence[str]] | None = None) -> str:
+    """What each interaction lets an event attend to, under the mask figure: those of ``used``
+    (interaction -> the study's variants using it, named), else every one defined."""
+    shown = used if used is not None else {name: () for name in INTERACTIONS}
+    items = "".join(
+        f"<li><b>{escape(name)}</b>{' (' + escape(', '.join(v)) + ')' if v else ''}: {escape(INTERACTIONS[name])}</li>"
+        for name, v in shown.items()
+    )
+    return (
+        f"<p>Rows: the query events, top level first; columns: the events (thin blue lines separate the "
+        f"{num_levels} pyramid levels), then the frames (right of the red line). Dark: may attend. Every "
+        f"event always sees its own frames; the interactions differ in which events it sees (in brackets, "
+        f"the study's variants that use each):</p><ul>{items}</ul>"
+    )
 
 
 def vcmr_note(reach: pd.DataFrame, kinds: dict[str, str], num_frames: int) -> str:
@@ -140,22 +195,31 @@ def vcmr_note(reach: pd.DataFrame, kinds: dict[str, str], num_frames: int) -> st
     threshold = reach.index[len(reach) // 2]
     for variant, kind in kinds.items():
         if kind == "meanpool":
-            notes.append(f"{variant} has one event, the whole video, so its IoU with a moment is the moment/video "
-                         f"ratio: at {threshold} it can reach only "
-                         f"{reach.loc[threshold, 'whole-video proposal']:.0f}% of the test queries.")
+            notes.append(
+                f"{variant} has one event, the whole video, so its IoU with a moment is the moment/video "
+                f"ratio: at {threshold} it can reach only "
+                f"{reach.loc[threshold, 'whole-video proposal']:.0f}% of the test queries."
+            )
         elif kind == "maxframe":
-            notes.append(f"{variant}'s events are single frames (1/{num_frames} of the video), so a moment longer "
-                         f"than a few frames caps its IoU: at {threshold} it can reach only "
-                         f"{reach.loc[threshold, 'one-frame proposal']:.0f}% of the test queries.")
+            notes.append(
+                f"{variant}'s events are single frames (1/{num_frames} of the video), so a moment longer "
+                f"than a few frames caps its IoU: at {threshold} it can reach only "
+                f"{reach.loc[threshold, 'one-frame proposal']:.0f}% of the test queries."
+            )
     if not notes:
         return ""
-    return ("<p><b>Two artefacts of the baselines.</b> " + " ".join(notes) + " The table below gives, per IoU "
-            "threshold, the share of test queries each kind of proposal can reach at best.</p>")
+    return (
+        "<p><b>Two artefacts of the baselines.</b> " + " ".join(notes) + " The table below gives, per IoU "
+        "threshold, the share of test queries each kind of proposal can reach at best.</p>"
+    )
 
 
 def machine_sentence(machine: dict[str, str]) -> str:
-    return ("Encoding was timed on " + ", ".join(f"{k} {v}" for k, v in machine.items())
-            + " (the machine that rendered this page); training times come from the training logs.")
+    return (
+        "Encoding was timed on "
+        + ", ".join(f"{k} {v}" for k, v in machine.items())
+        + " (the machine that rendered this page); training times come from the training logs."
+    )
 
 
 def interval(low: float, high: float) -> str:
@@ -163,44 +227,63 @@ def interval(low: float, high: float) -> str:
 
 
 def _difference(row, reference: str) -> str:
-    """"v scores +3.2 SumR [+0.4, +6.0] against full (higher)" / "... (no difference)"."""
+    """ "v scores +3.2 SumR [+0.4, +6.0] against full (higher)" / "... (no difference)"."""
     word = {"gain": "higher", "loss": "lower", "no difference": "no difference"}[row.verdict]
     return f"{row.variant} scores {row.delta:+.1f} SumR {interval(row.low, row.high)} against {reference} ({word})"
 
 
 # --------------------------------------------------------------------------- per page
 
+
+def _names(rows) -> str:
+    return ", ".join(rows["variant"])
+
+
 def overview_findings(metrics: pd.DataFrame, effects: pd.DataFrame, headline: str, num_queries: int) -> list[str]:
-    """Headline SumR, the comparison with each zero-shot baseline, and the ablations' tally."""
+    """Headline SumR, the comparison with each zero-shot baseline, the ablations' tally and the
+    positive controls and prior methods (``NOT_ABLATIONS``), which are not counted as ablations."""
     m = metrics.loc[headline]
-    out = [f"On {num_queries} test queries, {headline} reaches SumR {m['SumR']:.1f} {m['SumR 95% CI']} "
-           f"(mean of {m['runs']} training seed{'s' if m['runs'] != 1 else ''})."]
+    out = [
+        f"On {num_queries} test queries, {headline} reaches SumR {m['SumR']:.1f} {m['SumR 95% CI']} "
+        f"(mean of {m['runs']} training seed{'s' if m['runs'] != 1 else ''})."
+    ]
     zero = effects[effects["claim"] == "zero_shot"]
     if len(zero):
         out.append("Zero-shot CLIP: " + "; ".join(_difference(r, headline) for r in zero.itertuples()) + ".")
-    ablated = effects[effects["claim"] != "zero_shot"]
+    ablated = effects[(effects["claim"] != "zero_shot") & ~effects["claim"].isin(list(NOT_ABLATIONS))]
     if len(ablated):
         counts = ablated["verdict"].value_counts()
-        out.append(f"Of {len(ablated)} ablated variants, {counts.get('loss', 0)} score below {headline}, "
-                   f"{counts.get('gain', 0)} above it and {counts.get('no difference', 0)} show no difference "
-                   f"(interval holds 0).")
+        out.append(
+            f"Of {len(ablated)} ablated variants, {counts.get('loss', 0)} score below {headline}, "
+            f"{counts.get('gain', 0)} above it and {counts.get('no difference', 0)} show no difference "
+            f"(interval holds 0)."
+        )
+    for table, role in NOT_ABLATIONS.items():
+        rows = effects[effects["claim"] == table]
+        if len(rows):
+            out.append(
+                f"{role[0].upper()}{role[1:]}{'s' if len(rows) > 1 else ''} (not ablations): "
+                + "; ".join(_difference(r, headline) for r in rows.itertuples())
+                + "."
+            )
     return out
 
 
 def claim_verdict(claim: str, rows: pd.DataFrame, reference: str) -> str:
-    """One line per claim: for how many variants the reference is better, equal, worse."""
-    counts = rows["verdict"].value_counts()
-    loss, gain, same = counts.get("loss", 0), counts.get("gain", 0), counts.get("no difference", 0)
-    if gain == 0 and same == 0:
-        verdict = f"supported: {reference} beats all {len(rows)}"
-    elif gain == 0 and loss == 0:
-        verdict = f"not shown: no difference for all {len(rows)}"
-    elif gain == 0:
-        verdict = f"partly supported: {reference} beats {loss} of {len(rows)}, no difference for {same}"
-    else:
-        better = ", ".join(rows.loc[rows["verdict"] == "gain", "variant"])
-        verdict = f"contradicted: {better} score{'s' if gain == 1 else ''} above {reference}"
-    return f"{claim.capitalize()}: {verdict}."
+    """One sentence per table of study.ablations: which of its variants score below, level with and
+    above the reference in test SumR (each by its 95% interval)."""
+    parts = []
+    lower, same, higher = (rows[rows["verdict"] == v] for v in ("loss", "no difference", "gain"))
+    if len(lower):
+        parts.append(f"{reference} scores higher than {_names(lower)}")
+    if len(same):
+        parts.append(f"no difference between {reference} and {_names(same)}")
+    if len(higher):
+        parts.append(f"{_names(higher)} score{'s' if len(higher) == 1 else ''} higher than {reference}")
+    name = claim_name(claim)
+    role = NOT_ABLATIONS.get(claim, "")
+    what = f" ({role}s)" if role and role not in name else ""
+    return f"{name[0].upper()}{name[1:]}{what}, by test SumR: {'; '.join(parts)}."
 
 
 # Which query kind tests which claim, and by which measure (pairwise: retrieval against the designed
@@ -212,6 +295,15 @@ CLAIMS = {
     "components": ("order", "pairwise", "temporal adapters and the other components"),
     "beyond_paper": ("order", "pairwise", "positive controls beyond the paper"),
 }
+
+
+# Tables of study.ablations whose variants are not ablations of ProPy -> what each of their variants is.
+NOT_ABLATIONS = {"beyond_paper": "positive control", "prior_method": "prior method"}
+
+
+def claim_name(table: str) -> str:
+    """What a table of study.ablations tests, in words ("pyramid depth"); the table's name otherwise."""
+    return CLAIMS[table][2] if table in CLAIMS else table.replace("_", " ")
 
 
 def claim_sentences(comparisons: dict) -> list[str]:
@@ -227,12 +319,15 @@ def claim_sentences(comparisons: dict) -> list[str]:
             if e is None:
                 continue
             what = "pairwise accuracy" if measure == "pairwise" else "localisation"
-            out.append(f"{claim[0].upper()}{claim[1:]}: {row['variant']} vs {row['reference']} on {kind} {what}: "
-                       f"{e['delta']:+.1f} points [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}], {e['verdict']}.")
+            out.append(
+                f"{claim[0].upper()}{claim[1:]}: {row['variant']} vs {row['reference']} on {kind} {what}: "
+                f"{e['delta']:+.1f} points [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}], {e['verdict']}."
+            )
     return out
 
 
 def ablation_findings(effects: pd.DataFrame, reference: str) -> list[str]:
+    """One sentence per table of study.ablations (``claim_verdict``), then the largest loss."""
     ablated = effects[effects["claim"] != "zero_shot"]
     out = [claim_verdict(claim, rows, reference) for claim, rows in ablated.groupby("claim", sort=False)]
     losses = ablated[ablated["verdict"] == "loss"]
@@ -248,49 +343,100 @@ def results_findings(effects: pd.DataFrame, kinds: pd.DataFrame | None, headline
     if kinds is not None and len(kinds):
         own = kinds[kinds["variant"] == headline]
         low, high = own["SumR"].idxmin(), own["SumR"].idxmax()
-        out.append(f"By query kind, {headline} is weakest on {low} queries (SumR {own.loc[low, 'SumR']:.1f}, "
-                   f"n = {own.loc[low, 'n']}) and strongest on {high} ({own.loc[high, 'SumR']:.1f}, "
-                   f"n = {own.loc[high, 'n']}).")
+        out.append(
+            f"By query kind, {headline} is weakest on {low} queries (SumR {own.loc[low, 'SumR']:.1f}, "
+            f"n = {own.loc[low, 'n']}) and strongest on {high} ({own.loc[high, 'SumR']:.1f}, "
+            f"n = {own.loc[high, 'n']})."
+        )
     return out
 
 
-def data_findings(summary: pd.DataFrame, queries: pd.DataFrame, kinds: dict[str, str] | None) -> list[str]:
+def data_findings(counts: pd.DataFrame, queries: pd.DataFrame, kinds: dict[str, str] | None) -> list[str]:
+    """Videos generated and in the galleries per split (``tables.split_counts``: the videos left out
+    named with why), the moments' length, the test queries per kind."""
     test = queries[queries["split"] == "test"]
-    out = [f"{int(summary['videos'].sum())} videos ({', '.join(f'{s} {n}' for s, n in summary['videos'].items())}) "
-           f"of {summary['mean duration (s)'].mean():.1f} s on average."]
-    out.append(f"A test query's moment covers {100 * test['ratio'].mean():.0f}% of its video on average; "
-               f"{100 * (test['ratio'] < 0.2).mean():.0f}% of test queries cover less than a fifth.")
+    per_split = ", ".join(f"{s} {n}" for s, n in counts["videos"].items())
+    galleries = ", ".join(f"{s} {n}" for s, n in counts["in gallery"].items())
+    out = [f"{int(counts['videos'].sum())} videos ({per_split}) with {int(counts['queries'].sum())} queries."]
+    left = int(counts["left out"].sum())
+    if left:
+        out.append(
+            f"{left} of them have no query and are in no gallery (a probe is written only when it holds "
+            f"in its own video alone and its rival keeps one; {int(counts['probes dropped'].sum())} probes "
+            f"were dropped), so the galleries hold {galleries} videos."
+        )
+    out.append(
+        f"A test query's moment covers {100 * test['ratio'].mean():.0f}% of its video on average; "
+        f"{100 * (test['ratio'] < 0.2).mean():.0f}% of test queries cover less than a fifth."
+    )
     if kinds:
-        counts = pd.Series([kinds[d] for d in test["desc_id"] if d in kinds]).value_counts()
-        out.append("Test queries by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()) + ".")
+        by_kind = pd.Series([kinds[d] for d in test["desc_id"] if d in kinds]).value_counts()
+        out.append("Test queries by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind.items()) + ".")
     return out
 
 
 def training_findings(summary: pd.DataFrame, val_videos: int, test_videos: int, saturated: int) -> list[str]:
-    out = [f"Best validation epochs range from {summary['best epoch'].min()} to {summary['best epoch'].max()} "
-           f"of {summary['epochs'].max()}; final losses from {summary['final loss'].min():.2f} to "
-           f"{summary['final loss'].max():.2f}."]
-    out.append(f"The validation gallery has {val_videos} videos against {test_videos} at test, and R@100 is 100 "
-               f"at every epoch for {saturated} of {len(summary)} variants: validation SumR only picks the epoch "
-               f"and is not comparable with test SumR.")
+    """The evaluated epochs (each seed's best validation epoch, as pool recorded them), the final
+    losses, and why validation SumR is not test SumR."""
+    epochs = [e for row in summary["evaluated epochs"] for e in row]
+    out = [
+        f"The checkpoint evaluated on test is each seed's best validation epoch: epochs {min(epochs)} to "
+        f"{max(epochs)} of {summary['epochs'].max()}; final losses (mean over seeds) from "
+        f"{summary['final loss'].min():.2f} to {summary['final loss'].max():.2f}."
+    ]
+    out.append(
+        f"The validation gallery has {val_videos} videos against {test_videos} at test, and R@100 is 100 "
+        f"at every epoch for {saturated} of {len(summary)} variants: validation SumR only picks the epoch "
+        f"and is not comparable with test SumR."
+    )
     return out
 
 
 def qualitative_findings(examples: Sequence[dict]) -> list[str]:
     wrong = [e for e in examples if e["rank"] > 1]
-    out = [f"{len(examples)} queries chosen by rule (per query kind, the best and the worst ranked); "
-           f"{len(wrong)} of them do not have their true video at rank 1."]
+    out = [
+        f"{len(examples)} queries chosen by rule (per query kind, the best and the worst ranked); "
+        f"{len(wrong)} of them do not have their true video at rank 1."
+    ]
     twins = [e for e in wrong if e.get("rival_differs")]
     if wrong:
-        out.append(f"In {len(twins)} of those {len(wrong)}, the rank-1 video holds an event whose description "
-                   f"differs from the query in one word only (a hard negative).")
+        out.append(
+            f"In {len(twins)} of those {len(wrong)}, the rank-1 video holds an event whose description "
+            f"differs from the query in one word only (a hard negative)."
+        )
     return out
 
 
-def cost_findings(table: pd.DataFrame, headline: str) -> list[str]:
+def cost_findings(table: pd.DataFrame, headline: str, clip, batch: int) -> list[str]:
+    """Parameters, epoch time and encode time of the headline against CLIP (``cost.cost_table``), and
+    the one CLIP measurement (a ``Timing`` of ``batch`` videos) every ratio divides by."""
     row = table.loc[headline]
     cheapest = table["trainable parameters"].idxmin()
-    return [f"{headline} trains {int(row['trainable parameters']):,} parameters ({row['trainable %']:.2f}% of the model); "
-            f"{cheapest} trains the fewest ({table.loc[cheapest, 'trainable parameters']:,}).",
-            f"An epoch of {headline} takes {row['s / epoch']:.1f} s, and encoding a video takes "
-            f"{row['encode vs CLIP']:.2f} times CLIP's encoding of the same frames."]
+    return [
+        f"{headline} trains {int(row['trainable parameters']):,} parameters ({row['trainable %']:.2f}% of the model); "
+        f"{cheapest} trains the fewest ({int(table.loc[cheapest, 'trainable parameters']):,}).",
+        f"An epoch of {headline} takes {row['s / epoch (wall)']:.1f} s (wall time, from the training logs); "
+        f"encoding a video takes {row['× CLIP (wall)']:.2f} times the wall time and "
+        f"{row['× CLIP (CPU)']:.2f} times the CPU time of CLIP encoding the same frames.",
+        f"Every ratio divides by CLIP encoding the same frames, timed in the same run as every variant (called "
+        f"in turn, median of {clip.repeats} repeats of {batch} videos): {1000 * clip.wall / batch:.1f} ms of wall "
+        f"time per video (repeats {1000 * clip.wall_min / batch:.1f} to {1000 * clip.wall_max / batch:.1f}) "
+        f"and {1000 * clip.cpu / batch:.1f} ms of CPU time.",
+    ]
+
+
+def glossary_html(variants: pd.DataFrame) -> str:
+    """The overview's glossary: ``GLOSSARY_TERMS``, then every variant of the study with its role
+    and what it changes (``tables.variant_glossary``); pages link to its anchor."""
+    cell = '<td style="text-align:left;vertical-align:top">'
+    rows = "".join(
+        f"<tr>{cell}<b>{escape(v)}</b></td>{cell}{escape(r.role)}</td>{cell}{escape(r.meaning)}</td></tr>"
+        for v, r in variants.iterrows()
+    )
+    return (
+        f'<div id="{GLOSSARY_ANCHOR}" class="glossary" style="border:1px solid #bbb;padding:0.3em 1em;'
+        f'background:#f8f8f8"><h2>Glossary</h2>{terms(*GLOSSARY_TERMS)}'
+        f'<table><thead><tr><th style="text-align:left">variant</th><th style="text-align:left">role</th>'
+        f'<th style="text-align:left">what it is (from params.yaml)</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
+    )
