@@ -93,6 +93,7 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 
 # Which params.yaml key each notebook parameter comes from (propy.reports.render.notebook_values).
 PARAM_SOURCES = {
+    "dataset": "dataset",
     "trained": "study.trained",
     "zero_shot": "study.zero_shot",
     "ablations": "study.ablations",

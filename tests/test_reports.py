@@ -703,6 +703,39 @@ def write_study(root: Path) -> None:
         },
     }
     (pooled / "comparisons.json").write_text(json.dumps(comparisons))
+    claim = {
+        "name": "pyramid_depth",
+        "claim": "a deeper pyramid helps",
+        "variant": "full",
+        "against": "depth1",
+        "kind": "all",
+        "metric": "SumR",
+        "primary_test": "full vs depth1, SumR on all queries",
+        "n": 8,
+        "delta": 10.0,
+        "ci": [2.0, 18.0],
+        "se": 4.1,
+        "p": 0.01,
+        "alpha_holm": 0.05,
+        "p_holm": 0.01,
+        "rejected": True,
+        "mde": 11.5,
+        "verdict": "supported",
+    }
+    skipped = {
+        "name": "interaction",
+        "claim": "ADI helps",
+        "variant": "full",
+        "against": "ia_none",
+        "kind": "context",
+        "metric": "loc",
+        "primary_test": "full vs ia_none, loc on context queries",
+        "verdict": "skipped",
+        "note": "ia_none is not in the study",
+    }
+    (pooled / "claims.json").write_text(
+        json.dumps({"alpha": 0.05, "power": 0.8, "tests_run": 1, "claims": [claim, skipped]})
+    )
 
     pyramid = build_pyramid(16, [0, 1, 1, 1])
     for run in ("full-s42", "full-s43", "depth1-s42", "depth1-s43", "zs_meanpool", "zs_maxframe"):

@@ -47,6 +47,7 @@ def notebook_values(
     study, report = params.study, params.report
     return {
         "params_path": params_path,
+        "dataset": params.dataset,
         "trained": study.trained,
         "zero_shot": study.zero_shot,
         "ablations": study.ablations,

@@ -132,8 +132,9 @@ def metric_table(metrics: pd.DataFrame, variants: Sequence[str], columns: Sequen
 
 def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], metrics_root: str | Path) -> pd.DataFrame:
     """``metric_table`` rows plus each variant's change in mean SumR from the reference (``full``)
-    with its 95% bootstrap interval over test queries and seeds, and the verdict: a change whose
-    interval holds 0 is "no difference" (from ``comparisons.json``, written by ``pool``)."""
+    with its 95% bootstrap interval over test queries and seeds, the smallest change the design detects
+    (MDE, 80% power) and the verdict: a change whose interval holds 0 is "no difference" (from
+    ``comparisons.json``, written by ``pool``; exploratory: the verdicts are ``verdict_table``'s)."""
     table = metric_table(metrics, variants, (*RECALLS, "SumR sd")).copy()
     path = Path(metrics_root) / "comparisons.json"
     comparisons = read_json(path, "pool")
@@ -146,6 +147,7 @@ def ablation_table(metrics: pd.DataFrame, variants: Sequence[str], metrics_root:
     table["95% CI of Δ"] = [
         f"[{rows[v]['ci'][0]:+.1f}, {rows[v]['ci'][1]:+.1f}]" if v in rows else "" for v in variants
     ]
+    table["MDE"] = [f"{rows[v]['mde']:.1f}" if "mde" in rows.get(v, {}) else "" for v in variants]
     table["verdict"] = [rows[v]["verdict"] if v in rows else "reference" for v in variants]
     return table
 
@@ -690,7 +692,9 @@ def probe_effects(metrics_root: str | Path, claims: dict[str, Sequence[str]]) ->
         for v in variants:
             for kind, entry in by_variant.get(v, {}).get("probes", {}).items():
                 cells = {
-                    name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}] {e['verdict']}"
+                    name: f"{e['delta']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}]"
+                    + (f" (MDE {e['mde']:.1f})" if "mde" in e else "")
+                    + f" {e['verdict']}"
                     for name, e in entry.items()
                 }
                 rows.append(

@@ -440,3 +440,19 @@ def glossary_html(variants: pd.DataFrame) -> str:
         f'<th style="text-align:left">what it is (from params.yaml)</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
+
+
+def scope_sentence(num_queries: int, num_videos: int, dataset: str) -> str:
+    """What this benchmark can and cannot say, for the top of the overview."""
+    if dataset != "synthetic":
+        return (
+            f"{dataset}: {num_queries} test queries over {num_videos} videos; the verdicts hold for this "
+            "dataset, this CLIP and these settings."
+        )
+    return (
+        f"The benchmark is synthetic and small ({num_queries} test queries over {num_videos} videos, a CLIP "
+        "of a few blocks pre-trained in the pipeline on captions in the queries' own words): a verdict says "
+        "whether a mechanism works when the signal it needs is present, not how ProPy fares on TVR, and its "
+        "SumR is not comparable with the paper's; the zero-shot baselines know the query vocabulary, so they "
+        "are stronger here than a web-trained CLIP on a real dataset."
+    )
