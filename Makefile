@@ -24,7 +24,7 @@ study: $(STAMP)
 
 # Lint and type check first (seconds), then the suite on both cores (pytest-xdist; the slowest tests listed).
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist worksteal --durations=10
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check propy tests scripts docs

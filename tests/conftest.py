@@ -156,3 +156,18 @@ def write_openai_archive(state_dict: dict, path: Path, quick_gelu: bool = True) 
         node.register_buffer(leaf, tensor.clone())
     torch.jit.save(torch.jit.script(archive), str(path))
     return path
+
+
+# The longest tests, longest first (make test runs on two workers: each starts one of them at once)
+LONGEST = ("test_micro_study_end_to_end", "test_real_dataset_pipeline_and_weights_dependency")
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end pipeline tests, longest first, each followed by a quick test: with ``make test``'s
+    ``-n 2 --maxschedchunk 1`` each worker's first two tests are one long and one quick, and the rest go
+    one at a time to whichever worker is free, so the two longest tests run side by side."""
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    long = sorted((i for i in items if i.get_closest_marker("pipeline")), key=lambda i: rank.get(i.name, len(rank)))
+    quick = [i for i in items if not i.get_closest_marker("pipeline")]
+    interleaved = [t for pair in zip(long, quick) for t in pair]
+    items[:] = interleaved + long[len(quick) :] + quick[len(long) :]

@@ -179,6 +179,12 @@ def dvc(repo: Path, *args: str, timeout: float = 3600) -> str:
     return output
 
 
+# The pages whose stages the micro study runs (with everything upstream of them): the verdicts, the data
+# page's coverage of the sampled frames. Every page is rendered on hand-made outputs in test_reports.py;
+# rendering the other four here too would double this, the suite's longest test.
+MICRO_REPORTS = ("report_index", "report_ablations", "report_data")
+
+
 @pytest.mark.pipeline
 def test_micro_study_end_to_end(tmp_path):
     repo = tmp_path / "repo"
@@ -190,7 +196,7 @@ def test_micro_study_end_to_end(tmp_path):
         dvc(repo, "init", "-q")
 
     started = time.perf_counter()
-    first = dvc(repo, "repro")
+    first = dvc(repo, "repro", *MICRO_REPORTS)
     elapsed = time.perf_counter() - started
     print(f"micro study: dvc repro {elapsed:.0f} s")
 
@@ -221,18 +227,13 @@ def test_micro_study_end_to_end(tmp_path):
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0
 
-    for report in ("data", "training", "results", "ablations", "qualitative", "index"):
+    for report in (name.removeprefix("report_") for name in MICRO_REPORTS):
         assert "<html" in (repo / "reports" / f"{report}.html").read_text()[:2000].lower()
         assert (repo / "reports" / "executed" / f"{report}.ipynb").is_file()
         pngs = list((repo / "reports" / "figures" / report).glob("*.png"))
         assert pngs and all(p.stat().st_size > 2000 for p in pngs), report
         assert list((repo / "reports" / "tables" / report).glob("*.md")), report
-    for report, names in (
-        ("index", ("full", "zs_maxframe")),
-        ("results", ("full", "zs_maxframe")),
-        ("ablations", ("full", "msl")),
-        ("training", ("full", "msl")),
-    ):
+    for report, names in (("index", ("full", "zs_maxframe", "msl")), ("ablations", ("full", "msl"))):
         html = (repo / "reports" / f"{report}.html").read_text()
         assert all(f">{n}<" in html for n in names), f"{report}.html lacks a variant row"
     assert "zs_maxframe" in dvc(repo, "metrics", "show")
@@ -240,7 +241,7 @@ def test_micro_study_end_to_end(tmp_path):
     for noise in ("without encryption", "is empty"):  # the report kernel and DVC's empty-output warning
         assert noise not in first, noise
 
-    again = dvc(repo, "repro")
+    again = dvc(repo, "repro", *MICRO_REPORTS)
     assert "Running stage" not in again and "up to date" in again
 
 
