@@ -171,3 +171,11 @@ def pytest_collection_modifyitems(items):
     quick = [i for i in items if not i.get_closest_marker("pipeline")]
     interleaved = [t for pair in zip(long, quick) for t in pair]
     items[:] = interleaved + long[len(quick) :] + quick[len(long) :]
+
+
+def run_train(params, layout: list[str], out, log, *flags: str, variant: str = "tiny", seed: int = 3) -> int:
+    """``python -m propy train`` of ``variant`` in this process; the command's exit code."""
+    from propy.cli import main
+
+    args = ["--params", str(params), "--variant", variant, "--seed", str(seed), *layout]
+    return main(["train", *args, "--out", str(out), "--log", str(log), *flags])

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import write_tiny_params
+from conftest import run_train, write_tiny_params
 
 from propy.cli import main
 from propy.config import load_params
@@ -285,27 +285,7 @@ def test_a_cache_of_another_frame_size_is_named_before_training(tiny_bench, tmp_
         (cache / split / MANIFEST).write_text(json.dumps({**manifest, "size": 16}))
     params = write_tiny_params(tmp_path / "params.yaml")
     args = [a if a != str(tiny_bench / "cache") else str(cache) for a in layout_args(tiny_bench)]
-    assert (
-        main(
-            [
-                "train",
-                "--params",
-                str(params),
-                "--variant",
-                "tiny",
-                "--seed",
-                "3",
-                *args,
-                "--out",
-                str(tmp_path / "m"),
-                "--log",
-                str(tmp_path / "log.json"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
+    assert run_train(params, args, tmp_path / "m", tmp_path / "log.json", "--device", "cpu") == 2
     err = capsys.readouterr().err
     assert f"{cache / 'train' / MANIFEST}: frames are cached at 16 px but" in err and "takes 32 px" in err
     assert (

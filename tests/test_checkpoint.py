@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import layout_args, write_tiny_params
+from conftest import layout_args, run_train, write_tiny_params
 
 from propy.cli import main
 from propy.config import load_params
@@ -39,27 +39,7 @@ def test_load_trained_refuses_another_config(tiny_bench, tmp_path):
 
 def test_evaluate_with_a_checkpoint_of_another_config_fails_and_writes_nothing(tiny_bench, tmp_path, capsys):
     params = write_tiny_params(tmp_path / "params.yaml")
-    assert (
-        main(
-            [
-                "train",
-                "--params",
-                str(params),
-                "--variant",
-                "tiny",
-                "--seed",
-                "3",
-                *layout_args(tiny_bench),
-                "--out",
-                str(tmp_path / "m"),
-                "--log",
-                str(tmp_path / "log.json"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert run_train(params, layout_args(tiny_bench), tmp_path / "m", tmp_path / "log.json", "--device", "cpu") == 0
     edited = write_tiny_params(tmp_path / "edited.yaml", {"model": {"frame_prompts": 3}})
     capsys.readouterr()
     code = main(

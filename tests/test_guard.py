@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, layout_args, write_tiny_params
+from conftest import REPO, layout_args, run_train, write_tiny_params
 
 from propy.errors import DataError
 from propy.runtime.locks import exclusive, lock_path
@@ -50,27 +50,11 @@ def test_a_second_holder_fails_naming_the_pid_and_a_killed_holder_frees_the_fold
 
 
 def test_train_refuses_a_folder_another_run_holds(tiny_bench, tmp_path, capsys):
-    from propy.cli import main
 
     params = write_tiny_params(tmp_path / "params.yaml")
     out = tmp_path / "models" / "tiny"
     with exclusive(out, "train"):
-        code = main(
-            [
-                "train",
-                "--params",
-                str(params),
-                "--variant",
-                "tiny",
-                "--seed",
-                "3",
-                *layout_args(tiny_bench),
-                "--out",
-                str(out),
-                "--log",
-                str(tmp_path / "log.json"),
-            ]
-        )
+        code = run_train(params, layout_args(tiny_bench), out, tmp_path / "log.json")
     assert code == 2
     assert f"another `propy train` is writing this folder (pid {os.getpid()}" in capsys.readouterr().err
     assert not (out / "last.pt").exists()

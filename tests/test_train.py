@@ -9,9 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import layout_args, tiny_layout, write_tiny_params
+from conftest import layout_args, run_train, tiny_layout, write_tiny_params
 
-from propy.cli import main
 from propy.config import Layout, load_params
 from propy.data.annotations import load_annotations
 from propy.errors import ConfigError
@@ -21,25 +20,7 @@ LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4
 
 
 def train_cli(bench, params, out, *flags):
-    return main(
-        [
-            "train",
-            "--params",
-            str(params),
-            "--variant",
-            "tiny",
-            "--seed",
-            "3",
-            *layout_args(bench),
-            "--out",
-            str(out / "models"),
-            "--log",
-            str(out / "log.json"),
-            "--device",
-            "cpu",
-            *flags,
-        ]
-    )
+    return run_train(params, layout_args(bench), out / "models", out / "log.json", "--device", "cpu", *flags)
 
 
 def load(path):
@@ -136,22 +117,7 @@ def test_config_hash_follows_params_and_input_file_contents(tiny_bench, tmp_path
 
 def test_zero_shot_variants_are_refused(straight, tiny_bench, tmp_path, capsys):
     params, _ = straight
-    code = main(
-        [
-            "train",
-            "--params",
-            str(params),
-            "--variant",
-            "zs_meanpool",
-            "--seed",
-            "3",
-            *layout_args(tiny_bench),
-            "--out",
-            str(tmp_path),
-            "--log",
-            str(tmp_path / "log.json"),
-        ]
-    )
+    code = run_train(params, layout_args(tiny_bench), tmp_path, tmp_path / "log.json", variant="zs_meanpool")
     assert code == 2
     err = capsys.readouterr().err
     assert "zero-shot baseline with nothing to train" in err and "evaluate --variant zs_meanpool" in err
