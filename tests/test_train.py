@@ -291,4 +291,7 @@ def test_a_failing_launched_process_is_reported(straight, tiny_bench, tmp_path, 
     assert train_cli(tiny_bench, tmp_path / "params.yaml", tmp_path, "--nproc", "2") == 2
     err = capfd.readouterr().err
     assert re.search(r"error: training process [01] of 2 failed \(exit code 1\)", err)
-    assert "train.batch_videos (1) must be at least the number of processes (2)" in err  # the process's own error
+    # the process's own error is printed above; which rank reports first is a race: the one that found the
+    # setting, or its peer, whose process group lost the connection when the first one exited
+    own = "train.batch_videos (1) must be at least the number of processes (2)"
+    assert own in err or "Connection closed by peer" in err, err[-3000:]
