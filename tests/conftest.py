@@ -179,3 +179,11 @@ def run_train(params, layout: list[str], out, log, *flags: str, variant: str = "
 
     args = ["--params", str(params), "--variant", variant, "--seed", str(seed), *layout]
     return main(["train", *args, "--out", str(out), "--log", str(log), *flags])
+
+
+def run_evaluate(params, layout: list[str], variant: str, metrics, results, *flags: str) -> int:
+    """``python -m propy evaluate`` of ``variant`` on the CPU in this process; the command's exit code."""
+    from propy.cli import main
+
+    args = ["--params", str(params), "--variant", variant, "--device", "cpu", *layout, *flags]
+    return main(["evaluate", *args, "--metrics", str(metrics), "--results", str(results)])

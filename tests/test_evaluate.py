@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from propy import __version__
-from propy.cli import main
 from propy.config import load_params
 from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
@@ -21,7 +20,7 @@ from propy.model.backbone import create_clip, load_clip
 from propy.model.checkpoint import save_trained
 from propy.model.network import build_model
 from propy.runtime.files import atomic_torch_save
-from tests.conftest import REPO, layout_args, tiny_layout, write_tiny_params
+from tests.conftest import REPO, layout_args, run_evaluate, tiny_layout, write_tiny_params
 
 KS = [1, 2, 3, 4]
 BENCH = {}  # params file -> the tiny bench it describes
@@ -41,23 +40,8 @@ def study(tiny_bench, tmp_path_factory):
     save_trained(root / "models" / "tiny" / "best.pt", model.trainable_state_dict(), params, epoch=7, val_SumR=1.0)
     for variant in ("zs_maxframe", "tiny"):
         weights = ["--checkpoint", str(root / "models" / variant / "best.pt")] if variant == "tiny" else []
-        code = main(
-            [
-                "evaluate",
-                "--params",
-                str(params_path),
-                "--variant",
-                variant,
-                "--device",
-                "cpu",
-                *layout_args(tiny_bench),
-                *weights,
-                "--metrics",
-                str(root / "metrics" / f"{variant}.json"),
-                "--results",
-                str(root / "results" / variant),
-            ]
-        )
+        metrics, results = root / "metrics" / f"{variant}.json", root / "results" / variant
+        code = run_evaluate(params_path, layout_args(tiny_bench), variant, metrics, results, *weights)
         assert code == 0
     BENCH[params_path] = tiny_bench
     return params_path, root
@@ -294,24 +278,8 @@ def _bin(ratio):
 
 def test_a_trained_variant_without_weights_is_a_clear_error(study, tiny_bench, tmp_path, capsys):
     params_path, _ = study
-    code = main(
-        [
-            "evaluate",
-            "--params",
-            str(params_path),
-            "--variant",
-            "tiny",
-            "--device",
-            "cpu",
-            *layout_args(tiny_bench),
-            "--checkpoint",
-            str(tmp_path / "missing.pt"),
-            "--metrics",
-            str(tmp_path / "m.json"),
-            "--results",
-            str(tmp_path / "r"),
-        ]
-    )
+    missing = ("--checkpoint", str(tmp_path / "missing.pt"))
+    code = run_evaluate(params_path, layout_args(tiny_bench), "tiny", tmp_path / "m.json", tmp_path / "r", *missing)
     assert code == 2
     assert "missing.pt: no trained weights for variant 'tiny'" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
@@ -333,44 +301,11 @@ def test_a_failed_write_leaves_the_previous_results_whole(study, tiny_bench, tmp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(np, "savez", full_disk)  # events.npz, written after rankings.jsonl
-    code = main(
-        [
-            "evaluate",
-            "--params",
-            str(params_path),
-            "--variant",
-            "zs_maxframe",
-            "--device",
-            "cpu",
-            *layout_args(tiny_bench),
-            "--metrics",
-            str(metrics),
-            "--results",
-            str(results),
-        ]
-    )
+    code = run_evaluate(params_path, layout_args(tiny_bench), "zs_maxframe", metrics, results)
     assert code == 2 and "events.npz: cannot write: no space left on the device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before and not metrics.exists()
     monkeypatch.undo()
-    assert (
-        main(
-            [
-                "evaluate",
-                "--params",
-                str(params_path),
-                "--variant",
-                "zs_maxframe",
-                "--device",
-                "cpu",
-                *layout_args(tiny_bench),
-                "--metrics",
-                str(metrics),
-                "--results",
-                str(results),
-            ]
-        )
-        == 0
-    )
+    assert run_evaluate(params_path, layout_args(tiny_bench), "zs_maxframe", metrics, results) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "results"]  # no .partial or .old left
     assert (results / "rankings.jsonl").read_bytes() == (
         root / "results" / "zs_maxframe" / "rankings.jsonl"

@@ -28,7 +28,7 @@ from propy.search.engine import (
     open_index,
 )
 from propy.search.store import JOURNAL, IndexStore
-from tests.conftest import REPO, layout_args, tiny_layout, write_tiny_params
+from tests.conftest import REPO, layout_args, run_evaluate, tiny_layout, write_tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -51,26 +51,8 @@ def study(tiny_bench, tmp_path_factory):
         shutil.copy2(layout.videos / f"{name}.mp4", videos / f"{name}.mp4")
     for variant in ("tiny", "zs_maxframe"):
         weights = ["--checkpoint", str(root / "models" / "tiny" / "best.pt")] if variant == "tiny" else []
-        assert (
-            main(
-                [
-                    "evaluate",
-                    "--params",
-                    str(params_path),
-                    "--variant",
-                    variant,
-                    "--device",
-                    "cpu",
-                    *layout_args(tiny_bench),
-                    *weights,
-                    "--metrics",
-                    str(root / "metrics" / f"{variant}.json"),
-                    "--results",
-                    str(root / "results" / variant),
-                ]
-            )
-            == 0
-        )
+        metrics, results = root / "metrics" / f"{variant}.json", root / "results" / variant
+        assert run_evaluate(params_path, layout_args(tiny_bench), variant, metrics, results, *weights) == 0
     return root, params_path, records
 
 
