@@ -332,3 +332,13 @@ def test_cli_a_folder_as_out_is_named_before_converting(tmp_path, capsys):
         f"error: {folder}: expected a file path, found a folder; give a file name (e.g. {folder / 'out.json'})\n"
     )
     assert list(folder.iterdir()) == []
+
+
+def test_tvr_test_public_is_refused_in_one_line_saying_why():
+    # the test-public release's items: a query with no video and no moment (scored on TVR's server)
+    public = jsonl(*[{"desc_id": i, "desc": f"someone does thing {i}", "type": "v"} for i in range(3)])
+    with pytest.raises(DataError) as err:
+        convert_tvr(public, missing_ts="whole")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "none of the 3 queries names its video" in message and "tvr_val_release.jsonl" in message

@@ -13,7 +13,12 @@ from propy.model.weights import QUICK_GELU, convert
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="OpenAI's TorchScript archive, e.g. ViT-B-32.pt as published")
-    parser.add_argument("out", type=Path, help="the open_clip state dict to write, e.g. weights/ViT-B-32-openclip.pt")
+    parser.add_argument(
+        "out",
+        type=Path,
+        help="the open_clip state dict to write, e.g. models/ViT-B-32-openclip.pt (git ignores models/; a file "
+        "in weights/ would re-run every stage that loads CLIP)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -193,14 +193,24 @@ def _object(value: object, required: Iterable[str]) -> dict:
 def convert_tvr(text: str, missing_ts: str = "skip") -> tuple[list[Record], Report]:
     """TVR release jsonl: already canonical apart from extra fields (``type``) and int ids.
 
-    The test split has no ``ts``: ``missing_ts="whole"`` uses the whole video,
-    ``"skip"`` drops the query.
+    A query without ``ts``: ``missing_ts="whole"`` uses the whole video, ``"skip"`` drops it.
+    The test-public release names no video for its queries (they are scored on TVR's server):
+    it is refused with that reason, as PRVR needs each query's video.
     """
     out = _Collector(missing_ts)
+    items = hidden = 0
     for where, value in _json_lines(text, out):
+        items += 1
+        hidden += isinstance(value, dict) and "vid_name" not in value and {"desc_id", "desc"} <= set(value)
         with out.item(where) as add:
             obj = _object(value, ("vid_name", "desc_id", "desc", "duration"))
             add(obj["vid_name"], obj["desc_id"], obj["desc"], obj["duration"], obj.get("ts"))
+    if items and hidden == items:
+        raise DataError(
+            f"none of the {items} queries names its video (no vid_name): this is TVR's test-public release, "
+            "whose videos are hidden for the official server, so it cannot be a test split here; "
+            'convert tvr_val_release.jsonl as the test split instead (README, "Run on a real dataset")'
+        )
     return out.finish()
 
 
