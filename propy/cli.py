@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("propy.commands.evaluate", "evaluate a trained variant or a zero-shot baseline"),
     "headline": ("propy.commands.headline", "rewrite README.md's headline table from the pooled metrics"),
     "sweep": ("propy.commands.sweep", "train a grid of settings once each and score them on the validation split"),
+    "gap-sweep": (
+        "propy.commands.gap_sweep",
+        "pre-train the small CLIP at each caption gap; score zero-shot and trained models on validation",
+    ),
     "pool": ("propy.commands.pool", "pool each variant's runs (one per seed) and compare variants with intervals"),
     "import-reference": (
         "propy.commands.import_reference",

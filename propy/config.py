@@ -175,6 +175,7 @@ class PretrainClipConfig(OptimConfig):
     batch_size: int = bounded(1)
     frames_per_event: int = bounded(1)
     seed: int
+    caption_gap: int = bounded(0, 3)  # how far the captions are worded from the queries (propy.data.wording)
 
 
 @params_block
@@ -348,8 +349,12 @@ class SweepConfig:
     variant: str  # the variant the grid's values are merged onto
     seed: int
     grid: dict[str, list]  # "block.key" -> values, e.g. {"train.lr": [0.003, 0.01]}
+    caption_gaps: list[int] = bounded(0, 3)  # `propy gap-sweep`: the pretrain_clip.caption_gap levels it measures
+    caption_gap_keep: float = bounded(above=0, hi=1)  # its rule: the largest gap keeping this share of the best
 
     def problems(self) -> Iterator[tuple[str, str]]:
+        if len(set(self.caption_gaps)) != len(self.caption_gaps) or len(self.caption_gaps) < 2:
+            yield "caption_gaps", f"expected two or more distinct levels, got {self.caption_gaps!r}"
         if not self.grid:
             yield "grid", "expected at least one key to sweep"
         for key, values in self.grid.items():

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from propy.evaluation.claims import bootstrap_p_value, holm, minimum_detectable_effect, paired_test, reachable
+from propy.evaluation.claims import (
+    bootstrap_p_value,
+    holm,
+    minimum_detectable_effect,
+    paired_test,
+    projected_mde,
+    reachable,
+)
+from propy.evaluation.metrics import bootstrap_replicates
 from propy.model.pyramid import build_pyramid
 
 
@@ -54,6 +62,30 @@ def test_paired_test_se_matches_the_paired_variance():
     assert test["se"] == pytest.approx(np.std(diff, ddof=1) / np.sqrt(400), rel=0.08)
     assert test["mde"] == pytest.approx(minimum_detectable_effect(test["se"], 0.05, 0.8))
     assert test["delta"] == pytest.approx(diff.mean()) and test["ci"][0] < test["delta"] < test["ci"][1]
+
+
+def test_a_projection_at_the_observed_design_is_the_bootstrap_itself():
+    rng = np.random.default_rng(2)
+    values, reference = rng.normal(50, 20, size=(3, 60)), rng.normal(45, 20, size=(3, 60))
+    same = bootstrap_replicates(values, reference, 300, seed=4, queries=60, runs=3)
+    assert np.array_equal(same, bootstrap_replicates(values, reference, 300, seed=4))
+
+
+def test_projected_mde_scales_with_queries_and_seeds_as_worked_out():
+    # one run per side: SE = sd(d) / sqrt(n), so four times the queries halve the MDE
+    rng = np.random.default_rng(6)
+    diff = rng.normal(0.0, 10.0, size=400)
+    kw = {"alpha": 0.05, "power": 0.8, "samples": 4000}
+    at_400 = projected_mde(diff, np.zeros(400), queries=400, runs=1, **kw)
+    assert at_400 == pytest.approx(minimum_detectable_effect(np.std(diff, ddof=1) / 20, 0.05, 0.8), rel=0.08)
+    assert projected_mde(diff, np.zeros(400), queries=1600, runs=1, **kw) == pytest.approx(at_400 / 2, rel=0.08)
+    # seeds alone: run means 0 and 12 (no query noise). Drawing S runs with replacement, the mean's
+    # variance is var_0(run means) / S = 36 / S: SE 6 / sqrt(S); the one-run reference adds nothing.
+    runs = np.repeat([[0.0], [12.0]], 50, axis=1)
+    for seeds in (2, 8):
+        se = 6.0 / np.sqrt(seeds)
+        got = projected_mde(runs, np.zeros(50), queries=50, runs=seeds, **kw)
+        assert got == pytest.approx(minimum_detectable_effect(se, 0.05, 0.8), rel=0.08)
 
 
 def test_reachability_of_a_tiny_pyramid_by_hand():

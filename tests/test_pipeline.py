@@ -94,6 +94,7 @@ def test_code_deps_are_exactly_the_imported_modules(stage):
 # Which params.yaml key each notebook parameter comes from (propy.reports.render.notebook_values).
 PARAM_SOURCES = {
     "dataset": "dataset",
+    "caption_gap": "pretrain_clip.caption_gap",
     "trained": "study.trained",
     "zero_shot": "study.zero_shot",
     "ablations": "study.ablations",

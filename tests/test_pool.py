@@ -138,7 +138,7 @@ def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path)
 
     params = write_tiny_params(tmp_path / "params.yaml", {"train": {"epochs": 1}})
     raw = yaml.safe_load(params.read_text())
-    raw["sweep"] = {"variant": "tiny", "seed": 3, "grid": {"train.lr": [1.0e-3, 1.0e-2], "train.batch_videos": [4]}}
+    raw["sweep"].update(variant="tiny", seed=3, grid={"train.lr": [1.0e-3, 1.0e-2], "train.batch_videos": [4]})
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     data = tmp_path / "data"  # the bench without its test split: the sweep must not need it
     shutil.copytree(tiny_bench / "synthetic", data)

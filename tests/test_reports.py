@@ -990,3 +990,73 @@ def test_an_encoder_much_faster_than_clip_is_flagged():
     problems = implausible(table)
     assert len(problems) == 2 and problems[0].startswith("seqconv encodes at 0.50x CLIP's wall time and 0.60x")
     assert problems[1].startswith("busy")  # a plausible wall ratio, an implausible CPU one
+
+
+GAP_SWEEP = {
+    "variant": "full",
+    "seed": 42,
+    "split": "val",
+    "keep": 0.9,
+    "zero_shot": ["zs_maxframe"],
+    "rows": [
+        {
+            "gap": 0,
+            "zero_shot_accuracy": 95.0,
+            "zs_maxframe_val_SumR": 250.0,
+            "trained_val_SumR": 240.0,
+            "best_epoch": 8,
+        },
+        {
+            "gap": 2,
+            "zero_shot_accuracy": 60.0,
+            "zs_maxframe_val_SumR": 150.0,
+            "trained_val_SumR": 220.0,
+            "best_epoch": 9,
+        },
+        {
+            "gap": 3,
+            "zero_shot_accuracy": 30.0,
+            "zs_maxframe_val_SumR": 90.0,
+            "trained_val_SumR": 150.0,
+            "best_epoch": 9,
+        },
+    ],
+    "chosen": 2,
+}
+
+
+def test_gap_sweep_table_and_findings_mark_the_rule_and_the_study(tmp_path):
+    path = tmp_path / "gap_sweep.json"
+    path.write_text(json.dumps(GAP_SWEEP))
+    table = tables.gap_sweep_table(path, used=0)
+    assert list(table.index) == [0, 2, 3]
+    assert table.loc[2, "rule"] == "◀ chosen" and table.loc[0, "used by the study"] == "◀ used"
+    assert table.loc[3, "a caption at this gap"] == "a photo of a crimson disc, west, large"
+    assert table.loc[2, "zs_maxframe val SumR"] == 150.0 and table.loc[3, "full val SumR (trained)"] == 150.0
+    text_ = text.gap_sweep_findings(str(path), used=0)
+    assert "keeps 90% of its best validation SumR over the levels (240.0)" in text_
+    assert "It chose gap 2" in text_ and "zs_maxframe 250.0 at gap 0, zs_maxframe 150.0 at gap 2" in text_
+    assert "not the rule's choice 2: params.yaml disagrees" in text_
+    assert "the rule's choice." in text.gap_sweep_findings(str(path), used=2)
+    assert tables.gap_sweep_table(tmp_path / "absent.json", 0) is None
+
+
+def test_projection_table_and_sentence_from_claims(tmp_path):
+    def design(mdes):
+        return [
+            {"test_queries": q, "seeds": s, "n": q // 2, "mde": m}
+            for (q, s), m in zip([(1000, 3), (1000, 10), (4000, 3), (4000, 10)], mdes)
+        ]
+
+    claims = [
+        {"name": "depth", "metric": "pairwise", "n": 50, "mde": 16.0, "projection": design([9.0, 7.0, 8.5, 6.0])},
+        {"name": "vs_msl", "metric": "SumR", "n": 188, "mde": 49.0, "projection": design([41.0, 20.0, 39.0, 18.0])},
+        {"name": "skipped", "metric": "SumR", "verdict": "skipped"},
+    ]
+    (tmp_path / "claims.json").write_text(json.dumps({"claims": claims}))
+    table = tables.projection_table(tmp_path)
+    assert list(table.index) == ["depth", "vs_msl"]
+    assert table.loc["depth", "MDE now (50 queries)"] == 16.0 and table.loc["vs_msl", "4000 queries x 10 seeds"] == 18.0
+    sentence = text.projection_sentence(claims, text.MDE_TARGETS)
+    assert "projected to 4000 test queries (3 seeds: 8.5 to 39.0; 10 seeds: 6.0 to 18.0)" in sentence
+    assert "met at 4000 queries and 10 seeds by 1 of 2 tests (depth)" in sentence

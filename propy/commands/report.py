@@ -28,10 +28,18 @@ def configure_parser(parser) -> None:
         type=Path,
         help="`propy sweep`'s JSON, shown by the training report when it exists (e.g. metrics/synthetic/sweep.json)",
     )
+    parser.add_argument(
+        "--gap-sweep",
+        type=Path,
+        help="`propy gap-sweep`'s JSON, shown by the training report when it exists "
+        "(e.g. metrics/synthetic/gap_sweep.json)",
+    )
 
 
 def run(args) -> int:
-    folders = {name: getattr(args, name) for name in ("metrics", "logs", "results", "runs", "out", "sweep")}
+    folders = {
+        name: getattr(args, name) for name in ("metrics", "logs", "results", "runs", "out", "sweep", "gap_sweep")
+    }
     html = render(args.notebook, args.params, layout_from(args), folders)
     print(f"report {args.notebook}: {html}")
     return 0

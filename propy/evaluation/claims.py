@@ -17,7 +17,12 @@ both the paired per-query differences and the seed variance. From the B replicat
 Holm's step-down procedure over m tests: sort the p-values p_(1) <= ... <= p_(m); test i is
 compared with α / (m - i + 1) and rejected while every smaller one was rejected; equivalently its
 adjusted p-value max_{j <= i} min(1, (m - j + 1) p_(j)) is at most α. A claim's MDE is computed at
-the level Holm compared its test with. Pure numpy; ``propy pool`` feeds these.
+the level Holm compared its test with.
+
+Design projection: the same bootstrap drawing Q' queries and S' training runs per replicate (the
+observed ones resampled) estimates the SE, and so the MDE, that a test set of Q' queries from the
+same population and S' seeds would give: the trade-off between test-set size, seeds and power.
+Pure numpy; ``propy pool`` feeds these.
 """
 
 from __future__ import annotations
@@ -62,6 +67,23 @@ def paired_test(
         "p": bootstrap_p_value(replicates),
         "mde": minimum_detectable_effect(se, alpha, power),
     }
+
+
+def projected_mde(
+    values: np.ndarray,
+    reference: np.ndarray,
+    *,
+    queries: int,
+    runs: int,
+    alpha: float,
+    power: float,
+    samples: int,
+    seed: int = 0,
+) -> float:
+    """The MDE of the paired test of ``values`` against ``reference`` (as ``paired_test``) had it ``queries``
+    test queries and ``runs`` training runs per trained side (a one-run side, zero-shot, keeps one)."""
+    replicates = bootstrap_replicates(values, reference, samples, seed, queries=queries, runs=runs)
+    return minimum_detectable_effect(float(np.std(replicates, ddof=1)), alpha, power)
 
 
 def holm(p_values: dict[str, float], alpha: float) -> dict[str, dict]:

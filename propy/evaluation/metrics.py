@@ -187,6 +187,8 @@ def bootstrap_replicates(
     reference: np.ndarray | None = None,
     samples: int = 1000,
     seed: int = 0,
+    queries: int | None = None,
+    runs: int | None = None,
 ) -> np.ndarray:
     """``[samples]`` bootstrap replicates of a per-query mean, resampling queries and training runs.
 
@@ -195,6 +197,10 @@ def bootstrap_replicates(
     (``[Nq]`` or ``[S', Nq]``, the same queries) it is the difference: each replicate draws one set
     of queries for both sides (paired) and the runs of each side independently, so the replicates
     spread by what both the finite test set and the choice of seeds can move.
+
+    ``queries`` and ``runs`` (default: as many as given) set how many of each a replicate draws: the
+    spread of a design with another number of test queries, or of training runs on a side that has
+    more than one (``propy.evaluation.claims.projected_mde``).
     """
     values = _runs(values, "values")
     if reference is not None:
@@ -202,12 +208,13 @@ def bootstrap_replicates(
         if reference.shape[1] != values.shape[1]:
             raise ValueError(f"reference {reference.shape} does not pair with values {values.shape}")
     rng = np.random.default_rng(seed)
-    queries = rng.integers(0, values.shape[1], size=(samples, values.shape[1]))
+    drawn = rng.integers(0, values.shape[1], size=(samples, queries or values.shape[1]))
 
     def replicate(v: np.ndarray) -> np.ndarray:
-        runs = rng.integers(0, v.shape[0], size=(samples, v.shape[0]))
-        per_run = v[:, queries].mean(axis=2)  # [S, samples]
-        return np.take_along_axis(per_run.T, runs, axis=1).mean(axis=1)
+        count = runs if runs and v.shape[0] > 1 else v.shape[0]
+        chosen = rng.integers(0, v.shape[0], size=(samples, count))
+        per_run = v[:, drawn].mean(axis=2)  # [S, samples]
+        return np.take_along_axis(per_run.T, chosen, axis=1).mean(axis=1)
 
     return replicate(values) - (replicate(reference) if reference is not None else 0.0)
 

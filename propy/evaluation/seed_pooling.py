@@ -38,7 +38,7 @@ import numpy as np
 
 from propy.config import ClaimTest, Params
 from propy.errors import DataError
-from propy.evaluation.claims import holm, minimum_detectable_effect, paired_test, reachable
+from propy.evaluation.claims import holm, minimum_detectable_effect, paired_test, projected_mde, reachable
 from propy.evaluation.metrics import bootstrap_mean, sumr_per_query
 from propy.evaluation.probes import localisation_hits
 from propy.runtime.files import atomic_write_json, iter_jsonl, read_json
@@ -47,6 +47,10 @@ SAMPLES = 2000
 LEVEL = 0.95
 SPREAD = ("R1", "R5", "R10", "R100", "SumR", "MedR", "MeanR")  # metrics whose sd over runs is reported
 EARLY = 0.2  # a best validation epoch at or before this fraction of the epochs is flagged
+# claims.json's design projection: test-set sizes x seeds per trained variant, and its bootstrap samples
+PROJECTED_QUERIES = (1000, 2000, 4000)
+PROJECTED_SEEDS = (3, 5, 10)
+PROJECTION_SAMPLES = 500
 
 
 def run_name(variant: str, seed: int | None) -> str:
@@ -258,6 +262,7 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
     the verdicts of Holm's procedure across the tests that ran (module docstring)."""
     cfg, iou = params.claims, params.eval.probe_iou
     entries: dict[str, dict] = {}
+    samples: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # per tested claim: its outcomes, query share
     for name, test in cfg.tests.items():
         entry = {
             "name": name,
@@ -287,10 +292,30 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
             "n": int(columns.size),
             **paired_test(a, b, alpha=cfg.alpha, power=cfg.power, samples=SAMPLES, level=LEVEL),
         }
+        samples[name] = (a, b, columns.size / runs[test.variant].ranks.shape[1])
     tested = {name: e["p"] for name, e in entries.items() if "p" in e}
     for name, result in holm(tested, cfg.alpha).items():
         entry = entries[name]
         entry.update(result, mde=minimum_detectable_effect(entry["se"], result["alpha_holm"], cfg.power))
+        a, b, share = samples[name]
+        entry["projection"] = [
+            {
+                "test_queries": total,
+                "seeds": seeds,
+                "n": max(1, round(share * total)),
+                "mde": projected_mde(
+                    a,
+                    b,
+                    queries=max(1, round(share * total)),
+                    runs=seeds,
+                    alpha=result["alpha_holm"],
+                    power=cfg.power,
+                    samples=PROJECTION_SAMPLES,
+                ),
+            }
+            for total in PROJECTED_QUERIES
+            for seeds in PROJECTED_SEEDS
+        ]
         entry["verdict"] = VERDICTS[2] if not result["rejected"] else VERDICTS[0] if entry["delta"] > 0 else VERDICTS[1]
     return {
         "alpha": cfg.alpha,
@@ -303,6 +328,8 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
         "p_value": "two-sided, from the paired bootstrap over queries and seeds: "
         "min(1, 2 (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1))",
         "mde": "(z_{1-α/2} + z_{power}) × SE, SE the sd of the bootstrap Δ*, α the level Holm compared the test with",
+        "projection": "the MDE had the test split test_queries queries (the claim's share of them: n) and each "
+        f"trained variant `seeds` runs: the bootstrap drawing that many of the observed ({PROJECTION_SAMPLES} samples)",
         "claims": list(entries.values()),
     }
 

@@ -65,6 +65,8 @@ def notebook_values(
         "runs_dir": str(folders["runs"]),
         "seeds": study.seeds,
         "sweep_path": str(folders.get("sweep") or ""),
+        "gap_sweep_path": str(folders.get("gap_sweep") or ""),
+        "caption_gap": params.pretrain_clip.caption_gap,
         "figures_dir": str(out / "figures" / name),
         "tables_dir": str(out / "tables" / name),
         "report_names": [n for n in available() if n != "index"],

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from propy.config import Layout
+from propy.data.wording import EXAMPLES
 from propy.errors import DataError
 from propy.evaluation.metrics import bin_ratios, bootstrap_sumr
 from propy.evaluation.probes import read_query_kinds
@@ -200,6 +201,29 @@ def sweep_table(path: str | Path, chosen: dict[str, Any] | None = None) -> pd.Da
         table[key] = [f"{v:g}" if isinstance(v, float) else str(v) for v in table[key]]
     table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
     return table
+
+
+def gap_sweep_table(path: str | Path, used: int) -> pd.DataFrame | None:
+    """``propy gap-sweep``'s levels in order: the captions' wording, the pre-trained CLIP's zero-shot
+    caption accuracy, each zero-shot baseline's and the trained variant's validation SumR, the rule's
+    choice and the level the study uses (``used``, pretrain_clip.caption_gap). None when not run."""
+    if not path or not Path(path).is_file():
+        return None
+    sweep = read_json(path, "propy gap-sweep")
+    rows = []
+    for row in sweep["rows"]:
+        rows.append(
+            {
+                "caption gap": row["gap"],
+                "a caption at this gap": EXAMPLES[row["gap"]],
+                "zero-shot caption accuracy (%)": row["zero_shot_accuracy"],
+                **{f"{z} val SumR": row[f"{z}_val_SumR"] for z in sweep["zero_shot"]},
+                f"{sweep['variant']} val SumR (trained)": row["trained_val_SumR"],
+                "rule": "◀ chosen" if row["gap"] == sweep["chosen"] else "",
+                "used by the study": "◀ used" if row["gap"] == used else "",
+            }
+        )
+    return pd.DataFrame(rows).set_index("caption gap")
 
 
 def study_settings(params_path: str | Path, sweep_path: str | Path) -> dict[str, Any] | None:
@@ -635,6 +659,20 @@ def verdict_table(metrics_root: str | Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["claim", "primary test", "Δ [95% CI]", "MDE", "ceiling", "p (Holm)", "verdict"])
+
+
+def projection_table(metrics_root: str | Path) -> pd.DataFrame | None:
+    """Each tested claim's MDE now and projected (claims.json's ``projection``): one column per design
+    "<queries> queries x <seeds> seeds"; None when no claim carries a projection."""
+    result = read_json(Path(metrics_root) / "claims.json", "pool")
+    rows = []
+    for c in result["claims"]:
+        if "projection" not in c:
+            continue
+        row = {"claim": c["name"], "metric": c["metric"], f"MDE now ({c['n']} queries)": round(c["mde"], 1)}
+        row.update({f"{p['test_queries']} queries x {p['seeds']} seeds": round(p["mde"], 1) for p in c["projection"]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("claim") if rows else None
 
 
 def early_best_table(variants: Sequence[str], root: str | Path) -> pd.DataFrame:

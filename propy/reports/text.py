@@ -11,6 +11,9 @@ from html import escape
 
 import pandas as pd
 
+from propy.data.wording import GAPS
+from propy.runtime.files import read_json
+
 # Reading order of the pages: name -> (navigation label, what the page shows).
 PAGES = {
     "index": ("Overview", "every variant's headline numbers and the study's main findings"),
@@ -442,7 +445,71 @@ def glossary_html(variants: pd.DataFrame) -> str:
     )
 
 
-def scope_sentence(num_queries: int, num_videos: int, dataset: str) -> str:
+# The MDEs a design needs to see effects of the size papers report: SumR points, probe (percentage) points.
+MDE_TARGETS = {"SumR": 5.0, "pairwise": 8.0, "loc": 8.0}
+
+
+def projection_sentence(claims: list[dict], targets: dict[str, float]) -> str:
+    """What the design projection says: at the largest design, how many tests reach their metric's
+    MDE target (``targets``: metric -> points) and the range of MDEs at each number of seeds."""
+    projected = [c for c in claims if "projection" in c]
+    if not projected:
+        return ""
+    largest = max(p["test_queries"] for p in projected[0]["projection"])
+    by_seeds: dict[int, list[float]] = {}
+    for c in projected:
+        for p in c["projection"]:
+            if p["test_queries"] == largest:
+                by_seeds.setdefault(p["seeds"], []).append(p["mde"])
+    most = max(by_seeds)
+    reach = [
+        c["name"]
+        for c in projected
+        if any(
+            p["test_queries"] == largest and p["seeds"] == most and p["mde"] <= targets[c["metric"]]
+            for p in c["projection"]
+        )
+    ]
+    spans = "; ".join(f"{s} seeds: {min(v):.1f} to {max(v):.1f}" for s, v in sorted(by_seeds.items()))
+    return (
+        f"How large a study would see effects of a few points: each test's MDE projected to {largest} test queries "
+        f"({spans}). Targets of {', '.join(f'{v:g} ({k})' for k, v in targets.items())} are met at "
+        f"{largest} queries and {most} seeds by {len(reach)} of {len(projected)} tests"
+        f"{' (' + ', '.join(reach) + ')' if reach else ''}. Where more queries barely move an MDE, the spread "
+        "between training seeds sets it, and only more seeds lower it."
+    )
+
+
+def gap_phrase(caption_gap: int) -> str:
+    """What the small CLIP's pre-training text knows of the queries at ``caption_gap``, for the pages."""
+    return f"caption gap {caption_gap}: captions in {GAPS[caption_gap]}"
+
+
+def gap_sweep_findings(path: str, used: int) -> str:
+    """The gap sweep's rule, what it chose and whether the study uses it; one paragraph of HTML."""
+    sweep = read_json(path, "no such file (written by `python -m propy gap-sweep`)")
+    by_gap = {r["gap"]: r for r in sweep["rows"]}
+    best = max(r["trained_val_SumR"] for r in sweep["rows"])
+    chosen = sweep["chosen"]
+    zero_shot = ", ".join(
+        f"{z} {by_gap[g][f'{z}_val_SumR']:.1f} at gap {g}" for z in sweep["zero_shot"] for g in (min(by_gap), chosen)
+    )
+    agrees = (
+        f"The study uses gap {used}, the rule's choice."
+        if used == chosen
+        else f"The study uses gap {used}, not the rule's choice {chosen}: params.yaml disagrees with this sweep."
+    )
+    return (
+        f"<p>Rule (params.yaml, fixed before the sweep ran): the largest caption gap at which trained "
+        f"{sweep['variant']} keeps {100 * sweep['keep']:.0f}% of its best validation SumR over the levels "
+        f"({best:.1f}); the CLIP is then as far from the queries' words as it can be while still a useful "
+        f"start. It chose gap {chosen} ({GAPS[chosen]}): {sweep['variant']} "
+        f"{by_gap[chosen]['trained_val_SumR']:.1f}; zero-shot {zero_shot}. {agrees} Validation split only, "
+        f"seed {sweep['seed']}, one run per level.</p>"
+    )
+
+
+def scope_sentence(num_queries: int, num_videos: int, dataset: str, caption_gap: int = 0) -> str:
     """What this benchmark can and cannot say, for the top of the overview."""
     if dataset != "synthetic":
         return (
@@ -450,9 +517,17 @@ def scope_sentence(num_queries: int, num_videos: int, dataset: str) -> str:
             "dataset, this CLIP and these settings."
         )
     return (
-        f"The benchmark is synthetic and small ({num_queries} test queries over {num_videos} videos, a CLIP "
-        "of a few blocks pre-trained in the pipeline on captions in the queries' own words): a verdict says "
-        "whether a mechanism works when the signal it needs is present, not how ProPy fares on TVR, and its "
-        "SumR is not comparable with the paper's; the zero-shot baselines know the query vocabulary, so they "
-        "are stronger here than a web-trained CLIP on a real dataset."
+        f"The benchmark and its CLIP are synthetic and small ({num_queries} test queries over {num_videos} "
+        f"videos; a CLIP of a few blocks pre-trained in the pipeline on frame captions, {gap_phrase(caption_gap)}"
+        f"{', the words and form the queries use' if caption_gap == 0 else ''}): a verdict says whether a "
+        "mechanism works when the signal it needs is present, not how ProPy fares on TVR, and its SumR is not "
+        "comparable with the paper's. "
+        + (
+            "The zero-shot baselines know the query vocabulary, so they are stronger here than a web-trained "
+            "CLIP on a real dataset."
+            if caption_gap < 2
+            else "No word a query uses for how an event ends is in the CLIP's pre-training text, as a web-trained "
+            "CLIP never saw a PRVR dataset's queries: the zero-shot baselines are a starting point, not in-domain "
+            "models (the training page's gap sweep shows the choice)."
+        )
     )

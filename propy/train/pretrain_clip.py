@@ -2,7 +2,8 @@
 
 No CLIP weights can be downloaded here, so the study trains its own small
 open_clip CLIP contrastively on single frames of the synthetic training videos,
-each paired with the caption of the state it shows ("a red circle is on the left"). The output is a
+each paired with the caption of the state it shows ("a red circle is on the left", reworded further
+from the queries' words by ``pretrain_clip.caption_gap``, see ``propy.data.wording``). The output is a
 plain open_clip state dict, so the ProPy stages load it exactly like released
 weights (``create_model(config, pretrained=path)``).
 
@@ -40,6 +41,7 @@ from propy.config import (
 from propy.data.annotations import load_annotations
 from propy.data.cache import FrameCache
 from propy.data.video import normalize, sample_indices
+from propy.data.wording import reword
 from propy.errors import ConfigError, DataError
 from propy.evaluation.probes import load_rivals, query_kinds, separability, text_pairs
 from propy.model.backbone import Backbone, load_clip, model_config, tokenize
@@ -71,8 +73,9 @@ class Events:
     classes: list[str]  # distinct captions, sorted
 
 
-def load_captions(path: Path) -> list[dict]:
-    """Records ``{vid_name, start, end, caption}`` of ``captions.jsonl``, validated line by line."""
+def load_captions(path: Path, gap: int = 0) -> list[dict]:
+    """Records ``{vid_name, start, end, caption}`` of ``captions.jsonl``, validated line by line, each
+    caption reworded at caption gap ``gap`` (``propy.data.wording``)."""
     records = []
     for where, rec in iter_jsonl(path, "no such captions file (written by `python -m propy synth`)"):
         if not isinstance(rec, dict) or not {"vid_name", "start", "end", "caption"} <= set(rec):
@@ -85,7 +88,8 @@ def load_captions(path: Path) -> list[dict]:
             raise DataError(f"{where}: start and end must be numbers (seconds)") from None
         if not 0.0 <= start < end:
             raise DataError(f"{where}: expected 0 <= start < end, got start={start} end={end}")
-        records.append({"vid_name": str(rec["vid_name"]), "start": start, "end": end, "caption": rec["caption"]})
+        caption = reword(rec["caption"], gap, where)
+        records.append({"vid_name": str(rec["vid_name"]), "start": start, "end": end, "caption": caption})
     return records
 
 
@@ -209,7 +213,7 @@ def pretrain(params: Params, layout: Layout, out: Path, metrics_path: Path, devi
     cfg = params.pretrain_clip
     started = time.perf_counter()
     captions_path = layout.captions
-    captions = load_captions(captions_path)
+    captions = load_captions(captions_path, cfg.caption_gap)
     train_cache = FrameCache(layout.cache, "train")
     train_events = split_events(captions, train_cache, "train")
     val_cache = FrameCache(layout.cache, "val")
