@@ -9,7 +9,6 @@ variants, runs real ``dvc repro`` and checks every declared output, then that a 
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import os
 import shutil
@@ -183,10 +182,10 @@ def dvc(repo: Path, *args: str, timeout: float = 3600) -> str:
     return output
 
 
-# The pages whose stages the micro study runs (with everything upstream of them): the verdicts, the data
-# page's coverage of the sampled frames. Every page is rendered on hand-made outputs in test_reports.py;
-# rendering the other five here too would double this, the suite's longest test.
-MICRO_REPORTS = ("report_index", "report_data")
+# The page whose stage the micro study runs (with everything upstream of it): the verdicts. Every page is
+# rendered on hand-made outputs in test_reports.py (the data page's frame coverage is checked on generated
+# videos in test_video.py); rendering the others here too would double this, the suite's longest test.
+MICRO_REPORTS = ("report_index",)
 
 
 @pytest.mark.pipeline
@@ -224,9 +223,6 @@ def test_micro_study_end_to_end(tmp_path):
     }
     assert claims["pyramid_depth"]["verdict"] == claims["vs_msl"]["verdict"] == "skipped"  # not in the micro study
     assert claims["vs_maxframe"]["verdict"] in ("supported", "contradicted", "not shown")
-    with open(repo / "reports" / "tables" / "data" / "sampled_coverage.csv", newline="") as f:
-        (coverage,) = csv.DictReader(f)
-    assert coverage["outside the sampled frames"] == "0" and float(coverage["video not covered, max (%)"]) == 0.0
     log = json.loads((repo / "logs" / "train" / "synthetic" / "full-s42.json").read_text())
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0

@@ -251,3 +251,14 @@ def test_a_display_matrix_turns_the_frames_upright(tmp_path, rotation, turns):
     np.testing.assert_array_equal(turned, np.rot90(plain, turns, axes=(1, 2)))
     if rotation == -90:  # turned clockwise: the stored frame's left edge (red 0) is now its top
         assert turned[0, 0, :, 0].mean() < turned[0, -1, :, 0].mean()
+
+
+def test_the_sampled_frames_of_a_generated_test_split_cover_every_moment(tiny_bench):
+    # what the data page reports, on videos the synthetic generator wrote and extract cached
+    from propy.data.annotations import load_annotations
+    from propy.data.cache import FrameCache
+
+    records = load_annotations(tiny_bench / "synthetic" / "annotations" / "test.jsonl")
+    coverage = sampled_coverage(records, FrameCache(tiny_bench / "cache", "test"), 4)
+    assert coverage["moments"] == len(records) > 0
+    assert coverage["outside the sampled frames"] == 0 and coverage["video not covered, max (%)"] == 0.0
