@@ -350,11 +350,14 @@ class SweepConfig:
     seed: int
     grid: dict[str, list]  # "block.key" -> values, e.g. {"train.lr": [0.003, 0.01]}
     caption_gaps: list[int] = bounded(0, 3)  # `propy gap-sweep`: the pretrain_clip.caption_gap levels it measures
-    caption_gap_keep: float = bounded(above=0, hi=1)  # its rule: the largest gap keeping this share of the best
+    caption_gap_min: int = bounded(0, 3)  # its rule: the smallest gap from this one on ...
+    caption_gap_tolerance: float = bounded(0)  # ... whose CLIP caption accuracy is at most this far below the first's
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if len(set(self.caption_gaps)) != len(self.caption_gaps) or len(self.caption_gaps) < 2:
             yield "caption_gaps", f"expected two or more distinct levels, got {self.caption_gaps!r}"
+        elif self.caption_gap_min not in self.caption_gaps:
+            yield "caption_gap_min", f"expected one of caption_gaps {self.caption_gaps!r}, got {self.caption_gap_min}"
         if not self.grid:
             yield "grid", "expected at least one key to sweep"
         for key, values in self.grid.items():

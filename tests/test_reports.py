@@ -804,8 +804,9 @@ def test_every_page_has_title_nav_findings_and_svg_png_figures(study_repo):
     for name in pages:
         text = render_here(name).read_text()
         title = text.split("<title>", 1)[1].split("</title>", 1)[0]
-        assert title.startswith("ProPy study: ") and len(title) > len("ProPy study: "), name
+        assert title.startswith("ProPy study (synthetic): ") and len(title) > len("ProPy study (synthetic): "), name
         nav = text.split('<nav class="pages"', 1)[1].split("</nav>", 1)[0]
+        assert "dataset: <b>synthetic</b>" in nav, name
         links = [part.split('"', 1)[0] for part in nav.split('href="')[1:]]
         assert sorted(links) == sorted([*(f"{n}.html" for n in pages if n != name), "index.html#glossary"]), name
         finding = text.split('<p class="finding">', 1)[1].split("</p>", 1)[0]
@@ -996,7 +997,8 @@ GAP_SWEEP = {
     "variant": "full",
     "seed": 42,
     "split": "val",
-    "keep": 0.9,
+    "least": 2,
+    "tolerance": 5.0,
     "zero_shot": ["zs_maxframe"],
     "rows": [
         {
@@ -1034,8 +1036,9 @@ def test_gap_sweep_table_and_findings_mark_the_rule_and_the_study(tmp_path):
     assert table.loc[3, "a caption at this gap"] == "a photo of a crimson disc, west, large"
     assert table.loc[2, "zs_maxframe val SumR"] == 150.0 and table.loc[3, "full val SumR (trained)"] == 150.0
     text_ = text.gap_sweep_findings(str(path), used=0)
-    assert "keeps 90% of its best validation SumR over the levels (240.0)" in text_
-    assert "It chose gap 2" in text_ and "zs_maxframe 250.0 at gap 0, zs_maxframe 150.0 at gap 2" in text_
+    assert "the smallest caption gap from 2 on" in text_ and "at most 5 points below gap 0's (95.0%)" in text_
+    assert "It chose gap 2 (60.0%)" in text_  # the hand-made rows, not the rule's outcome on them
+    assert "gap 0: zs_maxframe 250.0; trained full 240.0; gap 2: zs_maxframe 150.0; trained full 220.0" in text_
     assert "not the rule's choice 2: params.yaml disagrees" in text_
     assert "the rule's choice." in text.gap_sweep_findings(str(path), used=2)
     assert tables.gap_sweep_table(tmp_path / "absent.json", 0) is None

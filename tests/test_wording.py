@@ -59,27 +59,28 @@ def test_each_gap_rewords_a_caption_as_worked_out_by_hand(caption, expected):
 
 @pytest.fixture(scope="module")
 def split_words():
-    """BPE tokens of the default test split's queries and of its captions at each gap, and the captions."""
+    """The default test split's distinct captions, the BPE tokens of its queries' content words, of its
+    captions at each gap, and of the captions' colours and shapes."""
     videos = sample_split(DEFAULT, "test")
     bpe = SimpleTokenizer()
     canonical = sorted({c["caption"] for v in videos for c in captions(v, DEFAULT.fps, "test")})
     queries = {t for r in split_records(videos, DEFAULT.fps).records for t in bpe.encode(r.desc)}
     words = {gap: {t for c in canonical for t in bpe.encode(reword(c, gap))} for gap in range(len(GAPS))}
     function = {t for w in FUNCTION_WORDS for t in bpe.encode(w)}
-    return canonical, queries - function, words
+    objects = {t for c in canonical for t in bpe.encode(" ".join(c.split()[1:3]))}  # colour and shape
+    return canonical, queries - function, words, objects
 
 
 def test_what_each_gap_shares_with_the_queries_in_bpe_tokens(split_words):
-    canonical, content, words = split_words
-    colours_shapes = {t for c in canonical for t in SimpleTokenizer().encode(" ".join(c.split()[1:3]))}
+    _, content, words, objects = split_words
     assert content <= words[0] and content <= words[1]  # every content word of a query is pre-trained
-    assert content & words[2] == colours_shapes & content  # only the objects: no end-state word
+    assert content & words[2] == objects & content  # only the objects: no end-state word
     assert content & words[3] == set()  # nothing but function words
 
 
 @pytest.mark.parametrize("gap", range(len(GAPS)))
 def test_rewording_keeps_distinct_captions_distinct(split_words, gap):
-    canonical, _, _ = split_words
+    canonical = split_words[0]
     assert len({reword(c, gap) for c in canonical}) == len(canonical)
 
 
@@ -90,16 +91,17 @@ def test_a_caption_in_another_form_is_an_error_naming_where():
         reword("a red circle is sideways", 1)
 
 
-def test_the_rule_picks_the_largest_gap_keeping_the_share_of_the_best():
+def test_the_rule_picks_the_smallest_gap_from_the_least_whose_clip_stays_competent():
     rows = [
-        {"gap": 0, "trained_val_SumR": 200.0},
-        {"gap": 1, "trained_val_SumR": 210.0},
-        {"gap": 2, "trained_val_SumR": 190.0},  # 190 >= 0.9 * 210 = 189
-        {"gap": 3, "trained_val_SumR": 120.0},
+        {"gap": 0, "zero_shot_accuracy": 95.0},
+        {"gap": 1, "zero_shot_accuracy": 96.0},
+        {"gap": 2, "zero_shot_accuracy": 89.0},  # 6 points below gap 0
+        {"gap": 3, "zero_shot_accuracy": 91.0},  # 4 points below
     ]
-    assert choose_gap(rows, 0.9) == 2
-    assert choose_gap(rows, 0.95) == 1
-    assert choose_gap(rows, 0.5) == 3
+    assert choose_gap(rows, 2, 5.0) == 3
+    assert choose_gap(rows, 2, 6.0) == 2
+    assert choose_gap(rows, 1, 0.0) == 1
+    assert choose_gap(rows, 2, 1.0) is None
 
 
 def test_gap_sweep_pretrains_per_level_and_scores_on_validation(tiny_bench, tmp_path, capsys):
@@ -108,7 +110,7 @@ def test_gap_sweep_pretrains_per_level_and_scores_on_validation(tiny_bench, tmp_
         {
             "pretrain_clip": {"epochs": 1, "batch_size": 16},
             "train": {"epochs": 1},
-            "sweep": {"caption_gaps": [0, 3], "caption_gap_keep": 0.9},
+            "sweep": {"caption_gaps": [0, 3], "caption_gap_min": 3, "caption_gap_tolerance": 100.0},
         },
     )
     out, models = tmp_path / "gap_sweep.json", tmp_path / "models"
@@ -120,8 +122,8 @@ def test_gap_sweep_pretrains_per_level_and_scores_on_validation(tiny_bench, tmp_
         assert (models / f"gap{row['gap']}" / "clip" / "clip.pt").is_file()
         assert 0 <= row["zero_shot_accuracy"] <= 100 and row["best_epoch"] == 1
         assert all(0 <= row[f"{z}_val_SumR"] <= 400 for z in ("zs_meanpool", "zs_maxframe"))
-    assert result["chosen"] == choose_gap(result["rows"], 0.9)
+    assert result["chosen"] == 3  # every accuracy is within 100 points
     first = [r["zero_shot_accuracy"] for r in result["rows"]]
     assert main(args) == 0  # a finished level is reused, not pre-trained again
     assert [r["zero_shot_accuracy"] for r in json.loads(out.read_text())["rows"]] == first
-    assert f"chooses caption gap {result['chosen']}" in capsys.readouterr().out
+    assert "chooses caption gap 3" in capsys.readouterr().out

@@ -23,13 +23,32 @@ from propy.errors import DataError
 from propy.model.backbone import tokenize
 
 
-class VideoClips(Dataset):
-    """Item i: ``num_frames`` normalised frames [Nf, 3, S, S] of ``vid_names[i]``.
+class SampledVideos(Dataset):
+    """Item i: ``num_frames`` frames sampled from ``vid_names[i]``'s ``count`` (``sample``).
 
     With ``train=True`` a random frame inside each segment is drawn from an rng
     seeded by (seed, epoch, i); call :meth:`set_epoch` before each epoch.
-    Evaluation takes the segment centres.
+    Evaluation takes the segment centres. Subclasses say what a frame is.
     """
+
+    def __init__(self, vid_names: Sequence[str], num_frames: int, train: bool, seed: int) -> None:
+        self.vid_names, self.num_frames, self.train, self.seed = list(vid_names), num_frames, train, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.vid_names)
+
+    def sample(self, i: int, count: int) -> np.ndarray:
+        """Indices into the ``count`` frames of video i (``propy.data.video.sample_indices``)."""
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        return sample_indices(count, self.num_frames, self.train, rng)
+
+
+class VideoClips(SampledVideos):
+    """Item i: ``num_frames`` normalised frames [Nf, 3, S, S] of ``vid_names[i]`` from the frame cache."""
 
     def __init__(
         self,
@@ -41,26 +60,12 @@ class VideoClips(Dataset):
         train: bool,
         seed: int,
     ) -> None:
-        self.cache = cache
-        self.vid_names = list(vid_names)
-        self.num_frames = num_frames
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        self.train = train
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.vid_names)
+        super().__init__(vid_names, num_frames, train, seed)
+        self.cache, self.mean, self.std = cache, tuple(mean), tuple(std)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         vid = self.vid_names[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        index = sample_indices(self.cache.num_frames(vid), self.num_frames, self.train, rng)
-        return normalize(self.cache.frames_at(vid, index), self.mean, self.std)
+        return normalize(self.cache.frames_at(vid, self.sample(i, self.cache.num_frames(vid))), self.mean, self.std)
 
 
 def query_tokens(records: Sequence[Record], tokenizer, max_words: int) -> torch.Tensor:

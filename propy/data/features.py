@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from propy.config import SPLITS, ClipConfig, Layout
 from propy.data.cache import MANIFEST, FrameCache
-from propy.data.video import normalize, sample_indices
+from propy.data.datasets import SampledVideos
+from propy.data.video import normalize
 from propy.errors import DataError
 from propy.model.backbone import Backbone
 from propy.model.checkpoint import file_digest
@@ -79,7 +79,7 @@ def compute(
     }
 
 
-class FrameFeatures(Dataset):
+class FrameFeatures(SampledVideos):
     """Item i: ``num_frames`` frozen frame embeddings float32 [num_frames, D] of ``vid_names[i]``,
     sampled as :class:`propy.data.datasets.VideoClips` samples frames (segment centres at evaluation,
     a seeded draw per segment in training; call :meth:`set_epoch`)."""
@@ -110,18 +110,9 @@ class FrameFeatures(Dataset):
                 f"{manifest_path}: no embeddings of {len(missing)} videos, e.g. {missing[0]!r}; "
                 "re-run `python -m propy features`"
             )
+        super().__init__(vid_names, num_frames, train, seed)
         self.features = np.load(folder / FEATURES, mmap_mode="r")
-        self.vid_names, self.num_frames, self.train, self.seed = list(vid_names), num_frames, train, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.vid_names)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         first, count = self.index[self.vid_names[i]]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        rows = first + sample_indices(count, self.num_frames, self.train, rng)
-        return torch.from_numpy(self.features[rows].astype(np.float32))
+        return torch.from_numpy(self.features[first + self.sample(i, count)].astype(np.float32))

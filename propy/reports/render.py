@@ -113,35 +113,35 @@ def failed_path(executed: Path) -> Path:
     return executed.with_name(f"{executed.stem}.failed.ipynb")
 
 
-def page_title(book) -> str:
-    """ "ProPy study: <first Markdown heading>" (the notebook's name when it has no heading)."""
+def page_title(book, dataset: str) -> str:
+    """ "ProPy study (<dataset>): <first Markdown heading>" (the notebook's name when it has no heading)."""
     for cell in book.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.startswith("# "):
-                    return f"ProPy study: {line[2:].strip()}"
-    return f"ProPy study: {book.metadata.get('name', 'report')}"
+                    return f"ProPy study ({dataset}): {line[2:].strip()}"
+    return f"ProPy study ({dataset}): {book.metadata.get('name', 'report')}"
 
 
-def nav_html(current: str, names: list[str]) -> str:
-    """A bar linking every page (``<name>.html``, next to each other in the output folder) and the
-    overview's glossary of terms and variants."""
+def nav_html(current: str, names: list[str], dataset: str) -> str:
+    """A bar naming the dataset and linking every page (``<name>.html``, next to each other in the output
+    folder) and the overview's glossary of terms and variants."""
     links = " | ".join(
         f"<b>{PAGES.get(n, (n,))[0]}</b>" if n == current else f'<a href="{n}.html">{PAGES.get(n, (n,))[0]}</a>'
         for n in names
     )
-    links += f' | <a href="index.html#{GLOSSARY_ANCHOR}">Glossary</a>'
+    links += f' | <a href="index.html#{GLOSSARY_ANCHOR}">Glossary</a> | dataset: <b>{dataset}</b>'
     return f'<nav class="pages" style="padding:0.4em 0;border-bottom:1px solid #ccc">{links}</nav>'
 
 
-def to_html(executed: Path, name: str, names: list[str]) -> str:
+def to_html(executed: Path, name: str, names: list[str], dataset: str) -> str:
     """The executed notebook as HTML without input cells, its title set and a navigation bar on top."""
     import nbconvert
     import nbformat
 
     book = nbformat.read(executed, as_version=4)
-    book.metadata["title"] = page_title(book)
-    book.cells.insert(0, nbformat.v4.new_markdown_cell(nav_html(name, names)))
+    book.metadata["title"] = page_title(book, dataset)
+    book.cells.insert(0, nbformat.v4.new_markdown_cell(nav_html(name, names, dataset)))
     exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(book)
     return body
@@ -172,6 +172,6 @@ def render(name: str, params_path: str, layout: Layout, folders: dict[str, Path]
             folder = Path(values[key])
             if not any(folder.iterdir()):
                 atomic_write_text(folder / "NONE.txt", f"report {name} wrote nothing here with these inputs\n")
-        atomic_write_text(html, to_html(running, name, available()))
+        atomic_write_text(html, to_html(running, name, available(), params.dataset))
         atomic_write_with(executed, lambda tmp: shutil.copyfile(running, tmp))
     return html

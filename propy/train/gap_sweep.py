@@ -4,11 +4,14 @@ At each level of ``sweep.caption_gaps`` (``propy.data.wording``) the small CLIP 
 pre-trained with its captions reworded at that gap, the zero-shot baselines
 (``study.zero_shot``) are scored on the validation split, and ``sweep.variant`` is
 trained once (``sweep.seed``) on that CLIP and scored by its best validation SumR.
-The rule, fixed in params.yaml before any result is seen, picks the *largest* gap
-at which the trained variant keeps ``sweep.caption_gap_keep`` of its best SumR
-over the levels: the CLIP is then as far from the queries' words as it can be
-while it is still a starting point the method can use. The test split is not read.
-Each level trains into its own folder, so an interrupted sweep resumes.
+The rule (params.yaml) judges the CLIP, never the claims: the smallest gap from
+``sweep.caption_gap_min`` on (the first level whose captions share no action word
+and no sentence form with the queries) at which the CLIP still tells the visual
+states apart in its own words, its zero-shot caption accuracy on validation frames
+at most ``sweep.caption_gap_tolerance`` points below the first level's. A rule on the
+trained model's score would favour the level that suits ProPy, and the claims are
+tested against these baselines. The test split is not read. Each level trains into
+its own folder, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from propy.config import Layout, Params, deep_merge, read_params, resolve
 from propy.runtime.files import atomic_write_json, read_json
 
 
-def choose_gap(rows: list[dict], keep: float) -> int:
-    """The largest ``gap`` whose ``trained_val_SumR`` is at least ``keep`` x the best row's."""
-    best = max(r["trained_val_SumR"] for r in rows)
-    return max(r["gap"] for r in rows if r["trained_val_SumR"] >= keep * best)
+def choose_gap(rows: list[dict], least: int, tolerance: float) -> int | None:
+    """The smallest ``gap`` >= ``least`` whose ``zero_shot_accuracy`` is at most ``tolerance`` points
+    below the smallest gap's row; None when no row qualifies."""
+    reference = min(rows, key=lambda r: r["gap"])["zero_shot_accuracy"]
+    fit = [r["gap"] for r in rows if r["gap"] >= least and r["zero_shot_accuracy"] >= reference - tolerance]
+    return min(fit) if fit else None
 
 
 def _at_gap(raw: dict, variant: str, gap: int, clip: Path, source: str) -> Params:
@@ -77,10 +82,11 @@ def gap_sweep(params_path: str, layout: Layout, out: Path, models: Path) -> dict
         "variant": cfg.variant,
         "seed": cfg.seed,
         "split": "val",
-        "keep": cfg.caption_gap_keep,
+        "least": cfg.caption_gap_min,
+        "tolerance": cfg.caption_gap_tolerance,
         "zero_shot": list(base.study.zero_shot),
         "rows": rows,
-        "chosen": choose_gap(rows, cfg.caption_gap_keep),
+        "chosen": choose_gap(rows, cfg.caption_gap_min, cfg.caption_gap_tolerance),
     }
     atomic_write_json(out, result)
     return result
