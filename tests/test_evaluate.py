@@ -122,6 +122,7 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
         "epoch",
         "num_queries",
         "num_videos",
+        "gallery",
         "R1",
         "R2",
         "R3",
@@ -138,6 +139,7 @@ def test_outputs_agree_with_an_independent_recomputation(study, variant, kind, n
     ]
     assert (metrics["variant"], metrics["kind"], metrics["split"], metrics["epoch"]) == (variant, kind, "test", epoch)
     assert (metrics["dataset"], metrics["num_queries"], metrics["num_videos"]) == ("synthetic", nt, len(videos))
+    assert metrics["gallery"]["present"] == metrics["gallery"]["annotated"] == {"videos": len(videos), "queries": nt}
     assert metrics["propy_version"] == __version__
 
     rankings = [json.loads(line) for line in (root / "results" / variant / "rankings.jsonl").read_text().splitlines()]

@@ -895,6 +895,8 @@ def test_split_counts_name_the_videos_left_out_of_the_gallery():
     with pytest.raises(DataError, match="split test has 5 queries, its annotations 2"):
         tables.split_counts(stats, summary)
     assert tables.split_counts({}, summary)["left out"].tolist() == [0, 0]  # no stats.json: nothing known left out
+    real = tables.split_counts({}, summary, {"train": 3, "test": 1})  # a real dataset: the frame cache's videos
+    assert real["in gallery"].tolist() == [3, 1] and real["left out"].tolist() == [0, 1]
 
 
 def test_evaluated_epochs_come_from_the_pooled_runs(tmp_path):

@@ -31,7 +31,9 @@ from propy.config import (
     Layout,
     Params,
 )
-from propy.data.annotations import Record
+from propy.data.annotations import Record, load_annotations
+from propy.data.cache import FrameCache
+from propy.data.gallery import gallery_accounting
 from propy.evaluation.encode import Encoded, encode_split, load_split
 from propy.evaluation.metrics import (
     VcmrRecall,
@@ -195,8 +197,10 @@ def write_outputs(
     results: Path,
     kinds: list[str] | None = None,
     probes: dict | None = None,
+    gallery: dict | None = None,
 ) -> dict:
-    """Write the per-query results, then the metrics JSON (with ``probes`` merged in); return the metrics.
+    """Write the per-query results, then the metrics JSON (with ``probes`` merged in, and ``gallery``:
+    the split's annotated, present and left-out counts); return the metrics.
 
     The results are written into ``<results>.partial`` and swapped in whole, so a failure on the way
     (a full disk) leaves the previous results as they were, not a mixture of old and new files."""
@@ -212,6 +216,7 @@ def write_outputs(
         "epoch": epoch,
         "num_queries": len(data.records),
         "num_videos": len(data.vid_names),
+        **({"gallery": gallery} if gallery is not None else {}),
         **prvr_metrics(reported, cfg.ks),
         "unnormalized": {k: v for k, v in other_metrics.items() if k not in ("MedR", "MeanR")},
         "vcmr": scored.vcmr,
@@ -281,4 +286,7 @@ def evaluate(
     if kinds is not None and rivals is not None:
         frozen = frozen_text(model, data.tokens, params.eval.batch_queries, device)
         probes = rival_probes(params, encoded, scored, proposals, kinds, rivals, frozen)
-    return write_outputs(params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes)
+    gallery = gallery_accounting(load_annotations(layout.annotations(split)), FrameCache(layout.cache, split))
+    return write_outputs(
+        params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes, gallery
+    )

@@ -79,9 +79,10 @@ def pool_metrics(runs: dict[str, dict]) -> dict:
     """The runs' metrics averaged; ``sd`` (over runs, ddof 1; 0 for one run) of the recalls and
     ranks; ``epoch`` per run."""
     values = list(runs.values())
-    pooled = _mean([{k: v for k, v in run.items() if k != "environment"} for run in values])
-    if "environment" in values[0]:  # where the runs were made (one machine in a `make study`)
-        pooled["environment"] = values[0]["environment"]
+    pooled = _mean([{k: v for k, v in run.items() if k not in ("environment", "gallery")} for run in values])
+    for key in ("environment", "gallery"):  # the same for every run: where they ran (one machine), what they saw
+        if key in values[0]:
+            pooled[key] = values[0][key]
     pooled["runs"] = list(runs)
     pooled["epoch"] = [v.get("epoch") for v in values]
     pooled["sd"] = {

@@ -344,11 +344,12 @@ def training_summary(logs: pd.DataFrame, evaluated: dict[str, list[int]]) -> pd.
     return table
 
 
-def split_counts(stats: dict, summary: pd.DataFrame) -> pd.DataFrame:
+def split_counts(stats: dict, summary: pd.DataFrame, present: dict[str, int] | None = None) -> pd.DataFrame:
     """Per split: videos generated and queries written (``stats.json``), videos in the split's gallery
     (those with a query: the annotations' ``summary``), the videos left out of it and the probes
     dropped (not unique to their video, or their rival lost its own). DataError when stats.json and
-    the annotations disagree on the queries."""
+    the annotations disagree on the queries. Without stats.json (a real dataset) the gallery is the
+    annotated videos present in the frame cache (``present``: split -> videos; all when None)."""
     rows = {}
     for split, st in stats.get("splits", {}).items():
         if split not in summary.index:
@@ -364,12 +365,13 @@ def split_counts(stats: dict, summary: pd.DataFrame) -> pd.DataFrame:
             "queries": queries,
             "probes dropped": int(sum(st.get("dropped", {}).values())),
         }
-    if not rows:  # a dataset without stats.json: every annotated video is its split's gallery
+    if not rows:  # a dataset without stats.json: the annotated videos in the frame cache are the gallery
+        present = present or {}
         rows = {
             split: {
                 "videos": int(r["videos"]),
-                "in gallery": int(r["videos"]),
-                "left out": 0,
+                "in gallery": int(present.get(split, r["videos"])),
+                "left out": int(r["videos"]) - int(present.get(split, r["videos"])),
                 "queries": int(r["queries"]),
                 "probes dropped": 0,
             }
@@ -532,6 +534,16 @@ def _plural(n: int, word: str) -> str:
 def chance_sumr(ks: Sequence[int], gallery: int) -> float:
     """SumR of a random ranking of ``gallery`` videos: R@K by chance is K / gallery (100% from K = gallery)."""
     return 100.0 * sum(min(k, gallery) / gallery for k in ks)
+
+
+def split_gallery(data_root: str | Path, cache_root: str | Path, split: str) -> dict:
+    """``propy.data.gallery.gallery_accounting`` of ``split``: annotated, in the frame cache, left out."""
+    from propy.data.annotations import load_annotations
+    from propy.data.cache import FrameCache
+    from propy.data.gallery import gallery_accounting
+
+    records = load_annotations(Layout(Path(data_root), None).annotations(split))
+    return gallery_accounting(records, FrameCache(cache_root, split))
 
 
 def gallery_size(variant: str, root: str | Path) -> int:

@@ -11,6 +11,7 @@ from html import escape
 
 import pandas as pd
 
+from propy.data.gallery import left_out_phrase
 from propy.data.wording import GAPS
 from propy.runtime.files import read_json
 
@@ -517,11 +518,15 @@ def gap_sweep_findings(path: str, used: int) -> str:
     )
 
 
-def scope_sentence(num_queries: int, num_videos: int, dataset: str, caption_gap: int = 0) -> str:
-    """What this benchmark can and cannot say, for the top of the overview."""
+def scope_sentence(
+    num_queries: int, num_videos: int, dataset: str, caption_gap: int = 0, gallery: dict | None = None
+) -> str:
+    """What this benchmark can and cannot say, for the top of the overview; ``gallery`` (the evaluated
+    metrics' accounting) adds what was annotated but left out."""
     if dataset != "synthetic":
         return (
-            f"{dataset}: {num_queries} test queries over {num_videos} videos; the verdicts hold for this "
+            f"{dataset}: {num_queries} test queries over {num_videos} videos"
+            f"{left_out_phrase(gallery) if gallery else ''}; the verdicts hold for this "
             "dataset, this CLIP and these settings."
         )
     return (
