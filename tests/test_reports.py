@@ -667,13 +667,14 @@ def write_study(root: Path) -> None:
         (root / "data" / "annotations" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     (root / "data" / "query_kinds.json").write_text(json.dumps(kinds))
     (root / "data" / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
-    cache = root / "cache" / "test"
-    cache.mkdir(parents=True)
-    videos = {}
-    for v in range(4):
-        np.save(cache / f"test{v}.npy", rng.integers(0, 255, (24, 8, 8, 3), dtype=np.uint8))
-        videos[f"test{v}"] = {"file": f"test{v}.npy", "num_frames": 24, "duration": 8.0}
-    (cache / "manifest.json").write_text(json.dumps({"size": 8, "fps": 3.0, "videos": videos, "skipped": []}))
+    for split in ("train", "val", "test"):  # every video cached
+        cache = root / "cache" / split
+        cache.mkdir(parents=True)
+        videos = {}
+        for v in range(4):
+            np.save(cache / f"{split}{v}.npy", rng.integers(0, 255, (24, 8, 8, 3), dtype=np.uint8))
+            videos[f"{split}{v}"] = {"file": f"{split}{v}.npy", "num_frames": 24, "duration": 8.0}
+        (cache / "manifest.json").write_text(json.dumps({"size": 8, "fps": 3.0, "videos": videos, "skipped": []}))
 
     pooled = root / "metrics"
     for name, sumr, kind in (
