@@ -1,6 +1,6 @@
 """`dvc repro` on a real-format dataset (marked ``pipeline``): the pipeline up to pooling with ``dataset: tvr``
-on the TVR-shaped data of tests/real_format.py, quietly, and a replaced weights file re-runs the stages
-that load CLIP (DVC cannot see the preset's clip.pretrained; they depend on weights/)."""
+on the TVR-shaped data of tests/real_format.py with MS-SL, quietly, and a replaced weights file re-runs the
+stages that load CLIP (DVC cannot see the preset's clip.pretrained; they depend on weights/)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
     )
     raw = params(paths["config"].relative_to(repo))
     raw["synth"]["videos"] = {"train": 4, "val": 2, "test": 2}  # the synth stage still runs once
+    # MS-SL alone (its features stage too): ProPy's DVC stages run in the synthetic micro study, and ProPy on
+    # this data in tests/test_real_path.py; every stage costs seconds of start-up
+    raw["study"].update(trained=["msl"], ablations={"prior_method": ["msl"]})
+    raw["report"]["headline"] = "msl"
+    raw["claims"]["tests"] = {"vs_meanpool": {**raw["claims"]["tests"]["vs_meanpool"], "variant": "msl"}}
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     if not (repo / ".dvc").is_dir():
@@ -53,11 +58,17 @@ def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
 
     # up to the pooled metrics: the reports' stages are the same code as in the synthetic micro study
     first = dvc(repo, "repro", "pool")
-    assert (repo / "metrics" / "tvr" / "pooled" / "full.json").is_file()
+    assert (repo / "metrics" / "tvr" / "pooled" / "msl.json").is_file()
+    assert (repo / "data" / "features" / "test" / "manifest.json").is_file()
     assert "is empty" not in first
-    assert "Running stage 'train@full-42'" in first
+    assert "Running stage 'train@msl-42'" in first
 
     torch.manual_seed(1)  # other weights, same path
     write_openai_archive(create_clip(str(paths["config"])).state_dict(), repo / "weights" / "ViT-B-32.pt")
     status = dvc(repo, "status")
-    assert "train@full-42" in status and "baselines@zs_meanpool" in status and "extract" not in status.split(":")[0]
+    assert (
+        "features" in status
+        and "train@msl-42" in status
+        and "baselines@zs_meanpool" in status
+        and "extract" not in status.split(":")[0]
+    )
