@@ -23,8 +23,10 @@ study: $(STAMP)
 	$(BIN)/python -m propy headline --metrics metrics/$(DATASET)/pooled --readme README.md
 
 # Lint and type check first (seconds), then the suite on both cores (pytest-xdist; the slowest tests listed).
+# One torch/OpenMP thread per process: two workers already fill both cores, and the stages their DVC runs
+# start would otherwise each spin up as many threads as there are cores (on a busy machine, many times too many).
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=10
+	PATH="$(abspath $(BIN)):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check propy tests scripts docs
