@@ -1062,7 +1062,11 @@ def test_projection_table_and_sentence_from_claims(tmp_path):
     (tmp_path / "claims.json").write_text(json.dumps({"claims": claims}))
     table = tables.projection_table(tmp_path)
     assert list(table.index) == ["depth", "vs_msl"]
-    assert table.loc["depth", "MDE now (50 queries)"] == 16.0 and table.loc["vs_msl", "4000 queries x 10 seeds"] == 18.0
+    assert (
+        table.loc["depth", "MDE now"] == 16.0
+        and table.loc["depth", "queries now"] == 50
+        and table.loc["vs_msl", "4000 queries x 10 seeds"] == 18.0
+    )
     sentence = text.projection_sentence(claims, text.MDE_TARGETS)
     assert "projected to 4000 test queries (3 seeds: 8.5 to 39.0; 10 seeds: 6.0 to 18.0)" in sentence
     assert "met at 4000 queries and 10 seeds by 1 of 2 tests (depth)" in sentence

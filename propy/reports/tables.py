@@ -681,7 +681,7 @@ def projection_table(metrics_root: str | Path) -> pd.DataFrame | None:
     for c in result["claims"]:
         if "projection" not in c:
             continue
-        row = {"claim": c["name"], "metric": c["metric"], f"MDE now ({c['n']} queries)": round(c["mde"], 1)}
+        row = {"claim": c["name"], "metric": c["metric"], "queries now": c["n"], "MDE now": round(c["mde"], 1)}
         row.update({f"{p['test_queries']} queries x {p['seeds']} seeds": round(p["mde"], 1) for p in c["projection"]})
         rows.append(row)
     return pd.DataFrame(rows).set_index("claim") if rows else None
