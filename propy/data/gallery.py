@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from propy.data.annotations import Record, group_by_video
+from propy.config import Layout
+from propy.data.annotations import Record, group_by_video, load_annotations
 from propy.data.cache import FrameCache
 
 SKIPPED_BY_EXTRACT = "unreadable, missing or too short (skipped by extract: extract.skip_bad)"
@@ -34,6 +35,11 @@ def gallery_accounting(records: Sequence[Record], cache: FrameCache) -> dict:
             "why": dict(Counter(SKIPPED_BY_EXTRACT if v in skipped else NOT_EXTRACTED for v in absent)),
         },
     }
+
+
+def split_gallery(layout: Layout, split: str) -> dict:
+    """:func:`gallery_accounting` of ``split``: its annotation file against its frame cache."""
+    return gallery_accounting(load_annotations(layout.annotations(split)), FrameCache(layout.cache, split))
 
 
 def left_out_phrase(accounting: dict) -> str:

@@ -31,9 +31,8 @@ from propy.config import (
     Layout,
     Params,
 )
-from propy.data.annotations import Record, load_annotations
-from propy.data.cache import FrameCache
-from propy.data.gallery import gallery_accounting
+from propy.data.annotations import Record
+from propy.data.gallery import split_gallery
 from propy.evaluation.encode import Encoded, encode_split, load_split
 from propy.evaluation.metrics import (
     VcmrRecall,
@@ -286,7 +285,7 @@ def evaluate(
     if kinds is not None and rivals is not None:
         frozen = frozen_text(model, data.tokens, params.eval.batch_queries, device)
         probes = rival_probes(params, encoded, scored, proposals, kinds, rivals, frozen)
-    gallery = gallery_accounting(load_annotations(layout.annotations(split)), FrameCache(layout.cache, split))
+    gallery = split_gallery(layout, split)
     return write_outputs(
         params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes, gallery
     )

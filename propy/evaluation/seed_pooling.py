@@ -303,18 +303,13 @@ def judge_claims(runs: dict[str, Runs], params: Params) -> dict:
             {
                 "test_queries": total,
                 "seeds": seeds,
-                "n": max(1, round(share * total)),
+                "n": n,
                 "mde": projected_mde(
-                    a,
-                    b,
-                    queries=max(1, round(share * total)),
-                    runs=seeds,
-                    alpha=result["alpha_holm"],
-                    power=cfg.power,
-                    samples=PROJECTION_SAMPLES,
+                    a, b, queries=n, runs=seeds, alpha=result["alpha_holm"], power=cfg.power, samples=PROJECTION_SAMPLES
                 ),
             }
             for total in PROJECTED_QUERIES
+            for n in [max(1, round(share * total))]  # the claim's share of a test split of `total` queries
             for seeds in PROJECTED_SEEDS
         ]
         entry["verdict"] = VERDICTS[2] if not result["rejected"] else VERDICTS[0] if entry["delta"] > 0 else VERDICTS[1]

@@ -537,13 +537,10 @@ def chance_sumr(ks: Sequence[int], gallery: int) -> float:
 
 
 def split_gallery(data_root: str | Path, cache_root: str | Path, split: str) -> dict:
-    """``propy.data.gallery.gallery_accounting`` of ``split``: annotated, in the frame cache, left out."""
-    from propy.data.annotations import load_annotations
-    from propy.data.cache import FrameCache
-    from propy.data.gallery import gallery_accounting
+    """``propy.data.gallery.split_gallery`` from a notebook's folders: annotated, in the frame cache, left out."""
+    from propy.data.gallery import split_gallery as accounting
 
-    records = load_annotations(Layout(Path(data_root), None).annotations(split))
-    return gallery_accounting(records, FrameCache(cache_root, split))
+    return accounting(Layout(Path(data_root), Path(cache_root)), split)
 
 
 def gallery_size(variant: str, root: str | Path) -> int:
