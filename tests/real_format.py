@@ -90,6 +90,21 @@ def write_dataset(root: Path) -> dict[str, Path]:
     return paths
 
 
+def prepare(repo: Path) -> dict[str, Path]:
+    """:func:`write_dataset` in ``repo``, then the README's real-data steps: ``convert`` the releases and
+    ``split-val`` one training video off, into ``repo/data/tvr/annotations/``."""
+    from propy.cli import main
+
+    paths = write_dataset(repo)
+    tvr = repo / "data" / "tvr"
+    ann = tvr / "annotations"
+    assert main(["convert", "tvr", str(paths["train_release"]), str(tvr / "tvr_train.jsonl")]) == 0
+    assert main(["convert", "tvr", str(paths["test_release"]), str(ann / "test.jsonl"), "--missing-ts", "whole"]) == 0
+    split = ["--videos", "1", "--out-train", str(ann / "train.jsonl"), "--out-val", str(ann / "val.jsonl")]
+    assert main(["split-val", str(tvr / "tvr_train.jsonl"), *split]) == 0
+    return paths
+
+
 def params(config: Path, small_batch: bool = True) -> dict:
     """The repo's params.yaml on ``dataset: tvr``: presets.paper, with TVR's overrides extended to make
     the run tiny. ``small_batch=False`` leaves the preset's 24 videos per batch (more than the data has)."""

@@ -312,7 +312,7 @@ def test_weights_outside_the_pipeline_deps_are_a_warning(tmp_path, capsys):
     raw["datasets"]["tvr"]["overrides"]["clip"] = {"pretrained": "/somewhere/ViT-B-32.pt"}
     assert run_check(tmp_path, raw) == 0
     err = capsys.readouterr().err
-    assert "warning: clip.pretrained: /somewhere/ViT-B-32.pt is not under weights/ or models/clip/" in err
+    assert "warning: clip.pretrained: /somewhere/ViT-B-32.pt is not under weights/ or models/tvr/clip/" in err
     assert "datasets.tvr.overrides" in err.split("clip.pretrained: /somewhere", 1)[1]
     assert run_check(tmp_path, edited(dataset="tvr")) == 0
     assert "clip.pretrained: weights" not in capsys.readouterr().err  # presets.paper's weights/ViT-B-32.pt
@@ -324,6 +324,6 @@ def test_clip_loading_stages_depend_on_the_weights_folder():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name in ("train", "evaluate", "baselines"):
         body = stages[name].get("do", stages[name])
-        assert {"weights", "models/clip"} <= set(body["deps"]), name
+        assert {"weights", "models/${dataset}/clip"} <= set(body["deps"]), name
     assert RAW["presets"]["paper"]["clip"]["pretrained"].startswith("weights/")
     assert (REPO / "weights" / "README.md").is_file()

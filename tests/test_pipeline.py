@@ -3,7 +3,8 @@
 The end-to-end test (marked ``pipeline``; deselect with ``-m "not pipeline"``) copies the
 repo to a temporary directory, shrinks params.yaml to a few videos, one epoch and two
 variants, runs real ``dvc repro`` and checks every declared output, then that a second
-``dvc repro`` runs nothing.
+``dvc repro`` runs nothing, and that a run on another dataset neither touches the first
+dataset's outputs nor makes it re-run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import real_format
 import yaml
 
 from propy.cli import COMMANDS
@@ -131,6 +133,36 @@ def test_notebooks_are_saved_without_outputs():
 # --------------------------------------------------------------------------- end to end
 
 
+def _stage_outputs(tmp_path: Path, dataset: str) -> dict[str, list[str]]:
+    """Every stage of dvc.yaml with ``dataset:`` set, as DVC resolves it: its name and output paths."""
+    from dvc.repo import Repo
+
+    root = tmp_path / dataset
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump({**raw, "dataset": dataset}, sort_keys=False))
+    (root / ".dvc").mkdir()  # a DVC project without git: enough to resolve the stages
+    (root / ".dvc" / "config").write_text("[core]\n    no_scm = True\n")
+    with Repo(str(root)) as repo:
+        return {stage.name: [str(out.def_path) for out in stage.outs] for stage in repo.index.stages}
+
+
+def test_each_dataset_has_its_own_stages_and_outputs(tmp_path):
+    """Switching ``dataset:`` must not overwrite the other dataset's files or dvc.lock entries: apart from
+    ``synth`` (which makes the synthetic data whatever the dataset), the stage names and outputs of two
+    datasets share nothing, and every output path names its dataset."""
+    synthetic, tvr = _stage_outputs(tmp_path, "synthetic"), _stage_outputs(tmp_path, "tvr")
+    assert synthetic.pop("synth") == tvr.pop("synth") == ["data/synthetic"]
+    assert "train@synthetic-full-42" in synthetic and "report_index@tvr" in tvr
+    assert not set(synthetic) & set(tvr)
+    for dataset, stages in (("synthetic", synthetic), ("tvr", tvr)):
+        outs = [path for paths in stages.values() for path in paths]
+        assert len(outs) == len(set(outs)) and all(f"/{dataset}" in path for path in outs), dataset
+    tvr_outs = {path for paths in tvr.values() for path in paths}
+    assert not tvr_outs & {path for paths in synthetic.values() for path in paths}
+
+
 def micro_params() -> dict:
     """The repo's params shrunk to minutes: few videos, one epoch, ProPy with one seed and one zero-shot baseline.
 
@@ -139,6 +171,7 @@ def micro_params() -> dict:
     tests/test_real_pipeline.py, the ablation tables in tests/test_reports.py, the pooling of several seeds
     in tests/test_pool.py."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["datasets"]["tvr"] = real_format.params(Path("configs/tiny-quickgelu.json"))["datasets"]["tvr"]
     raw["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
     raw["extract"]["max_frames"] = 32
     raw["pretrain_clip"].update(epochs=1, batch_size=32)
@@ -186,14 +219,16 @@ def dvc(repo: Path, *args: str, timeout: float = 3600) -> str:
 # The page whose stage the micro study runs (with everything upstream of it): the verdicts. Every page is
 # rendered on hand-made outputs in test_reports.py (the data page's frame coverage is checked on generated
 # videos in test_video.py); rendering the others here too would double this, the suite's longest test.
-MICRO_REPORTS = ("report_index",)
+MICRO_REPORTS = ("report_index@synthetic",)
 
 
 @pytest.mark.pipeline
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit writing the TVR-format set's OpenAI archive
 def test_micro_study_end_to_end(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repo(repo)
+    real_format.prepare(repo)  # a TVR-format dataset to switch to at the end (its weights/ are a dep of both)
     (repo / "params.yaml").write_text(yaml.safe_dump(micro_params(), sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     if not (repo / ".dvc").is_dir():
@@ -228,21 +263,47 @@ def test_micro_study_end_to_end(tmp_path):
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0
 
-    for report in (name.removeprefix("report_") for name in MICRO_REPORTS):
-        assert "<html" in (repo / "reports" / f"{report}.html").read_text()[:2000].lower()
-        assert (repo / "reports" / "executed" / f"{report}.ipynb").is_file()
-        pngs = list((repo / "reports" / "figures" / report).glob("*.png"))
+    reports = repo / "reports" / "synthetic"
+    for report in (name.removeprefix("report_").split("@")[0] for name in MICRO_REPORTS):
+        assert "<html" in (reports / f"{report}.html").read_text()[:2000].lower()
+        assert (reports / "executed" / f"{report}.ipynb").is_file()
+        pngs = list((reports / "figures" / report).glob("*.png"))
         assert pngs and all(p.stat().st_size > 2000 for p in pngs), report
-        assert list((repo / "reports" / "tables" / report).glob("*.md")), report
-    html = (repo / "reports" / "index.html").read_text()
+        assert list((reports / "tables" / report).glob("*.md")), report
+    html = (reports / "index.html").read_text()
     assert all(f">{n}<" in html for n in ("full", "zs_maxframe")), "index.html lacks a variant row"
     assert "zs_maxframe" in dvc(repo, "metrics", "show")
-    assert "Running stage 'report_index'" in first
+    assert "Running stage 'report_index@synthetic'" in first
     for noise in ("without encryption", "is empty"):  # the report kernel and DVC's empty-output warning
         assert noise not in first, noise
 
     again = dvc(repo, "repro", *MICRO_REPORTS)
     assert "Running stage" not in again and "up to date" in again
+
+    # Another dataset (TVR's format) in the same checkout, then back: its extract writes its own cache and
+    # dvc.lock entry, the synthetic study's files stay as they were and nothing of it re-runs. (Every other
+    # stage's outputs are kept apart by test_each_dataset_has_its_own_stages_and_outputs.)
+    before = _snapshot(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": "tvr"}, sort_keys=False))
+    other = dvc(repo, "repro", "extract@tvr")
+    assert "Running stage 'extract@tvr'" in other and "Running stage 'extract@synthetic'" not in other
+    assert (repo / "data" / "cache" / "tvr" / "test" / "manifest.json").is_file()
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    back = dvc(repo, "repro", *MICRO_REPORTS)
+    assert "Running stage" not in back and "up to date" in back
+    assert _snapshot(repo) == before
+
+
+def _snapshot(repo: Path) -> dict[str, bytes]:
+    """Every file the synthetic study wrote (its data, cache, models, metrics, results, reports)."""
+    folders = ["data/synthetic", "data/cache/synthetic", "models/synthetic", "metrics", "results", "reports", "logs"]
+    return {
+        str(path.relative_to(repo)): path.read_bytes()
+        for folder in folders
+        for path in sorted((repo / folder).rglob("*"))
+        if path.is_file()
+    }
 
 
 def _micro_repo(tmp_path: Path, params: dict) -> Path:
@@ -258,15 +319,15 @@ def _micro_repo(tmp_path: Path, params: dict) -> Path:
 
 @pytest.mark.pipeline
 def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
-    """Ctrl-C in the middle of `dvc repro extract`, then `dvc repro extract`: the finished videos are
-    kept (data/cache is a persistent output) and only the rest is decoded."""
+    """Ctrl-C in the middle of `dvc repro extract@synthetic`, then the same again: the finished videos are
+    kept (data/cache/synthetic is a persistent output) and only the rest is decoded."""
     import signal
 
     params = micro_params()
     params["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
     repo = _micro_repo(tmp_path, params)
     dvc(repo, "repro", "synth")
-    journal = repo / "data" / "cache" / "train" / ".journal.jsonl"
+    journal = repo / "data" / "cache" / "synthetic" / "train" / ".journal.jsonl"
     release = tmp_path / "never-released"  # extraction holds after its 5th video until the interruption
     env = {
         **os.environ,
@@ -274,7 +335,7 @@ def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
         "PROPY_HOLD": f"extract:5:{release}",
     }
     run = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "extract"],
+        [sys.executable, "-m", "dvc", "repro", "extract@synthetic"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -299,7 +360,7 @@ def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
     done = len(journal.read_text().splitlines())
     assert done == 5
 
-    again = dvc(repo, "repro", "extract")
+    again = dvc(repo, "repro", "extract@synthetic")
     cached = int(again.split("extract train: 12 videos")[1].split(" already cached")[0].split(", ")[-1])
     assert cached == done  # every video cached before the interruption is reused
     assert f"{12 - cached} decoded" in again

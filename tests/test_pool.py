@@ -174,7 +174,7 @@ def test_sweep_scores_every_combination_on_validation_only(tiny_bench, tmp_path)
 
 
 def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
-    from propy.reports.headline import END, START, headline_markdown, replace_block
+    from propy.reports.headline import headline_markdown, markers, replace_block
 
     params, root = study
     for run in ("tiny-s3", "tiny-s4", "worse-s3", "worse-s4", "zs_maxframe"):  # as evaluate records it
@@ -203,10 +203,16 @@ def test_headline_block_is_generated_from_the_pooled_metrics(study, tmp_path):
     rows = lines[header + 2 : header + 2 + len(claims)]
     assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [c["claim"] for c in claims]
     assert all(r.endswith(f"| {c['verdict']} |") for r, c in zip(rows, claims))
-    readme = f"intro\n{START}\nold numbers\n{END}\nrest\n"
-    assert replace_block(readme, table, "README.md") == f"intro\n{START}\n{table}\n{END}\nrest\n"
-    with pytest.raises(DataError, match="README.md: no <!-- headline:start -->"):
-        replace_block("no block", table, "README.md")
+    start, end = markers("synthetic")
+    readme = f"intro\n{start}\nold numbers\n{end}\nrest\n"
+    assert replace_block(readme, table, "README.md", "synthetic") == f"intro\n{start}\n{table}\n{end}\nrest\n"
+    # another dataset's study adds its own block after the synthetic one and leaves that one alone
+    tvr_start, tvr_end = markers("tvr")
+    both = replace_block(readme, "tvr numbers", "README.md", "tvr")
+    assert both == f"intro\n{start}\nold numbers\n{end}\n\n#### tvr\n\n{tvr_start}\ntvr numbers\n{tvr_end}\nrest\n"
+    assert replace_block(both, "new", "README.md", "tvr").count("old numbers") == 1
+    with pytest.raises(DataError, match="README.md: no <!-- headline:<dataset>:start -->"):
+        replace_block("no block", table, "README.md", "synthetic")
 
 
 def test_probes_pool_over_runs_and_compare_per_kind():
@@ -388,3 +394,17 @@ def test_localisation_claims_are_judged_on_moments_both_can_reach(tmp_path):
     plain = Runs(np.ones((1, 5), int), None, None, None)
     (skipped,) = judge_claims({"tiny": plain, "zs_maxframe": plain}, params)["claims"]
     assert skipped["verdict"] == "skipped" and "no query kinds" in skipped["note"]
+
+
+def test_the_readme_headline_is_the_committed_study():
+    """README.md's synthetic block is what `propy headline` makes from the committed pooled metrics (so the
+    numbers a reader sees first are the study's, not typed or left over from an older run)."""
+    from propy.config import load_params
+    from propy.reports.headline import headline_markdown, markers
+
+    repo = Path(__file__).resolve().parents[1]
+    params = load_params(repo / "params.yaml")
+    start, end = markers(params.dataset)
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    block = readme.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    assert block == headline_markdown(params, repo / "metrics" / params.dataset / "pooled")

@@ -10,42 +10,21 @@ import pytest
 import torch
 import yaml
 from conftest import write_openai_archive
-from real_format import params, write_dataset
+from real_format import params, prepare
 from test_pipeline import copy_repo, dvc
 
-from propy.cli import main
 from propy.model.backbone import create_clip
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 
 @pytest.mark.pipeline
-def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
+def test_real_dataset_pipeline_and_weights_dependency(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repo(repo)
-    paths = write_dataset(repo)
-    monkeypatch.chdir(repo)
-    ann = "data/tvr/annotations"
-    assert main(["convert", "tvr", str(paths["train_release"]), "data/tvr/tvr_train.jsonl"]) == 0
-    assert main(["convert", "tvr", str(paths["test_release"]), f"{ann}/test.jsonl", "--missing-ts", "whole"]) == 0
-    assert (
-        main(
-            [
-                "split-val",
-                "data/tvr/tvr_train.jsonl",
-                "--videos",
-                "1",
-                "--out-train",
-                f"{ann}/train.jsonl",
-                "--out-val",
-                f"{ann}/val.jsonl",
-            ]
-        )
-        == 0
-    )
+    paths = prepare(repo)
     raw = params(paths["config"].relative_to(repo))
-    raw["synth"]["videos"] = {"train": 4, "val": 2, "test": 2}  # the synth stage still runs once
     # MS-SL alone (its features stage too): ProPy's DVC stages run in the synthetic micro study, and ProPy on
     # this data in tests/test_real_path.py; every stage costs seconds of start-up
     raw["study"].update(trained=["msl"], ablations={"prior_method": ["msl"]})
@@ -57,18 +36,18 @@ def test_real_dataset_pipeline_and_weights_dependency(tmp_path, monkeypatch):
         dvc(repo, "init", "-q")
 
     # up to the pooled metrics: the reports' stages are the same code as in the synthetic micro study
-    first = dvc(repo, "repro", "pool")
+    first = dvc(repo, "repro", "pool@tvr")
     assert (repo / "metrics" / "tvr" / "pooled" / "msl.json").is_file()
-    assert (repo / "data" / "features" / "test" / "manifest.json").is_file()
+    assert (repo / "data" / "features" / "tvr" / "test" / "manifest.json").is_file()
     assert "is empty" not in first
-    assert "Running stage 'train@msl-42'" in first
+    assert "Running stage 'train@tvr-msl-42'" in first
 
     torch.manual_seed(1)  # other weights, same path
     write_openai_archive(create_clip(str(paths["config"])).state_dict(), repo / "weights" / "ViT-B-32.pt")
     status = dvc(repo, "status")
     assert (
-        "features" in status
-        and "train@msl-42" in status
-        and "baselines@zs_meanpool" in status
+        "features@tvr" in status
+        and "train@tvr-msl-42" in status
+        and "baselines@tvr-zs_meanpool" in status
         and "extract" not in status.split(":")[0]
     )

@@ -42,21 +42,23 @@ def variant_summary(params: Params, base: Params) -> str:
     return f"{params.variant:<18} {role:<9} {model.kind:<8} {shape:<22} {', '.join(changed) or '(base)'}"
 
 
-# The folders dvc.yaml's CLIP-loading stages depend on (see its header).
-WEIGHT_DEPS = ("weights", "models/clip")
+def weight_deps(dataset: str) -> tuple[str, str]:
+    """The folders dvc.yaml's CLIP-loading stages of ``dataset`` depend on (see its header)."""
+    return ("weights", f"models/{dataset}/clip")
 
 
 def untracked_weights(params: Params) -> list[str]:
-    """A ``clip.pretrained`` file outside :data:`WEIGHT_DEPS`: replacing it would re-run nothing."""
+    """A ``clip.pretrained`` file outside :func:`weight_deps`: replacing it would re-run nothing."""
     path = Path(params.clip.pretrained)
     if not params.clip.pretrained or not (path.suffix or len(path.parts) > 1):  # "" or an open_clip tag
         return []
-    inside = any(path.as_posix().startswith(f"{folder}/") for folder in WEIGHT_DEPS)
+    folders = weight_deps(params.dataset)
+    inside = any(path.as_posix().startswith(f"{folder}/") for folder in folders)
     return (
         []
         if inside
         else [
-            f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in WEIGHT_DEPS)}, so the pipeline's "
+            f"clip.pretrained: {path} is not under {' or '.join(f'{f}/' for f in folders)}, so the pipeline's "
             f"stages do not depend on it and replacing it re-runs nothing; move it under weights/ "
             f"(the value is {params.where('clip.pretrained')})"
         ]

@@ -1,4 +1,4 @@
-"""``python -m propy headline``: rewrite README.md's headline table from the pooled metrics.
+"""``python -m propy headline``: rewrite the dataset's headline table in README.md from its pooled metrics.
 
 The work is done in ``propy.reports.headline``.
 """
@@ -20,7 +20,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    block = headline_markdown(load_params(args.params), args.metrics)
-    atomic_write_text(args.readme, replace_block(args.readme.read_text(encoding="utf-8"), block, str(args.readme)))
+    params = load_params(args.params)
+    block = headline_markdown(params, args.metrics)
+    text = replace_block(args.readme.read_text(encoding="utf-8"), block, str(args.readme), params.dataset)
+    atomic_write_text(args.readme, text)
     print(f"headline: {args.readme} updated from {args.metrics}")
     return 0

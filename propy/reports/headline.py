@@ -1,8 +1,9 @@
 """The README's headline table, generated from the pooled metrics.
 
-The block between ``<!-- headline:start -->`` and ``<!-- headline:end -->`` in README.md is
-rewritten from ``metrics/<dataset>/pooled`` (committed with the study), so no number in it is
-typed by hand and a test can check that it matches the committed metrics. It states the machine
+Each dataset has its own block in README.md, between ``<!-- headline:<dataset>:start -->`` and
+``<!-- headline:<dataset>:end -->``, rewritten from ``metrics/<dataset>/pooled`` (committed with
+the study), so no number in it is typed by hand, a test can check that it matches the committed
+metrics, and a study on another dataset never replaces the synthetic study's numbers. It states the machine
 and package versions that produced the numbers.
 """
 
@@ -17,7 +18,10 @@ from propy.reports.tables import to_markdown, verdict_table
 from propy.reports.text import claim_sentences
 from propy.runtime.files import read_json
 
-START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+def markers(dataset: str) -> tuple[str, str]:
+    """The comments that open and close ``dataset``'s headline block."""
+    return f"<!-- headline:{dataset}:start -->", f"<!-- headline:{dataset}:end -->"
 
 
 def _row(name: str, m: dict, delta: dict | None, recalls: list[str]) -> str:
@@ -117,8 +121,17 @@ def claim_lines(comparisons: dict) -> list[str]:
     )
 
 
-def replace_block(text: str, block: str, where: str) -> str:
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise DataError(f"{where}: no {START} ... {END} block to fill")
-    return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
+def replace_block(text: str, block: str, where: str, dataset: str) -> str:
+    """``text`` with ``dataset``'s headline block replaced by ``block``; a dataset without a block yet
+    gets a new one (under its own heading) after the last block of another dataset."""
+    start, end = markers(dataset)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: f"{start}\n{block}\n{end}", text)
+    ends = list(re.finditer(r"<!-- headline:[A-Za-z0-9_-]+:end -->", text))
+    if not ends:
+        raise DataError(
+            f"{where}: no <!-- headline:<dataset>:start --> ... end block to put {dataset}'s headline after"
+        )
+    at = ends[-1].end()
+    return f"{text[:at]}\n\n#### {dataset}\n\n{start}\n{block}\n{end}{text[at:]}"
