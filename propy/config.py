@@ -805,6 +805,22 @@ def read_params(path: str | Path) -> dict:
         loader.dispose()
 
 
+def params_comments(params_path: str | Path) -> dict[str, str]:
+    """ "block.key" -> the comment ending that line of params.yaml (the file's own words for a setting
+    or a variant); keys two spaces deep only."""
+    out, block = {}, ""
+    for line in Path(params_path).read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^( *)([A-Za-z_][\w.]*):(.*?)\s#\s*(.*)$", line) or re.match(r"^( *)([A-Za-z_][\w.]*):", line)
+        if not match:
+            continue
+        indent, key = match.group(1), match.group(2)
+        if not indent:
+            block = key
+        elif indent == "  " and match.re.groups == 4:
+            out[f"{block}.{key}"] = match.group(4).strip()
+    return out
+
+
 def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Params:
     return resolve(read_params(path), variant=variant, source=str(path))
 

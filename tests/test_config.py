@@ -213,7 +213,26 @@ def test_check_params_prints_every_variant(tmp_path, capsys):
     assert "1 levels, 8 events" in lines["depth1"] and "model.pyramid=[0]" in lines["depth1"]
     assert "1 levels, 1 events" in lines["single_event"]
     assert "zero-shot" in lines["zs_maxframe"] and "model.kind=maxframe" in lines["zs_maxframe"]
-    assert lines["ok:"].startswith(f"ok: {len(RAW['variants'])} variants valid")
+    assert lines["ok:"].startswith(f"ok: {len(RAW['variants'])} of {len(RAW['variants'])} variants valid")
+
+
+def test_a_variant_that_does_not_fit_the_dataset_fails_only_when_the_study_runs_it(tmp_path, capsys):
+    """depth3 needs 8 frames: with 4, check-params (the pipeline's first stage) warns while no stage runs it,
+    and fails, naming the key, once the study trains it."""
+    raw = edited()
+    raw["model"]["num_frames"] = 4
+    raw["model"]["pyramid"] = [0, 1]
+    raw["variants"] = {name: raw["variants"][name] for name in ("full", "depth3", "zs_maxframe")}
+    raw["study"] = {"trained": ["full"], "seeds": [1], "zero_shot": ["zs_maxframe"], "ablations": {}}
+    raw["claims"]["tests"] = {"vs_maxframe": raw["claims"]["tests"]["vs_maxframe"]}
+    raw["report"]["headline"] = "full"
+    assert run_check(tmp_path, raw) == 0
+    captured = capsys.readouterr()
+    assert "warning: " in captured.err and "variants.depth3: model.pyramid" in captured.err
+    assert "not in the study" in captured.err and "ok: 2 of 3 variants valid" in captured.out
+    raw["study"]["trained"] = ["full", "depth3"]
+    assert run_check(tmp_path, raw) == 2
+    assert "variants.depth3: model.pyramid" in capsys.readouterr().err
 
 
 def test_check_params_resolves_one_variant_of_another_dataset(tmp_path, capsys):

@@ -22,6 +22,7 @@ from propy.model.checkpoint import pick_device
 from propy.runtime.files import (
     prepare_output,
 )
+from propy.stage_params import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params, args.variant)
+    params = guard(load_params(args.params, args.variant), "evaluate")
     trained = params.model.kind in TRAINED_KINDS
     if trained and args.checkpoint is None:
         raise ConfigError(

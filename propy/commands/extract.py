@@ -14,6 +14,7 @@ from propy.data.annotations import group_by_video, load_annotations
 from propy.data.cache import MANIFEST, BadVideos, extract_split, listing
 from propy.errors import ConfigError
 from propy.model.backbone import model_input_size
+from propy.stage_params import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = guard(load_params(args.params), "extract")
     cfg, layout = params.extract, Layout(args.data, args.out)
     size = args.size if args.size is not None else model_input_size(params)
     if size < 1:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from propy.config import SPLITS, add_layout_args, layout_from, load_params
+from propy.stage_params import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from propy.model.checkpoint import pick_device
     from propy.runtime.files import prepare_output
 
-    params = load_params(args.params)
+    params = guard(load_params(args.params), "features")
     prepare_output(args.out, folder=True)
     started = time.perf_counter()
     splits = SPLITS if args.split == "all" else (args.split,)

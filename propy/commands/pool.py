@@ -11,6 +11,7 @@ from pathlib import Path
 from propy.config import load_params
 from propy.evaluation.seed_pooling import pool
 from propy.runtime.files import prepare_output, read_json
+from propy.stage_params import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = guard(load_params(args.params), "pool")
     for folder in (args.out, args.out_results):
         prepare_output(folder, folder=True)
     comparisons = pool(params, args.runs, args.run_results, args.out, args.out_results)

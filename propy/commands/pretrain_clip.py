@@ -25,6 +25,7 @@ from propy.runtime.files import (
     prepare_output,
 )
 from propy.runtime.locks import exclusive
+from propy.stage_params import guard
 from propy.train.pretrain_clip import pretrain
 
 
@@ -43,7 +44,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = guard(load_params(args.params), "pretrain_clip")
     with exclusive(args.out, "pretrain-clip"):  # clip.resume.pt: one writer at a time
         prepare_output(args.out, folder=True)
         prepare_output(args.metrics)

@@ -17,6 +17,7 @@ from propy.config import (
     resolve,
     shadowed_notes,
 )
+from propy.stage_params import guard
 from propy.train.trainer import launch, processes, train_job
 
 
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
             print(f"note: {args.params}: {note}", file=sys.stderr)
+    params = guard(params, "train")  # from here on, only what its params file (propy.stage_params) holds
     resume = "require" if args.resume else "never" if args.fresh else "auto"
     job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
     nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)

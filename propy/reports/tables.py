@@ -8,7 +8,6 @@ that writes it; every table is saved as Markdown and CSV atomically. Figures are
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from propy.config import Layout
+from propy.config import Layout, params_comments
 from propy.data.wording import EXAMPLES
 from propy.errors import DataError
 from propy.evaluation.metrics import bin_ratios, bootstrap_sumr
@@ -416,22 +415,6 @@ def variant_changes(params_path: str | Path, variants: Sequence[str], reference:
         pyramid = params.model.event_pyramid
         text = ", ".join(f"{k} = {value}" for k, value in changes.items())
         out[v] = f"{text} ({_plural(pyramid.num_levels, 'level')}, {_plural(pyramid.num_events, 'event')})".strip()
-    return out
-
-
-def params_comments(params_path: str | Path) -> dict[str, str]:
-    """ "block.key" -> the comment ending that line of params.yaml (the file's own words for a setting
-    or a variant); keys two spaces deep only."""
-    out, block = {}, ""
-    for line in Path(params_path).read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^( *)([A-Za-z_][\w.]*):(.*?)\s#\s*(.*)$", line) or re.match(r"^( *)([A-Za-z_][\w.]*):", line)
-        if not match:
-            continue
-        indent, key = match.group(1), match.group(2)
-        if not indent:
-            block = key
-        elif indent == "  " and match.re.groups == 4:
-            out[f"{block}.{key}"] = match.group(4).strip()
     return out
 
 
