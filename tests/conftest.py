@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny synthetic benchmark with its frame cache, and params files for it.
 
-Everything is real (mp4 from propy.data.synth, cache from propy.data.cache, a
+Everything is real (mp4 from propy.data.synth, cache from propy.data.extraction, a
 random-init tiny open_clip from configs/propy-tiny.json) and small enough for
 a test to train on in seconds. Extend by adding functions; keep these stable.
 """
@@ -14,7 +14,7 @@ import yaml
 
 from propy.config import SPLITS, Layout, SplitSizes, SynthConfig, build, deep_merge
 from propy.data.annotations import group_by_video, load_annotations
-from propy.data.cache import extract_split
+from propy.data.extraction import extract_split
 from propy.data.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ from conftest import run_train, write_tiny_params
 
 from propy.cli import main
 from propy.config import load_params
-from propy.data.cache import JOURNAL, MANIFEST, BadVideos, FrameCache, extract_split
+from propy.data.cache import MANIFEST, FrameCache
+from propy.data.extraction import JOURNAL, BadVideos, extract_split
 from propy.data.synth import Event, Video, render, write_mp4
 from propy.data.video import decode, normalize
 from propy.errors import DataError
@@ -369,3 +370,21 @@ def test_extraction_reports_progress_in_logs(videos, tmp_path, capsys):
     extract_split(["a", "b"], videos, ".mp4", tmp_path / "train", desc="extract train", **SETTINGS)
     err = capsys.readouterr().err
     assert "extract train: 2/2 videos (100%)" in err
+
+
+def test_a_video_in_two_splits_is_decoded_once_and_linked(videos, tmp_path):
+    """ActivityNet Captions' val_1 and val_2 annotate the same videos: the second split links the first's
+    cached file (same inode: no second copy) when the source and settings match, and decodes otherwise."""
+    extract(videos, tmp_path / "val", names=("a", "b"))
+    second = extract(videos, tmp_path / "test", names=("b", "c"), shared=(tmp_path / "val",))
+    assert second.decoded == ["c"] and second.linked == ["b"] and second.reused == []
+    assert (tmp_path / "test" / "b.npy").stat().st_ino == (tmp_path / "val" / "b.npy").stat().st_ino
+    val, test = (json.loads((tmp_path / split / MANIFEST).read_text()) for split in ("val", "test"))
+    assert test["videos"]["b"] == val["videos"]["b"]
+    np.testing.assert_array_equal(
+        FrameCache(tmp_path, "test").verify().frames("b"), decode(videos / "b.mp4", 4.0, 6, 16)
+    )
+    again = extract(videos, tmp_path / "test", names=("b", "c"), shared=(tmp_path / "val",))
+    assert again.reused == ["b", "c"] and again.linked == [] and again.decoded == []
+    other = extract(videos, tmp_path / "train", names=("b",), shared=(tmp_path / "val",), fps=2.0)
+    assert other.decoded == ["b"] and other.linked == []  # other settings: not the same frames

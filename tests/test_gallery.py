@@ -4,7 +4,8 @@ that extract wrote with one video unreadable (skip_bad) and one never extracted.
 from __future__ import annotations
 
 from propy.data.annotations import Record
-from propy.data.cache import FrameCache, extract_split
+from propy.data.cache import FrameCache
+from propy.data.extraction import extract_split
 from propy.data.gallery import NOT_EXTRACTED, SKIPPED_BY_EXTRACT, gallery_accounting, left_out_phrase
 
 

@@ -1,6 +1,6 @@
 """``python -m propy extract``: decode every video once into the uint8 frame cache.
 
-The work is done in ``propy.data.cache``.
+The work is done in ``propy.data.extraction``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from propy.config import SPLITS, Layout, add_layout_args, load_params
 from propy.data.annotations import group_by_video, load_annotations
-from propy.data.cache import MANIFEST, BadVideos, extract_split, listing
+from propy.data.cache import MANIFEST
+from propy.data.extraction import BadVideos, extract_split, listing
 from propy.errors import ConfigError
 from propy.model.backbone import model_input_size
 from propy.stage_params import guard
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 duration_tolerance=cfg.duration_tolerance,
                 skip_bad=cfg.skip_bad,
                 desc=f"extract {split}",
+                shared=tuple(layout.cache_split(other) for other in SPLITS if other != split),
             )
         except BadVideos as exc:
             bad.update(exc.bad)
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         frames = sum(v["num_frames"] for v in result.manifest["videos"].values())
         print(
             f"extract {split}: {len(names)} videos -> {out_dir} ({len(result.decoded)} decoded, "
-            f"{len(result.reused)} already cached, {len(result.skipped)} skipped; {frames} frames of "
+            f"{len(result.reused)} already cached, {len(result.linked)} linked from another split, "
+            f"{len(result.skipped)} skipped; {frames} frames of "
             f"{size}x{size}) in {seconds:.1f}s"
         )
         if result.repaired:

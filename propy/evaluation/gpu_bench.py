@@ -45,7 +45,7 @@ from propy.config import (
     resolve,
 )
 from propy.data.annotations import Record, group_by_video, write_annotations
-from propy.data.cache import extract_split
+from propy.data.extraction import extract_split
 from propy.errors import ConfigError
 from propy.evaluation.encode import encode_queries, encode_videos
 from propy.model.backbone import model_input_size
