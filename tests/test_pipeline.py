@@ -166,7 +166,8 @@ def test_each_dataset_has_its_own_stages_and_outputs(tmp_path):
 
 
 def micro_params() -> dict:
-    """The repo's params shrunk to minutes: few videos, one epoch, ProPy with one seed and one zero-shot baseline.
+    """The repo's params shrunk to minutes: few videos, one epoch, ProPy with one seed and one zero-shot baseline
+    (with TVR's entry from tests/real_format.py, the second dataset of the switching check).
 
     Every stage costs seconds of start-up (DVC, torch, open_clip) whatever its work, so the micro study runs
     as few as reach each kind of stage once: MS-SL's features and training stages run under DVC in
@@ -282,19 +283,31 @@ def test_micro_study_end_to_end(tmp_path):
     again = dvc(repo, "repro", *MICRO_REPORTS)
     assert "Running stage" not in again and "up to date" in again
 
-    # Another dataset (TVR's format) in the same checkout, then back: its extract writes its own cache and
-    # dvc.lock entry, the synthetic study's files stay as they were and nothing of it re-runs. (Every other
-    # stage's outputs are kept apart by test_each_dataset_has_its_own_stages_and_outputs.)
+    # Another dataset (TVR's format) in the same checkout, up to its pooled metrics, then back: its stages and
+    # files are its own, the synthetic study's files stay as they were and nothing of it re-runs.
     before = _snapshot(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": "tvr"}, sort_keys=False))
-    other = dvc(repo, "repro", "extract@tvr")
-    assert "Running stage 'extract@tvr'" in other and "Running stage 'extract@synthetic'" not in other
-    assert (repo / "data" / "cache" / "tvr" / "test" / "manifest.json").is_file()
+    other = dvc(repo, "repro", "pool@tvr")
+    ran = {line.split("'")[1] for line in other.splitlines() if line.startswith("Running stage")}
+    assert ran == {
+        "stage_params@tvr",
+        "extract@tvr",
+        "pretrain_clip@tvr",  # skipped inside (presets.paper: pretrain_clip.enabled false)
+        "features@tvr",  # every training depends on the frozen embeddings (MS-SL's input)
+        "train@tvr-full-42",
+        "evaluate@tvr-full-42",
+        "baselines@tvr-zs_maxframe",
+        "pool@tvr",
+    }, other
+    tvr = json.loads((repo / "metrics" / "tvr" / "pooled" / "full.json").read_text())
+    assert tvr["runs"] == ["full-s42"] and tvr["gallery"]["present"]["videos"] == 2
+    assert json.loads((repo / "metrics" / "tvr" / "pretrain_clip.json").read_text())["skipped"] is True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     back = dvc(repo, "repro", *MICRO_REPORTS)
     assert "Running stage" not in back and "up to date" in back
     assert _snapshot(repo) == before
+    assert not any("tvr" in path for path in before)  # the snapshot holds the synthetic study's files only
 
     # A change re-runs what reads it: train.epochs changes the params files of training, pooling and the
     # training page (not run here), so after the params stage only those of the micro study are out of date;
@@ -308,8 +321,16 @@ def test_micro_study_end_to_end(tmp_path):
 
 
 def _snapshot(repo: Path) -> dict[str, bytes]:
-    """Every file the synthetic study wrote (its data, cache, models, metrics, results, reports)."""
-    folders = ["data/synthetic", "data/cache/synthetic", "models/synthetic", "metrics", "results", "reports", "logs"]
+    """Every file the synthetic study wrote (its data, cache, models, metrics, results, reports, logs)."""
+    folders = [
+        "data/synthetic",
+        "data/cache/synthetic",
+        "models/synthetic",
+        "metrics/synthetic",
+        "results/synthetic",
+        "reports/synthetic",
+        "logs/train/synthetic",
+    ]
     return {
         str(path.relative_to(repo)): path.read_bytes()
         for folder in folders
