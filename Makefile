@@ -12,7 +12,7 @@ PIP_VERSION := 26.3
 # The one platform the lock is resolved for: the study's machine kind (and CI's).
 LOCK_TARGET := --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: study test lint docs install lock clean-venv
+.PHONY: study exp test lint docs install lock clean-venv
 
 # DVC stages call `python -m propy ...`: put the venv first on PATH. The stages run one at a
 # time, so OpenMP threads may spin while waiting (ACTIVE; see propy/__init__.py).
@@ -21,6 +21,16 @@ DATASET = $(shell sed -n 's/^dataset: *\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
 study: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" OMP_WAIT_POLICY=ACTIVE $(BIN)/dvc repro
 	$(BIN)/python -m propy headline --metrics metrics/$(DATASET)/pooled --readme README.md
+
+# One experiment in the workspace: make exp S='train.epochs=5' (several: S='train.epochs=5 train.lr=0.01').
+# DVC writes the values into params.yaml and leaves them there; if the run fails, params.yaml is put back
+# exactly as it was. (`dvc exp run --queue -S ...` never touches it; README, "Experiments and params.yaml".)
+exp: $(STAMP)
+	@test -n "$(S)" || { echo "usage: make exp S='key=value [key=value ...]'"; exit 2; }
+	@cp params.yaml .params.yaml.before
+	@PATH="$(abspath $(BIN)):$$PATH" OMP_WAIT_POLICY=ACTIVE $(BIN)/dvc exp run $(foreach s,$(S),-S '$(s)') \
+		|| { mv .params.yaml.before params.yaml; echo "experiment failed: params.yaml restored"; exit 1; }
+	@rm -f .params.yaml.before
 
 # Lint and type check first (seconds), then the suite on both cores (pytest-xdist; the slowest tests listed).
 # One torch/OpenMP thread per process: two workers already fill both cores, and the stages their DVC runs

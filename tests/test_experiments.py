@@ -24,12 +24,21 @@ def run(repo: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+# The one stage: fails when train.epochs is over 100 (a failed experiment)
+STAGE = (
+    "import sys, yaml; epochs = yaml.safe_load(open('params.yaml'))['train']['epochs']; "
+    "open('out.txt', 'w').write(str(epochs)); sys.exit(epochs > 100)"
+)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git + DVC project holding the repo's params.yaml and one stage that tracks two of its keys."""
+    """A git + DVC project holding the repo's params.yaml and Makefile and one stage that tracks two keys."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / ".gitignore").write_text("/.params.yaml.before\n")
     (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  echo:\n    cmd: python -c \"print('ok')\" > out.txt\n"
+        f'stages:\n  echo:\n    cmd: python -c "{STAGE}"\n'
         "    params: [train.epochs, datasets.tvr.overrides]\n    outs: [out.txt]\n"
     )
     run(tmp_path, "git", "init", "-q")
@@ -85,3 +94,18 @@ def test_params_yaml_is_in_the_form_dvc_writes(tmp_path):
     apply_overrides(path, ["dataset=synthetic"])
     lines = changed_lines((REPO / "params.yaml").read_text(), path.read_text())
     assert not lines, "DVC's rewrite of params.yaml changes:\n" + "\n".join(lines[:20])
+
+
+@pytest.mark.pipeline
+def test_make_exp_restores_params_yaml_when_the_experiment_fails(repo):
+    """`make exp S=...` (the Makefile's target, with this project's virtual environment): a failed run puts
+    params.yaml back byte for byte; a successful one leaves the set value, as `dvc exp run -S` does."""
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-s", f"VENV={venv}", "-o", str(venv / ".installed"), "exp"]
+    before = (repo / "params.yaml").read_bytes()
+    env = {**os.environ, **GIT, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    failed = subprocess.run([*make, "S=train.epochs=500"], cwd=repo, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "params.yaml restored" in failed.stdout + failed.stderr
+    assert (repo / "params.yaml").read_bytes() == before and not (repo / ".params.yaml.before").exists()
+    run(repo, *make, "S=train.epochs=5")
+    assert changed_lines(before.decode(), (repo / "params.yaml").read_text())[1].startswith("+  epochs: 5 ")
