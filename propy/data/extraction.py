@@ -110,7 +110,7 @@ def _from_other_split(
     this cache (ActivityNet Captions' val_1 and val_2 share their videos): its folder and journal entry."""
     for folder, journal in others.items():
         entry = journal.get(vid)
-        if _reusable(entry, key, folder) and entry is not None:
+        if entry is not None and _reusable(entry, key, folder):
             if _cached_problem(folder / str(entry.get("file", "")), dict(entry), size) is None:
                 return folder, entry
     return None
@@ -182,37 +182,37 @@ def extract_split(
                     entry = None
             else:
                 entry = None
-            found = None if entry is not None else _from_other_split(vid, key, others, size)
             if entry is not None:
                 result.reused.append(vid)
-            elif found is not None:
-                folder, entry = found[0], dict(found[1])
-                _link(folder / entry["file"], out_dir / entry["file"])
-                log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
-                log.flush()
-                result.linked.append(vid)
             else:
-                try:
-                    video = read_video(source, fps, max_frames, size)
-                except DataError as exc:
-                    result.skipped[vid] = str(exc)
-                    continue
-                file = f"{vid}{suffix(jpeg_quality)}"
-                write_frames(out_dir / file, video.frames, jpeg_quality)
-                entry = {
-                    "file": file,
-                    "num_frames": len(video.frames),
-                    "duration": video.duration,
-                    "sha256": file_digest(out_dir / file),
-                    "key": key,
-                }
+                found = _from_other_split(vid, key, others, size)
+                if found is not None:
+                    folder, entry = found[0], dict(found[1])
+                    _link(folder / entry["file"], out_dir / entry["file"])
+                    result.linked.append(vid)
+                else:
+                    try:
+                        video = read_video(source, fps, max_frames, size)
+                    except DataError as exc:
+                        result.skipped[vid] = str(exc)
+                        continue
+                    file = f"{vid}{suffix(jpeg_quality)}"
+                    write_frames(out_dir / file, video.frames, jpeg_quality)
+                    entry = {
+                        "file": file,
+                        "num_frames": len(video.frames),
+                        "duration": video.duration,
+                        "sha256": file_digest(out_dir / file),
+                        "key": key,
+                    }
+                    result.decoded.append(vid)
                 stale = previous.get(vid, {}).get("file")
                 if isinstance(stale, str) and stale != entry["file"]:  # the other format's file: no longer used
                     (out_dir / stale).unlink(missing_ok=True)
                 log.write(json.dumps({"vid_name": vid, **entry}) + "\n")
                 log.flush()
-                result.decoded.append(vid)
-                hold("extract", len(result.decoded))
+                if found is None:
+                    hold("extract", len(result.decoded))
             entries[vid] = entry  # kept in the journal even when too short: a fixed annotation needs no decode
             problem = _too_short(source, float(entry["duration"]), durations.get(vid), duration_tolerance)
             if problem:
