@@ -102,9 +102,10 @@ class SynthConfig:
     fps: int = bounded(1)
     events_per_video: list[int] = bounded(5)  # [min, max]
     event_seconds: list[float] = bounded(0.1)  # [min, max]
-    # relative share of (base, twin) pairs of each query kind (appearance, order, composition, context)
+    # relative share of the probes of each query kind (appearance, order, composition, context)
     kind_mix: dict[str, float] = bounded(0)
     composition_events: list[int] = bounded(2)  # [min, max] events of a run
+    kinds_per_pair: int = bounded(1, len(QUERY_KINDS))  # probes (queries) per video, each of another kind
 
     def problems(self) -> Iterator[tuple[str, str]]:
         for name in ("events_per_video", "event_seconds", "composition_events"):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -11,7 +14,8 @@ import torch
 
 from propy.config import ClipConfig
 from propy.errors import ConfigError
-from propy.model.backbone import create_clip, load_clip, model_config, tokenize
+from propy.model.backbone import create_clip, load_clip, tokenize
+from propy.model.configs import model_config
 
 TINY = "configs/propy-tiny.json"
 SOS, EOS = 49406, 49407
@@ -112,3 +116,22 @@ def test_json_configs_sharing_a_stem_each_build_their_own_model(tmp_path):
     assert create_clip(str(other)).text_projection.shape == (64, 32)
     assert create_clip(TINY).text_projection.shape == (64, 64)
     assert create_clip(str(other)).text_projection.shape == (64, 32)
+
+
+def test_library_configs_are_read_without_importing_open_clip():
+    """The frame cache needs only the input size: `propy extract` reads open_clip's config files itself
+    (importing open_clip costs seconds: torchvision, torch._dynamo), and reads what open_clip would."""
+    from propy.model.configs import model_config as light
+
+    library = Path(open_clip.__file__).parent / "model_configs"  # list_models() also holds configs tests registered
+    names = sorted(p.stem for p in library.glob("*.json"))
+    assert "ViT-B-32" in names and len(names) > 50
+    for name in names:
+        assert light(name) == open_clip.get_model_config(name), name
+    code = (
+        "import sys, propy.commands.extract, propy.model.configs as c; "
+        "assert c.model_config('ViT-B-32')['vision_cfg']['image_size'] == 224; "
+        "print(sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

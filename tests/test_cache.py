@@ -15,7 +15,7 @@ from propy.data.extraction import JOURNAL, BadVideos, extract_split
 from propy.data.synth import Event, Video, render, write_mp4
 from propy.data.video import decode, normalize
 from propy.errors import DataError
-from propy.model.backbone import model_input_size
+from propy.model.configs import model_input_size
 
 SETTINGS = dict(size=16, fps=4.0, max_frames=6)
 

@@ -102,12 +102,14 @@ def test_train_jitter_depends_on_seed_epoch_and_index_only(train_cache):
         draws[epoch] = clips[2]
         assert torch.equal(draws[epoch], twin[2])
     assert any(not torch.equal(draws[0], draws[e]) for e in range(1, 6))
-    # Every drawn frame is the cached frame of some index inside its own segment.
+    # Every drawn frame is the cached frame of some index inside its own segment: [i, i + 1) * T / 4.
     frames = train_cache.frames(train_cache.names[2])
-    length = len(frames) // 4
+    T = len(frames)
+    assert T % 4, "a video whose length is no multiple of 4 checks the fractional segment bounds"
     for item in draws.values():
         for seg in range(4):
-            candidates = expected_frames(frames, list(range(seg * length, (seg + 1) * length)))
+            inside = [i for i in range(T) if i + 1 > seg * T / 4 and i < (seg + 1) * T / 4]
+            candidates = expected_frames(frames, inside)
             assert min(np.abs(c - item[seg].numpy()).max() for c in candidates) < 1e-5
 
 

@@ -190,3 +190,49 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_queries(
 def test_bootstrap_rejects_unpaired_reference():
     with pytest.raises(ValueError, match="does not pair"):
         bootstrap_sumr(np.array([1, 2]), [1], reference=np.array([1, 2, 3]))
+
+
+def _vcmr_by_sorting(scores, positives, gt_spans, proposals, durations, top_events, max_proposals, thresholds, ks):
+    """VCMR recall as the definition reads: per video its top_events proposals (score descending, ties with
+    the lower IoU first, then event order), the corpus list of them all in the same order, hits in its top K."""
+    hits = np.zeros((len(thresholds), len(ks)), dtype=int)
+    for q in range(len(scores)):
+        items = []  # (-score, IoU, flat index) of every kept proposal
+        for v in range(scores.shape[1]):
+            spans = proposals * durations[v]
+            iou = temporal_iou(spans, gt_spans[q][None, :]) if v == positives[q] else np.zeros(len(spans))
+            kept = sorted(range(len(spans)), key=lambda e: (-scores[q, v, e], iou[e], e))[:top_events]
+            items += [(-scores[q, v, e], iou[e], len(items) + i) for i, e in enumerate(kept)]
+        ranked = [iou for _, iou, _ in sorted(items)][:max_proposals]
+        for i, t in enumerate(thresholds):
+            hits[i] += [any(x >= t for x in ranked[:k]) for k in ks]
+    return hits
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vcmr_recall_equals_sorting_every_proposal_with_ties(seed):
+    """The fast count (other videos by their best scores only) equals the corpus sort it replaces, with many
+    tied scores (4 distinct values) and a proposal cap that cuts into the list."""
+    rng = np.random.default_rng(seed)
+    n, nv, ne = 7, 9, 6
+    scores = rng.integers(0, 4, size=(n, nv, ne)).astype(float) / 4
+    positives = rng.integers(0, nv, size=n)
+    durations = rng.uniform(5, 20, size=nv)
+    starts = rng.uniform(0, 0.7, size=ne)
+    proposals = np.stack([starts, starts + rng.uniform(0.1, 0.3, size=ne)], 1)
+    gt = np.stack([durations[positives] * 0.2, durations[positives] * 0.5], 1)
+    seen = []
+    for top, cap in ((3, 20), (6, 11), (2, 5)):
+        recall = VcmrRecall(
+            proposals, durations, top_events=top, max_proposals=cap, iou_thresholds=[0.1, 0.3, 0.5], ks=[1, 3, 10, 30]
+        )
+        recall.add(scores[:4], positives[:4], gt[:4])
+        recall.add(scores[4:], positives[4:], gt[4:])  # chunked as evaluate feeds it
+        expected = _vcmr_by_sorting(
+            scores, positives, gt, proposals, durations, top, cap, [0.1, 0.3, 0.5], [1, 3, 10, 30]
+        )
+        np.testing.assert_array_equal(recall.hits, expected)
+        seen += expected.ravel().tolist()
+    assert max(seen) > 0 and min(seen) < n  # hits and misses: the comparison could fail
+    with pytest.raises(ValueError, match=r"IoU thresholds must lie in \(0, 1\]"):
+        VcmrRecall(proposals, durations, top_events=2, max_proposals=4, iou_thresholds=[0.0], ks=[1])

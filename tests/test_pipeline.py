@@ -21,10 +21,13 @@ from pathlib import Path
 import nbformat
 import pytest
 import real_format
+import torch
 import yaml
+from conftest import write_openai_archive
 
 from propy.cli import COMMANDS
-from propy.stage_params import READS
+from propy.model.backbone import create_clip
+from propy.stage_reads import READS
 
 REPO = Path(__file__).resolve().parents[1]
 # Dispatch, exception classes and the packages' docstring-only __init__ files: editing them cannot
@@ -166,25 +169,27 @@ def test_each_dataset_has_its_own_stages_and_outputs(tmp_path):
 
 
 def micro_params() -> dict:
-    """The repo's params shrunk to minutes: few videos, one epoch, ProPy with one seed and one zero-shot baseline
-    (with TVR's entry from tests/real_format.py, the second dataset of the switching check).
+    """The repo's params shrunk to minutes: few videos, one epoch, ProPy and MS-SL with one seed and one
+    zero-shot baseline (with TVR's entry from tests/real_format.py, the second dataset of the switching check).
 
     Every stage costs seconds of start-up (DVC, torch, open_clip) whatever its work, so the micro study runs
-    as few as reach each kind of stage once: MS-SL's features and training stages run under DVC in
-    tests/test_real_pipeline.py, the ablation tables in tests/test_reports.py, the pooling of several seeds
-    in tests/test_pool.py."""
+    as few as reach each kind of stage once: the ablation tables run in tests/test_reports.py, the pooling
+    of several seeds in tests/test_pool.py."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["datasets"]["tvr"] = real_format.params(Path("configs/tiny-quickgelu.json"))["datasets"]["tvr"]
+    tvr = real_format.params(Path("configs/tiny-quickgelu.json"))
+    raw["datasets"]["tvr"] = tvr["datasets"]["tvr"]
+    raw["presets"]["paper"]["variants"]["msl"] = tvr["presets"]["paper"]["variants"]["msl"]  # 1 epoch, not 100
     raw["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
     raw["extract"]["max_frames"] = 32
     raw["pretrain_clip"].update(epochs=1, batch_size=32)
     raw["train"].update(epochs=1, batch_videos=4)
     raw["eval"].update(batch_videos=8, batch_queries=64)
+    raw["variants"]["msl"]["train"]["epochs"] = 1
     raw["study"] = {
-        "trained": ["full"],
+        "trained": ["full", "msl"],
         "seeds": [42],
         "zero_shot": ["zs_maxframe"],
-        "ablations": {},
+        "ablations": {"prior_method": ["full", "msl"]},
     }
     return raw
 
@@ -242,7 +247,7 @@ def test_micro_study_end_to_end(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"micro study: dvc repro {elapsed:.0f} s")
 
-    for run in ("full-s42", "zs_maxframe"):
+    for run in ("full-s42", "msl-s42", "zs_maxframe"):
         metrics = json.loads((repo / "metrics" / "synthetic" / "runs" / f"{run}.json").read_text())
         assert metrics["variant"] == run.split("-s")[0] and 0.0 <= metrics["R1"] <= metrics["R100"] <= 100.0
         assert metrics["SumR"] == pytest.approx(sum(metrics[k] for k in ("R1", "R5", "R10", "R100")))
@@ -260,8 +265,9 @@ def test_micro_study_end_to_end(tmp_path):
         c["name"]: c
         for c in json.loads((repo / "metrics" / "synthetic" / "pooled" / "claims.json").read_text())["claims"]
     }
-    assert claims["pyramid_depth"]["verdict"] == claims["vs_msl"]["verdict"] == "skipped"  # not in the micro study
-    assert claims["vs_maxframe"]["verdict"] in ("supported", "contradicted", "not shown")
+    assert claims["pyramid_depth"]["verdict"] == "skipped"  # depth1 is not in the micro study
+    for claim in ("vs_maxframe", "vs_msl"):
+        assert claims[claim]["verdict"] in ("supported", "contradicted", "not shown"), claim
     log = json.loads((repo / "logs" / "train" / "synthetic" / "full-s42.json").read_text())
     assert [e["epoch"] for e in log] == [1] and log[0]["loss"] > 0
     assert (repo / "models" / "synthetic" / "full-s42" / "best.pt").stat().st_size > 0
@@ -295,13 +301,16 @@ def test_micro_study_end_to_end(tmp_path):
         "extract@tvr",
         "pretrain_clip@tvr",  # skipped inside (presets.paper: pretrain_clip.enabled false)
         "features@tvr",  # every training depends on the frozen embeddings (MS-SL's input)
-        "train@tvr-full-42",
-        "evaluate@tvr-full-42",
+        "train@tvr-full-42",  # and its evaluation, in the same process
+        "train@tvr-msl-42",  # MS-SL on the frozen embeddings, its published training shrunk to one epoch
         "baselines@tvr-zs_maxframe",
         "pool@tvr",
     }, other
     tvr = json.loads((repo / "metrics" / "tvr" / "pooled" / "full.json").read_text())
     assert tvr["runs"] == ["full-s42"] and tvr["gallery"]["present"]["videos"] == 2
+    assert json.loads((repo / "metrics" / "tvr" / "pooled" / "msl.json").read_text())["runs"] == ["msl-s42"]
+    assert (repo / "data" / "features" / "tvr" / "test" / "manifest.json").is_file()
+    assert "is empty" not in other
     assert json.loads((repo / "metrics" / "tvr" / "pretrain_clip.json").read_text())["skipped"] is True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     back = dvc(repo, "repro", *MICRO_REPORTS)
@@ -309,15 +318,27 @@ def test_micro_study_end_to_end(tmp_path):
     assert _snapshot(repo) == before
     assert not any("tvr" in path for path in before)  # the snapshot holds the synthetic study's files only
 
-    # A change re-runs what reads it: train.epochs changes the params files of training, pooling and the
-    # training page (not run here), so after the params stage only those of the micro study are out of date;
-    # evaluation follows once the checkpoint changes. Extraction, pre-training and the baselines stay.
+    # A change re-runs what reads it: train.epochs changes the params files of training (ProPy's: MS-SL sets its
+    # own), pooling and the training page (not run here), so after the params stage only those of the micro
+    # study are out of date. Extraction, pre-training, MS-SL and the baselines stay.
     params["train"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", "stage_params@synthetic")
-    status = dvc(repo, "status", *MICRO_REPORTS, "--with-deps")
-    stale = {line.rstrip(":") for line in status.splitlines() if line and not line[0].isspace() and line.endswith(":")}
-    assert stale == {"train@synthetic-full-42", "pool@synthetic"}, status
+    assert _stale(dvc(repo, "status", *MICRO_REPORTS, "--with-deps")) == {"train@synthetic-full-42", "pool@synthetic"}
+
+    # DVC sees params.yaml's raw values, not which weights file a preset picks: the stages that load CLIP
+    # depend on the whole weights/ folder, so replacing presets.paper's weights file re-runs them (not extract).
+    torch.manual_seed(1)
+    config = repo / "configs" / "tiny-quickgelu.json"
+    write_openai_archive(create_clip(str(config)).state_dict(), repo / "weights" / "ViT-B-32.pt")
+    stale = _stale(dvc(repo, "status", *MICRO_REPORTS, "--with-deps"))
+    assert {"features@synthetic", "train@synthetic-msl-42", "baselines@synthetic-zs_maxframe"} <= stale
+    assert "extract@synthetic" not in stale
+
+
+def _stale(status: str) -> set[str]:
+    """The stages `dvc status` lists as changed."""
+    return {line.rstrip(":") for line in status.splitlines() if line and not line[0].isspace() and line.endswith(":")}
 
 
 def _snapshot(repo: Path) -> dict[str, bytes]:

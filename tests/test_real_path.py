@@ -104,7 +104,9 @@ def test_real_format_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     write_params(params(paths["config"], small_batch=False))
     assert main(["check-params"]) == 0
     out, err = capsys.readouterr()
-    assert "train.batch_videos       = 24" in out and "warning: train.batch_videos: the base value 8 is not used" in err
+    assert (
+        "train.batch_videos       = 24" in out and "warning: train.batch_videos: the base value 16 is not used" in err
+    )
     assert main(["extract", "--params", "params.yaml", "--data", "data/tvr", "--out", "data/cache"]) == 0
     out, err = capsys.readouterr()
     assert "extract train: 4 videos" in out and "extract train: 4/4 videos (100%)" in err  # progress in a log

@@ -1070,3 +1070,23 @@ def test_projection_table_and_sentence_from_claims(tmp_path):
     sentence = text.projection_sentence(claims, text.MDE_TARGETS)
     assert "projected to 4000 test queries (3 seeds: 8.5 to 39.0; 10 seeds: 6.0 to 18.0)" in sentence
     assert "met at 4000 queries and 10 seeds by 1 of 2 tests (depth)" in sentence
+
+
+def test_learnable_sentence_says_when_no_variant_beats_chance_on_a_claims_kind():
+    claims = [
+        {"claim": "adapters tell order", "kind": "order", "metric": "pairwise", "verdict": "not shown"},
+        {"claim": "depth", "kind": "composition", "metric": "pairwise", "verdict": "supported"},
+        {"claim": "prompts", "kind": "all", "metric": "SumR", "verdict": "supported"},  # not a probe: no note
+    ]
+    probes = pd.DataFrame(
+        [
+            {"kind": "order", "variant": "full", "pairwise": 48.9, "low": 45.8, "high": 51.9},
+            {"kind": "order", "variant": "seqconv", "pairwise": 51.3, "low": 48.0, "high": 54.7},
+            {"kind": "composition", "variant": "full", "pairwise": 55.0, "low": 51.5, "high": 58.4},
+        ]
+    ).set_index("kind")
+    sentence = text.learnable_sentence(claims, probes)
+    assert sentence.startswith("Can the benchmark show it? no variant tells order queries")
+    assert "(best: seqconv 51.3% [48.0, 54.7])" in sentence and '"adapters tell order" cannot show it' in sentence
+    assert "composition queries can be told from their rivals here (best: full 55.0% [51.5, 58.4])" in sentence
+    assert "prompts" not in sentence and text.learnable_sentence(claims, None) == ""

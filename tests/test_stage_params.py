@@ -13,7 +13,8 @@ import yaml
 
 from propy.config import resolve
 from propy.errors import ConfigError
-from propy.stage_params import guard, stage_files, write_stage_files
+from propy.stage_params import stage_files, write_stage_files
+from propy.stage_reads import guard
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -62,8 +63,8 @@ def test_a_variant_edit_touches_that_variant_and_the_pages_that_describe_variant
         raw["variants"]["ia_none"]["model"]["interaction"] = "descendants"
 
     touched = changed(interaction)
-    assert {"train-ia_none.yaml", "evaluate-ia_none.yaml", "pool.yaml"} <= touched
-    assert "train-full.yaml" not in touched and "evaluate-full.yaml" not in touched
+    assert {"train-ia_none.yaml", "pool.yaml"} <= touched
+    assert "train-full.yaml" not in touched and "evaluate-zs_meanpool.yaml" not in touched
     assert "report_data.yaml" not in touched and "report_results.yaml" not in touched
 
 
@@ -72,16 +73,19 @@ def test_eval_ks_touches_evaluation_and_pooling_not_extraction():
         raw["eval"]["ks"] = [1, 5, 10, 50]
 
     touched = changed(ks)
-    assert "evaluate-full.yaml" in touched and "pool.yaml" in touched and "report_results.yaml" in touched
+    # a trained variant's stage evaluates it (a finished training is resumed, not redone: tests/test_train.py)
+    assert {"train-full.yaml", "evaluate-zs_meanpool.yaml", "pool.yaml", "report_results.yaml"} <= touched
     assert not touched & {"extract.yaml", "pretrain_clip.yaml", "features.yaml", "report_data.yaml"}
 
 
 def test_files_are_written_and_a_dropped_variant_s_file_removed(tmp_path):
     write_stage_files(RAW, tmp_path, SOURCE)
-    assert yaml.safe_load((tmp_path / "evaluate-full.yaml").read_text())["train.max_words"] == 32
+    assert yaml.safe_load((tmp_path / "evaluate-zs_maxframe.yaml").read_text())["train.max_words"] == 32
+    # trained variants are evaluated by their training stage: no evaluate file of their own
+    assert not (tmp_path / "evaluate-full.yaml").exists() and (tmp_path / "train-full.yaml").is_file()
     smaller = copy.deepcopy(RAW)
     smaller["study"]["trained"] = [v for v in RAW["study"]["trained"] if v != "seqconv"]
-    smaller["study"]["ablations"]["beyond_paper"] = ["full", "temporal"]
+    smaller["study"]["ablations"]["beyond_paper"] = ["full"]
     write_stage_files(smaller, tmp_path, SOURCE)
     assert not (tmp_path / "train-seqconv.yaml").exists() and (tmp_path / "train-full.yaml").is_file()
 

@@ -17,6 +17,7 @@ from propy.data.synth import (
     OPPOSITE,
     Event,
     Video,
+    _kind_plan,
     captions,
     generate,
     render,
@@ -34,8 +35,9 @@ TINY = repo_block(
     videos={"train": 8, "val": 4, "test": 4},
     size=32,
     fps=8,
-    events_per_video=[5, 6],
+    events_per_video=[6, 8],
     event_seconds=[0.5, 1.0],
+    kinds_per_pair=2,
 )
 # words a query may use that no single frame can show: the verbs and the joins
 STRUCTURE_WORDS = {"a", "an", "ends", "then", "just", "after"}
@@ -109,7 +111,7 @@ def test_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
     assert b"Lavf" not in data  # no FFmpeg version string in the file
 
 
-DEFAULT = repo_block(SynthConfig, "synth", videos={"train": 320, "val": 80, "test": 200})
+DEFAULT = repo_block(SynthConfig, "synth")
 
 
 @pytest.fixture(scope="module")
@@ -127,37 +129,56 @@ def test_each_kind_rival_differs_in_what_the_kind_tests(default_test_split):
     seen = Counter()
     for v in videos:
         rival = videos[v.partner]
-        assert rival.partner == videos.index(v) and rival.probes[0].kind == v.probes[0].kind
-        for probe in v.probes:
+        assert rival.partner == videos.index(v)
+        kinds = [p.kind for p in v.probes]
+        assert len(set(kinds)) == len(kinds) == DEFAULT.kinds_per_pair and [p.kind for p in rival.probes] == kinds
+        assert len({e.obj for e in v.events if not e.filler}) == sum(not e.filler for e in v.events)  # distinct objects
+        for probe, theirs in zip(v.probes, rival.probes):
             seen[probe.kind] += 1
             mine = [v.events[s] for s in probe.slots]
-            if probe.kind in ("appearance", "order"):
-                (slot,) = probe.slots
-                theirs = rival.events[slot]
-                assert [e.frames for e in v.events] == [e.frames for e in rival.events]  # same timings
-                assert [e for i, e in enumerate(v.events) if i != slot] == [
-                    e for i, e in enumerate(rival.events) if i != slot
-                ]
+            other = [rival.events[s] for s in theirs.slots]
+            assert list(probe.slots) == list(range(probe.slots[0], probe.slots[-1] + 1))  # one right after another
+            if probe.kind in ("appearance", "order"):  # the same anchor, then the moment changed in one way
+                assert other[0] == mine[0] and other[1].frames == mine[1].frames
                 if probe.kind == "appearance":  # same shape and action, another colour
-                    assert (theirs.shape, theirs.action) == (mine[0].shape, mine[0].action)
-                    assert theirs.colour != mine[0].colour
+                    assert (other[1].shape, other[1].action) == (mine[1].shape, mine[1].action)
+                    assert other[1].colour != mine[1].colour
                 else:  # same object, the opposite action: its frames reversed
-                    assert (theirs.obj, theirs.action) == (mine[0].obj, OPPOSITE[mine[0].action])
-                    np.testing.assert_array_equal(render_event(theirs, 30, 16), render_event(mine[0], 30, 16)[::-1])
+                    assert (other[1].obj, other[1].action) == (mine[1].obj, OPPOSITE[mine[1].action])
+                    np.testing.assert_array_equal(render_event(other[1], 30, 16), render_event(mine[1], 30, 16)[::-1])
             elif probe.kind == "composition":  # the rival shows the same events in order, none next to another
-                assert list(probe.slots) == list(range(probe.slots[0], probe.slots[-1] + 1))
                 where = [rival.events.index(e) for e in mine]
                 assert where == sorted(where) and all(b - a >= 2 for a, b in zip(where, where[1:]))
             else:  # context: neighbour then moment here; in the rival both, but never right after each other
-                before, moment = probe.slots
-                assert moment == before + 1
                 i, j = rival.events.index(mine[0]), rival.events.index(mine[1])
                 assert abs(i - j) >= 2
             assert all(not e.filler for e in mine)
         # fillers share neither colour nor shape with any queried object
         assert all(e.shape in FILLER_SHAPES and e.colour == FILLER_COLOUR for e in v.events if e.filler)
         assert all(e.shape not in FILLER_SHAPES and e.colour != FILLER_COLOUR for e in v.events if not e.filler)
-    assert set(seen) == set(QUERY_KINDS) and min(seen.values()) >= 40
+    assert set(seen) == set(QUERY_KINDS) and max(seen.values()) - min(seen.values()) <= 2  # kind_mix: equal shares
+
+
+def test_the_default_test_split_has_the_power_the_study_needs(default_test_split):
+    """Issue 20's design: >= 1,000 test videos (R@100 by chance <= 10%), >= 2,000 test queries, several per video."""
+    queries = split_records(default_test_split, DEFAULT.fps)
+    per_video = Counter(r.vid_name for r in queries.records)
+    assert len(per_video) >= 1000 and len(queries.records) >= 2000  # the gallery: videos with a query
+    assert 100 / len(per_video) <= 0.1  # R@100 by chance
+    assert np.mean(list(per_video.values())) > 2.5 and min(per_video.values()) >= 1
+
+
+@pytest.mark.parametrize("per_pair", [1, 2, 3, 4])
+def test_kind_plan_gives_each_pair_distinct_kinds_in_the_mix_shares(per_pair):
+    cfg = SynthConfig(
+        **{**DEFAULT.__dict__, "kinds_per_pair": per_pair, "kind_mix": {"appearance": 2, "order": 1, "composition": 1}}
+    )
+    plan = _kind_plan(cfg, 40, np.random.default_rng(0))
+    assert len(plan) == 40 and all(len(set(kinds)) == len(kinds) == min(per_pair, 3) for kinds in plan)
+    counts = Counter(k for kinds in plan for k in kinds)
+    # shares 2:1:1 of 40 x per_pair probes, each kind at most once per pair
+    expected = {1: (20, 10, 10), 2: (40, 20, 20), 3: (40, 40, 40), 4: (40, 40, 40)}[per_pair]
+    assert (counts["appearance"], counts["order"], counts["composition"]) == expected and "context" not in counts
 
 
 def test_written_queries_hold_in_their_own_video_only(bench):

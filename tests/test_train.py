@@ -9,11 +9,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import layout_args, run_train, tiny_layout, write_tiny_params
+from conftest import REPO, layout_args, run_evaluate, run_train, tiny_layout, write_tiny_params
 
 from propy.config import Layout, load_params
 from propy.data.annotations import load_annotations
 from propy.errors import ConfigError
+from propy.model.backbone import create_clip
+from propy.runtime.files import atomic_torch_save
 from propy.train.trainer import Process, Trainer, config_hash, plan_batch
 
 LOG_KEYS = ["epoch", "step", "loss", "lr", "val_R1", "val_R2", "val_R3", "val_R4", "val_SumR", "seconds"]
@@ -55,6 +57,33 @@ def test_log_and_checkpoints(straight):
     assert best["trainable"].keys() == last["trainable"].keys()
     same = all(torch.equal(last["trainable"][k], v) for k, v in best["trainable"].items())
     assert same == (best["epoch"] == 2)  # best.pt holds the weights of its own epoch
+
+
+def test_train_then_evaluate_in_one_process_equals_a_separate_evaluate(tiny_bench, tmp_path, capsys):
+    """The pipeline's training stage evaluates best.pt on the test split itself (one start-up, not two):
+    the same files as `propy evaluate --checkpoint best.pt`; a finished run only re-evaluates."""
+    torch.manual_seed(0)  # a random CLIP saved to a file: training and both evaluations load the same weights
+    atomic_torch_save(tmp_path / "clip.pt", create_clip(str(REPO / "configs" / "propy-tiny.json")).state_dict())
+    params = write_tiny_params(tmp_path / "params.yaml", {"clip": {"pretrained": str(tmp_path / "clip.pt")}})
+    metrics, results = tmp_path / "in_train.json", tmp_path / "in_train"
+    flags = ["--metrics", str(metrics), "--results", str(results)]
+    assert train_cli(tiny_bench, params, tmp_path, *flags) == 0
+    assert "tiny (seed 3) on test: R1 " in capsys.readouterr().out
+    alone_metrics, alone_results = tmp_path / "alone.json", tmp_path / "alone"
+    weights = ["--checkpoint", str(tmp_path / "models" / "best.pt")]
+    assert run_evaluate(params, layout_args(tiny_bench), "tiny", alone_metrics, alone_results, *weights) == 0
+    assert json.loads(metrics.read_text()) == json.loads(alone_metrics.read_text())
+    assert sorted(p.name for p in results.iterdir()) == sorted(p.name for p in alone_results.iterdir())
+    for path in results.iterdir():
+        assert path.read_bytes() == (alone_results / path.name).read_bytes(), path.name
+
+    before, metrics_bytes = (tmp_path / "models" / "last.pt").stat().st_mtime_ns, metrics.read_bytes()
+    metrics.unlink()
+    assert train_cli(tiny_bench, params, tmp_path, *flags) == 0  # finished: evaluates again, trains nothing
+    assert "nothing to do" in capsys.readouterr().out and metrics.read_bytes() == metrics_bytes
+    assert (tmp_path / "models" / "last.pt").stat().st_mtime_ns == before
+    assert train_cli(tiny_bench, params, tmp_path, "--metrics", str(metrics)) == 2
+    assert "--metrics and --results go together" in capsys.readouterr().err
 
 
 def test_resume_after_interruption_is_bit_identical(straight, tiny_bench, tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from conftest import REPO, write_openai_archive
 
 from propy.cli import main
 from propy.errors import ConfigError
-from propy.model.backbone import create_clip, model_config
+from propy.model.backbone import create_clip
+from propy.model.configs import model_config
 from propy.model.weights import (
     GELU,
     QUICK_GELU,

@@ -17,12 +17,12 @@ from propy.config import (
     load_params,
 )
 from propy.errors import ConfigError
-from propy.evaluation.evaluate import evaluate
+from propy.evaluation.evaluate import evaluate, summary_lines
 from propy.model.checkpoint import pick_device
 from propy.runtime.files import (
     prepare_output,
 )
-from propy.stage_params import guard
+from propy.stage_reads import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -61,21 +61,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_output(args.results, folder=True)
     started = time.perf_counter()
     metrics = evaluate(params, layout_from(args), args.split, device, args.checkpoint, args.metrics, args.results)
-    recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)
-    vcmr = ", ".join(f"{iou} " + " ".join(f"{k} {v:.1f}" for k, v in rs.items()) for iou, rs in metrics["vcmr"].items())
-    lines = [
-        f"{args.variant} on {args.split}: {recalls}, SumR {metrics['SumR']:.1f}, MedR {metrics['MedR']:g} "
-        f"(other event normalisation: SumR {metrics['unnormalized']['SumR']:.1f}); VCMR {vcmr}; "
-    ]
-    loc = f"loc_IoU{params.eval.probe_iou:g}"
-    for kind, p in metrics.get("probes", {}).items():
-        ci = [round(c, 1) for c in p.get("ci", [])]
-        lines.append(
-            f"  {kind}: n {p['n']}, rival pairwise {p.get('pairwise', float('nan')):.1f}% {ci}, "
-            f"R1 {p['R1']:.1f}, loc {p[loc]:.1f}%"
-        )
-    if "text_separability" in metrics:
-        lines.append(f"  text separability {metrics['text_separability']}")
+    lines = summary_lines(params, f"{args.variant} on {args.split}", metrics)
     lines.append(f"{time.perf_counter() - started:.1f} s")
     print("\n".join(lines))
     return 0

@@ -14,8 +14,8 @@ from propy.data.annotations import group_by_video, load_annotations
 from propy.data.cache import MANIFEST
 from propy.data.extraction import BadVideos, extract_split, listing
 from propy.errors import ConfigError
-from propy.model.backbone import model_input_size
-from propy.stage_params import guard
+from propy.model.configs import model_input_size
+from propy.stage_reads import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

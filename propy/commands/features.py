@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from propy.config import SPLITS, add_layout_args, layout_from, load_params
-from propy.stage_params import guard
+from propy.stage_reads import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

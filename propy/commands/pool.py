@@ -11,7 +11,7 @@ from pathlib import Path
 from propy.config import load_params
 from propy.evaluation.seed_pooling import pool
 from propy.runtime.files import prepare_output, read_json
-from propy.stage_params import guard
+from propy.stage_reads import guard
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from propy.runtime.files import (
     prepare_output,
 )
 from propy.runtime.locks import exclusive
-from propy.stage_params import guard
+from propy.stage_reads import guard
 from propy.train.pretrain_clip import pretrain
 
 

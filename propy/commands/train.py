@@ -1,4 +1,4 @@
-"""``python -m propy train``: train ProPy (one variant).
+"""``python -m propy train``: train ProPy (one variant), then (``--metrics``) evaluate it on the test split.
 
 The work is done in ``propy.train.trainer``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from propy.config import (
@@ -17,7 +18,11 @@ from propy.config import (
     resolve,
     shadowed_notes,
 )
-from propy.stage_params import guard
+from propy.errors import ConfigError
+from propy.evaluation.evaluate import evaluate, summary_lines
+from propy.model.checkpoint import pick_device
+from propy.runtime.files import prepare_output
+from propy.stage_reads import guard
 from propy.train.trainer import launch, processes, train_job
 
 
@@ -46,6 +51,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="start from the trained tensors of CKPT (a best.pt or an imported reference "
         "checkpoint; its model and CLIP settings must equal the variant's)",
     )
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        help="then evaluate <out>/best.pt on the test split, in this process (no second start-up): "
+        "its metrics JSON, e.g. metrics/synthetic/runs/full-s42.json",
+    )
+    parser.add_argument(
+        "--results", type=Path, help="with --metrics: per-query results folder, e.g. results/synthetic/runs/full-s42"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument(
         "--nproc",
@@ -62,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
             print(f"note: {args.params}: {note}", file=sys.stderr)
-    params = guard(params, "train")  # from here on, only what its params file (propy.stage_params) holds
+    params = guard(params, "train")  # from here on, only what its params file (propy.stage_reads) holds
+    if (args.metrics is None) != (args.results is None):
+        raise ConfigError("--metrics and --results go together: both or neither")
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if args.metrics is not None and main_rank:  # unwritable outputs fail now, not after the training
+        prepare_output(args.metrics)
+        prepare_output(args.results, folder=True)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
     job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
     nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)
@@ -70,4 +90,11 @@ def run(args: argparse.Namespace) -> int:
         train_job(*job)
     else:
         launch(nproc, train_job, *job)
+    if args.metrics is not None and main_rank:
+        started = time.perf_counter()
+        device = pick_device(args.device)
+        checkpoint = args.out / "best.pt"
+        metrics = evaluate(params, layout_from(args), "test", device, checkpoint, args.metrics, args.results)
+        lines = summary_lines(params, f"{args.variant} (seed {args.seed}) on test", metrics)
+        print("\n".join([*lines, f"evaluated in {time.perf_counter() - started:.1f} s"]))
     return 0

@@ -12,26 +12,29 @@ order-blind pooling tells the two apart. Most events are *fillers* (grey rings a
 bars, never queried, so no query's object can match one), so a single-event moment
 is short against its video (TVR-like ratios).
 
-Pairs. Videos come in (base, twin) pairs of one kind, dealt by ``kind_mix``; each
-pair holds two probe queries, and each probe's rival is the other video of its pair:
-- ``appearance``: one slot shows (o, a) in the base, (o', a) in the twin (o' = o's
-  shape in another colour). One frame suffices: the control.
-- ``order``: one slot shows (o, a) in the base, (o, opposite a) in the twin, the
+Pairs. Videos come in (base, twin) pairs. A pair holds ``kinds_per_pair`` probes of
+distinct kinds in each of its two videos (several queries per video, as in TVR; the
+kinds dealt by ``kind_mix``), and each probe's rival is the other video of its pair:
+- ``appearance``: "A just after B"; the base shows B then A, the twin B then A' (A's
+  shape and action in another colour). One frame of the moment suffices: the control.
+- ``order``: "A just after B"; the twin shows B then A doing the opposite action, the
   same frames reversed in time. Needs frame order.
 - ``composition``: the base shows events A1..Ak consecutively (one query, "A1, then
   A2, ..."), the twin shows the same events in the same order, spread apart with
   other events between; and symmetrically a run C1..Cm of the twin is spread in the
   base. Only an event spanning the whole run prefers the own video: pyramid depth.
-- ``context``: the base shows B then A ("A just after B"; the moment is A alone),
-  the twin shows A and B apart; symmetrically D then C in the twin. A coarse event
-  covering B and A matches the words but not the moment (VCMR at IoU >= 0.5): ADI.
+- ``context``: the base shows B then A ("A just after B"); the twin shows A and B
+  apart; symmetrically D then C in the twin. A coarse event covering B and A matches
+  the words but not the moment (VCMR at IoU >= 0.5): ADI.
+Every query but a composition's names its moment A by the event B right before it,
+and the moment is A alone. The anchor makes a query unique in a large gallery (a
+single event's object and action are not: 50 objects x 6 actions) while its rival
+still differs in the one thing the kind tests.
 
 Uniqueness. A query is written only when its own video is the one video of its
-split where it holds (single events: the object doing the action; composition: the
-run; context: the adjacency), so R@K has one positive. Single-event probes draw
-objects from one half of the shape x colour grid (a checkerboard), dealt without
-repeats until the split has used them all; composition and context events draw
-from the other half, so the two never meet.
+split where it holds (its events, one right after another), so R@K has one
+positive. Events of a pair have distinct objects, drawn from a deck of every
+(shape, colour, action) without repeats until the deck is used up.
 
 Files: ``annotations/<split>.jsonl``, ``query_kinds.json`` ({desc_id: kind}),
 ``rivals.json`` ({desc_id: [rival vid_name]}), ``captions.jsonl`` (frame-state
@@ -113,6 +116,7 @@ BITEXACT_CONTAINER = {"fflags": "+bitexact"}
 STAMP = ".synth-settings.json"  # settings of a run in progress, inside <out>.partial
 VERSION = 4  # bump when the rendering or encoding changes: an interrupted run's videos are then not reused
 LAYOUT_TRIES = 100
+SLACK_SLOTS = 2  # slots a pair's video may add beyond synth.events_per_video when its events need them
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,9 @@ class Probe:
 
     @property
     def moment(self) -> tuple[int, int]:
-        """First and last slot of the moment (context: the moment is the last slot only)."""
-        return (self.slots[-1], self.slots[-1]) if self.kind == "context" else (self.slots[0], self.slots[-1])
+        """First and last slot of the moment: the whole run of a composition, else the last slot only
+        (the slot before it is the anchor the query names it by)."""
+        return (self.slots[0], self.slots[-1]) if self.kind == "composition" else (self.slots[-1], self.slots[-1])
 
 
 @dataclass(frozen=True)
@@ -175,17 +180,19 @@ class Video:
         ev = [self.events[s] for s in probe.slots]
         if probe.kind == "composition":
             return ", then ".join(e.text for e in ev)
-        if probe.kind == "context":
-            return f"{ev[1].text} {CONTEXT_WORDS} {ev[0].text}"
-        return ev[0].text
+        return f"{ev[1].text} {CONTEXT_WORDS} {ev[0].text}"
+
+    def probe_keys(self, probe: Probe) -> tuple[tuple[str, str], ...]:
+        return tuple(self.events[s].key for s in probe.slots)
+
+    def key_runs(self, length: int) -> set[tuple[tuple[str, str], ...]]:
+        """The event keys of every ``length`` consecutive events."""
+        keys = [e.key for e in self.events]
+        return {tuple(keys[i : i + length]) for i in range(len(keys) - length + 1)}
 
     def holds(self, probe: Probe, other: Video) -> bool:
-        """Does ``probe`` of this video hold in ``other`` (same event keys, adjacent as the kind needs)?"""
-        keys = [self.events[s].key for s in probe.slots]
-        theirs = [e.key for e in other.events]
-        if probe.kind in ("appearance", "order"):
-            return keys[0] in theirs
-        return any(theirs[i : i + len(keys)] == keys for i in range(len(theirs) - len(keys) + 1))
+        """Does ``probe`` of this video hold in ``other`` (the same event keys, one right after another)?"""
+        return self.probe_keys(probe) in other.key_runs(len(probe.slots))
 
 
 # --------------------------------------------------------------------------- sampling
@@ -197,19 +204,13 @@ def _obj(desc: Desc) -> str:
     return f"{desc[1]} {desc[0]}"
 
 
-def object_half(shape: str, colour: str) -> int:
-    """0: objects of single-event probes, 1: of composition/context events (a checkerboard of the grid)."""
-    return (SHAPES.index(shape) + list(COLOURS).index(colour)) % 2
-
-
 class Deck:
-    """Event descriptions of one object half, dealt without repeats until all are used (then a fresh deck joins)."""
+    """Event descriptions, dealt without repeats until all are used (then a fresh deck joins), so the
+    objects and actions of a split are used about equally often."""
 
-    def __init__(self, rng: np.random.Generator, half: int) -> None:
+    def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.all: list[Desc] = [
-            (s, c, a) for s in SHAPES for c in COLOURS for a in ACTIONS if object_half(s, c) == half
-        ]
+        self.all: list[Desc] = [(s, c, a) for s in SHAPES for c in COLOURS for a in ACTIONS]
         self.left: list[Desc] = []
 
     def draw(self, pred=lambda d: True) -> Desc:
@@ -221,25 +222,20 @@ class Deck:
             self.left += [self.all[i] for i in self.rng.permutation(len(self.all))]
         raise RuntimeError("no description satisfies the predicate, even in a fresh deck")
 
-    def take(self, desc: Desc) -> None:
-        """Deal ``desc`` now (from a fresh deck if this one has dealt it)."""
-        if desc not in self.left:
-            self.left += [self.all[i] for i in self.rng.permutation(len(self.all))]
-        self.left.remove(desc)
-
 
 class Dealer:
-    """Everything random about one split: event lengths, fillers, the two decks."""
+    """Everything random about one split: event lengths, fillers, the deck."""
 
     def __init__(self, cfg: SynthConfig, rng: np.random.Generator) -> None:
         self.cfg, self.rng = cfg, rng
-        self.single, self.sequence = Deck(rng, 0), Deck(rng, 1)
+        self.deck = Deck(rng)
 
     def frames(self) -> int:
         lo, hi = self.cfg.event_seconds
         return max(2, round(self.rng.uniform(lo, hi) * self.cfg.fps))
 
-    def event(self, desc: Desc) -> Event:
+    def event(self, pred=lambda d: True) -> Event:
+        desc = self.deck.draw(pred)
         return Event(desc[0], desc[1], desc[2], self.frames())
 
     def filler(self) -> Event:
@@ -247,12 +243,12 @@ class Dealer:
             str(self.rng.choice(FILLER_SHAPES)), FILLER_COLOUR, str(self.rng.choice(list(ACTIONS))), self.frames()
         )
 
-    def distinct(self, deck: Deck, count: int, used: set[str] = frozenset()) -> list[Event]:
-        """``count`` events of distinct objects, none in ``used``."""
-        events: list[Event] = []
+    def distinct(self, count: int, used: set[str], pred=lambda d: True) -> list[Event]:
+        """``count`` events of objects not in ``used`` (which they join), each meeting ``pred``."""
+        events = []
         for _ in range(count):
-            taken = used | {e.obj for e in events}
-            events.append(self.event(deck.draw(lambda d, taken=taken: _obj(d) not in taken)))
+            events.append(self.event(lambda d: _obj(d) not in used and pred(d)))
+            used.add(events[-1].obj)
         return events
 
 
@@ -270,90 +266,118 @@ def _spread_slots(free: list[int], count: int, rng: np.random.Generator) -> list
     return None if any(b - a < 2 for a, b in zip(picked, picked[1:])) else picked
 
 
-def _layout(n: int, run: list[Event], spread: list[Event], dealer: Dealer) -> tuple[list[Event], list[int], list[int]]:
-    """``n`` slots: ``run`` consecutive, ``spread`` in order with no two adjacent, fillers elsewhere.
-
-    Returns the events and the slots of ``run`` and of ``spread``.
-    """
+def _arrange(
+    n: int, runs: list[list[Event]], spreads: list[list[Event]], dealer: Dealer
+) -> tuple[list[Event], list[list[int]]] | None:
+    """``n`` slots: each of ``runs`` consecutive, each of ``spreads`` in order with no two of its events
+    adjacent, fillers elsewhere. Returns the events and the slots of each run (None: no layout found)."""
     for _ in range(LAYOUT_TRIES):
-        start = int(dealer.rng.integers(n - len(run) + 1))
-        run_slots = list(range(start, start + len(run)))
-        free = [s for s in range(n) if s not in run_slots]
-        spread_slots = _spread_slots(free, len(spread), dealer.rng)
-        if spread_slots is not None:
-            break
-    else:
-        raise ConfigError(f"synth: cannot lay out a run of {len(run)} and {len(spread)} spread events in {n} slots")
-    slots: dict[int, Event] = dict(zip(run_slots, run)) | dict(zip(spread_slots, spread))
-    events = [slots[s] if s in slots else dealer.filler() for s in range(n)]
-    return events, run_slots, spread_slots
-
-
-def _pair(kind: str, dealer: Dealer) -> tuple[Video, Video]:
-    """A (base, twin) pair of ``kind``; see the module docstring."""
-    cfg, rng = dealer.cfg, dealer.rng
-    n = int(rng.integers(cfg.events_per_video[0], cfg.events_per_video[1] + 1))
-    background = int(rng.integers(*BACKGROUND))
-    if kind in ("appearance", "order"):
-        if kind == "order":  # the object must be free to do both opposite actions
-            desc = dealer.single.draw(lambda d: (d[0], d[1], OPPOSITE[d[2]]) in dealer.single.left)
-            twin_desc = (desc[0], desc[1], OPPOSITE[desc[2]])
-            dealer.single.take(twin_desc)
+        free, run_slots = list(range(n)), []
+        for run in runs:
+            starts = [s for s in range(n - len(run) + 1) if all(t in free for t in range(s, s + len(run)))]
+            if not starts:
+                break
+            start = starts[int(dealer.rng.integers(len(starts)))]
+            run_slots.append(list(range(start, start + len(run))))
+            free = [s for s in free if s not in run_slots[-1]]
         else:
-            desc = dealer.single.draw()
-            twin_desc = dealer.single.draw(lambda d: d[0] == desc[0] and d[2] == desc[2] and d[1] != desc[1])
-        base_event = dealer.event(desc)
-        base_events, (slot,), _ = _layout(n, [base_event], [], dealer)
-        twin_events = list(base_events)
-        twin_events[slot] = dataclasses.replace(base_event, colour=twin_desc[1], action=twin_desc[2])
-        probe = (Probe(kind, (slot,)),)
-        return (
-            Video("", background, tuple(base_events), probe, -1),
-            Video("", background, tuple(twin_events), probe, -1),
-        )
-    if kind == "composition":
-        k_base, k_twin = _run_lengths(n, cfg.composition_events, rng)
-    else:
-        k_base = k_twin = 2
-    a = dealer.distinct(dealer.sequence, k_base)
-    c = dealer.distinct(dealer.sequence, k_twin, {e.obj for e in a})
-    if kind == "context":  # spread in either order: never B right before A
-        a_spread = list(a) if rng.random() < 0.5 else a[::-1]
-        c_spread = list(c) if rng.random() < 0.5 else c[::-1]
-    else:
-        a_spread, c_spread = a, c
-    base_events, base_run, _ = _layout(n, a, c_spread, dealer)
-    twin_events, twin_run, _ = _layout(n, c, a_spread, dealer)
-    return (
-        Video("", background, tuple(base_events), (Probe(kind, tuple(base_run)),), -1),
-        Video("", background, tuple(twin_events), (Probe(kind, tuple(twin_run)),), -1),
+            spread_slots = []
+            for spread in spreads:
+                picked = _spread_slots(free, len(spread), dealer.rng)
+                if picked is None:
+                    break
+                spread_slots.append(picked)
+                free = [s for s in free if s not in picked]
+            else:
+                placed = {
+                    s: e
+                    for slots, events in zip(run_slots + spread_slots, runs + spreads)
+                    for s, e in zip(slots, events)
+                }
+                return [placed[s] if s in placed else dealer.filler() for s in range(n)], run_slots
+    return None
+
+
+def _video(n: int, runs: list[list[Event]], spreads: list[list[Event]], dealer: Dealer):
+    """``_arrange`` in ``n`` slots, or a few more when the pair's events do not fit (its video is longer)."""
+    need = sum(map(len, runs + spreads))
+    for slots in range(max(n, need), max(n, need) + SLACK_SLOTS + 1):
+        laid = _arrange(slots, runs, spreads, dealer)
+        if laid is not None:
+            return laid
+    sizes = " + ".join(str(len(r)) for r in runs + spreads)
+    raise ConfigError(
+        f"synth: cannot lay out {sizes} events (runs, then spread ones) in {n} to {max(n, need) + SLACK_SLOTS} "
+        "slots; raise synth.events_per_video or lower synth.kinds_per_pair / synth.composition_events"
     )
 
 
-def _run_lengths(n: int, bounds: list[int], rng: np.random.Generator) -> tuple[int, int]:
-    """Run lengths (base, twin) in ``bounds`` such that each video fits its run and the other's spread."""
-    fits = [
-        (a, b)
-        for a in range(bounds[0], bounds[1] + 1)
-        for b in range(bounds[0], bounds[1] + 1)
-        if a + 2 * b - 1 <= n and b + 2 * a - 1 <= n
-    ]
-    if not fits:
-        raise ConfigError(
-            f"synth: {n} events per video cannot hold a composition run of {bounds[0]} and its "
-            f"rival's spread run; raise events_per_video or lower composition_events"
-        )
-    return fits[int(rng.integers(len(fits)))]
+def _pair(kinds: tuple[str, ...], dealer: Dealer) -> tuple[Video, Video]:
+    """A (base, twin) pair holding one probe of each of ``kinds`` in each video; see the module docstring."""
+    cfg, rng = dealer.cfg, dealer.rng
+    n = int(rng.integers(cfg.events_per_video[0], cfg.events_per_video[1] + 1))
+    background = int(rng.integers(*BACKGROUND))
+    used: set[str] = set()
+    base_runs: list[list[Event]] = []
+    twin_runs: list[list[Event]] = []
+    base_spreads: list[list[Event]] = []
+    twin_spreads: list[list[Event]] = []
+    for kind in kinds:
+        if kind == "appearance":  # the moment's object in another colour, doing the same action
+            (anchor,) = dealer.distinct(1, used)
+            (moment,) = dealer.distinct(1, used)
+            (other,) = dealer.distinct(1, used, lambda d, m=moment: (d[0], d[2]) == (m.shape, m.action))
+            base_runs.append([anchor, moment])
+            twin_runs.append([anchor, dataclasses.replace(moment, colour=other.colour)])
+        elif kind == "order":  # the moment's object doing the opposite action: its frames reversed
+            (anchor,) = dealer.distinct(1, used)
+            (moment,) = dealer.distinct(1, used)
+            base_runs.append([anchor, moment])
+            twin_runs.append([anchor, dataclasses.replace(moment, action=OPPOSITE[moment.action])])
+        else:
+            k_base, k_twin = (2, 2) if kind == "context" else _run_lengths(cfg.composition_events, rng)
+            a, c = dealer.distinct(k_base, used), dealer.distinct(k_twin, used)
+            base_runs.append(a)
+            twin_runs.append(c)
+            if kind == "context":  # spread in either order: never B right before A
+                a, c = (a if rng.random() < 0.5 else a[::-1]), (c if rng.random() < 0.5 else c[::-1])
+            base_spreads.append(c)
+            twin_spreads.append(a)
+    base_events, base_slots = _video(n, base_runs, base_spreads, dealer)
+    twin_events, twin_slots = _video(n, twin_runs, twin_spreads, dealer)
+    return (
+        Video("", background, tuple(base_events), tuple(Probe(k, tuple(s)) for k, s in zip(kinds, base_slots)), -1),
+        Video("", background, tuple(twin_events), tuple(Probe(k, tuple(s)) for k, s in zip(kinds, twin_slots)), -1),
+    )
 
 
-def _kind_plan(cfg: SynthConfig, pairs: int, rng: np.random.Generator) -> list[str]:
-    """The kind of each pair: ``kind_mix`` weights turned into counts (largest remainders), shuffled."""
+def _run_lengths(bounds: list[int], rng: np.random.Generator) -> tuple[int, int]:
+    """Composition run lengths (base, twin), each in ``bounds``."""
+    return int(rng.integers(bounds[0], bounds[1] + 1)), int(rng.integers(bounds[0], bounds[1] + 1))
+
+
+def _kind_plan(cfg: SynthConfig, pairs: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """The kinds of each pair: ``kinds_per_pair`` distinct kinds, each kind in a share of all the pairs'
+    probes given by ``kind_mix`` (largest remainders), dealt so that every pair takes the kinds with the
+    most probes left; the pairs in shuffled order."""
     weights = np.array([cfg.kind_mix.get(k, 0.0) for k in QUERY_KINDS], dtype=np.float64)
-    exact = weights / weights.sum() * pairs
-    counts = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - counts), kind="stable")[: pairs - counts.sum()]:
-        counts[i] += 1
-    plan = [k for k, c in zip(QUERY_KINDS, counts) for _ in range(c)]
+    per_pair = min(cfg.kinds_per_pair, int((weights > 0).sum()))
+    exact, free = np.zeros_like(weights), weights > 0
+    while True:  # shares of pairs x per_pair probes; a kind in every pair passes its excess to the others
+        exact[free] = weights[free] / weights[free].sum() * (pairs * per_pair - exact[~free].sum())
+        full = free & (exact > pairs)
+        if not full.any():
+            break
+        exact[full], free = pairs, free & ~full
+    left = np.floor(exact + 1e-9).astype(int)
+    for i in np.argsort(-(exact - left), kind="stable")[: pairs * per_pair - left.sum()]:
+        left[i] += 1
+    plan = []
+    for _ in range(pairs):
+        order = np.lexsort((rng.permutation(len(QUERY_KINDS)), -left))  # most left first, ties at random
+        picked = sorted(order[:per_pair].tolist())
+        left[picked] -= 1
+        plan.append(tuple(QUERY_KINDS[i] for i in picked))
     return [plan[i] for i in rng.permutation(len(plan))]
 
 
@@ -363,8 +387,8 @@ def sample_split(cfg: SynthConfig, split: str) -> list[Video]:
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
     dealer = Dealer(cfg, rng)
     videos: list[Video] = []
-    for kind in _kind_plan(cfg, count // 2, rng):
-        base, twin = _pair(kind, dealer)
+    for kinds in _kind_plan(cfg, count // 2, rng):
+        base, twin = _pair(kinds, dealer)
         videos += [dataclasses.replace(base, partner=len(videos) + 1), dataclasses.replace(twin, partner=len(videos))]
     order = rng.permutation(count)
     position = {j: i for i, j in enumerate(order)}
@@ -393,9 +417,9 @@ def split_records(videos: list[Video], fps: int) -> SplitQueries:
     holds, and its rival (the pair's other video) keeps a probe of its own, so every
     written query has its rival in the gallery (a video with no query is in none).
     """
-    unique = [
-        [v.holds(p, v) and not any(v.holds(p, w) for w in videos if w is not v) for p in v.probes] for v in videos
-    ]
+    lengths = {len(p.slots) for v in videos for p in v.probes}
+    shown = Counter(run for v in videos for n in lengths for run in v.key_runs(n))  # videos showing each run
+    unique = [[v.holds(p, v) and shown[v.probe_keys(p)] == 1 for p in v.probes] for v in videos]
     out = SplitQueries([], {}, {}, {})
     for i, v in enumerate(videos):
         duration = _seconds(sum(e.frames for e in v.events), fps)
@@ -557,10 +581,10 @@ def split_stats(videos: list[Video], queries: SplitQueries) -> dict:
     for r in records:
         ratios.setdefault(kinds[r.desc_id], []).append(r.ratio)
     all_ratios = np.array([r.ratio for r in records])
-    pairs = Counter(v.probes[0].kind for v in videos)
+    pairs = Counter(p.kind for v in videos for p in v.probes)
     return {
         "videos": len(videos),
-        "pairs": {k: pairs[k] // 2 for k in QUERY_KINDS},
+        "pairs": {k: pairs[k] // 2 for k in QUERY_KINDS},  # pairs holding a probe of the kind
         "events": sum(len(v.events) for v in videos),
         "queried_events": sum(1 for v in videos for e in v.events if not e.filler),
         "queries": len(records),

@@ -289,3 +289,23 @@ def evaluate(
     return write_outputs(
         params, split, epoch, encoded, scored, proposals, metrics_path, results, kinds, probes, gallery
     )
+
+
+def summary_lines(params: Params, title: str, metrics: dict) -> list[str]:
+    """What a run's metrics say, for the console: recalls, VCMR, and each probe kind."""
+    recalls = ", ".join(f"R{k} {metrics[f'R{k}']:.1f}" for k in params.eval.ks)
+    vcmr = ", ".join(f"{iou} " + " ".join(f"{k} {v:.1f}" for k, v in rs.items()) for iou, rs in metrics["vcmr"].items())
+    lines = [
+        f"{title}: {recalls}, SumR {metrics['SumR']:.1f}, MedR {metrics['MedR']:g} "
+        f"(other event normalisation: SumR {metrics['unnormalized']['SumR']:.1f}); VCMR {vcmr}; "
+    ]
+    loc = f"loc_IoU{params.eval.probe_iou:g}"
+    for kind, p in metrics.get("probes", {}).items():
+        ci = [round(c, 1) for c in p.get("ci", [])]
+        lines.append(
+            f"  {kind}: n {p['n']}, rival pairwise {p.get('pairwise', float('nan')):.1f}% {ci}, "
+            f"R1 {p['R1']:.1f}, loc {p[loc]:.1f}%"
+        )
+    if "text_separability" in metrics:
+        lines.append(f"  text separability {metrics['text_separability']}")
+    return lines

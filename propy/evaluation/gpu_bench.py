@@ -48,7 +48,7 @@ from propy.data.annotations import Record, group_by_video, write_annotations
 from propy.data.extraction import extract_split
 from propy.errors import ConfigError
 from propy.evaluation.encode import encode_queries, encode_videos
-from propy.model.backbone import model_input_size
+from propy.model.configs import model_input_size
 from propy.runtime.files import atomic_write_json, read_json
 from propy.train.trainer import Process, Trainer, plan_batch
 
@@ -143,6 +143,7 @@ def synth_config(profile: Profile, fps: int) -> SynthConfig:
         event_seconds=[0.8 * mean, 1.2 * mean],
         kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0},
         composition_events=[2, 3],
+        kinds_per_pair=1,
     )
 
 

@@ -143,6 +143,8 @@ class VcmrRecall:
         self.top_events = top_events
         self.max_proposals = max_proposals
         self.thresholds = list(iou_thresholds)
+        if not all(0 < t <= 1 for t in self.thresholds):
+            raise ValueError(f"IoU thresholds must lie in (0, 1], got {self.thresholds}")
         self.ks = list(ks)
         self.hits = np.zeros((len(self.thresholds), len(self.ks)), dtype=np.int64)
         self.queries = 0
@@ -159,17 +161,23 @@ class VcmrRecall:
                 f"gt_spans [n, 2], got {scores.shape}, {positives.shape} and {gt_spans.shape}"
             )
         _check_finite(scores, "event scores")
-        # IoU of every proposal with the query's moment; proposals on other videos count as 0.
-        quality = np.zeros(scores.shape)
-        quality[np.arange(n), positives] = temporal_iou(self.spans[positives], gt_spans[:, None, :])
-        per_video = _pessimistic_order(scores, quality)[..., : self.top_events]  # [n, Nv, k]
-        flat_scores = np.take_along_axis(scores, per_video, axis=-1).reshape(n, -1)
-        flat_quality = np.take_along_axis(quality, per_video, axis=-1).reshape(n, -1)
-        top = _pessimistic_order(flat_scores, flat_quality)[:, : self.max_proposals]
-        ranked = np.take_along_axis(flat_quality, top, axis=-1)  # [n, P]: IoU of the best proposal first
+        # Only the own video's proposals have an IoU > 0, and every threshold is > 0: a proposal of another
+        # video counts through its score alone, so each such video's top_events best scores are enough
+        # (the values, ties included); the own video's proposals keep their pessimistic order.
+        nv, ne = scores.shape[1:]
+        k, rows = min(self.top_events, ne), np.arange(n)
+        own, quality = scores[rows, positives], temporal_iou(self.spans[positives], gt_spans[:, None, :])
+        order = _pessimistic_order(own, quality)[:, :k]  # [n, k]
+        own_scores, own_quality = np.take_along_axis(own, order, -1), np.take_along_axis(quality, order, -1)
+        others = np.partition(scores, ne - k, axis=-1)[..., ne - k :]  # [n, Nv, k]: each video's k best
+        others[rows, positives] = -np.inf
+        others = others.reshape(n, nv * k)
+        # rank of own proposal j in the corpus list: the own proposals before it, and every other video's
+        # proposal scored >= it (a tie puts the lower IoU, 0, first)
+        rank = np.arange(k)[None, :] + np.stack([(others >= own_scores[:, [j]]).sum(-1) for j in range(k)], 1)
         for i, t in enumerate(self.thresholds):
-            hit = ranked >= t
-            self.hits[i] += [int(np.any(hit[:, :k], axis=-1).sum()) for k in self.ks]
+            best = np.where(own_quality >= t, rank, np.iinfo(np.int64).max).min(axis=-1)  # [n]
+            self.hits[i] += [int((best < min(kk, self.max_proposals)).sum()) for kk in self.ks]
         self.queries += n
 
     def result(self) -> dict[str, dict[str, float]]:

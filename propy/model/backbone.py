@@ -21,12 +21,10 @@ from typing import Any
 import open_clip
 import torch
 
-from propy.config import ClipConfig, Params
+from propy.config import ClipConfig
 from propy.errors import ConfigError
+from propy.model.configs import is_json_path, model_config, read_json_config
 from propy.model.weights import check_activation, read_weights
-from propy.runtime.files import read_json
-
-_REQUIRED_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
 
 
 @dataclass(frozen=True)
@@ -40,38 +38,13 @@ class Backbone:
     tokenizer: Callable
 
 
-def _is_json_path(name_or_json: str) -> bool:
-    return str(name_or_json).endswith(".json")
-
-
-def _read_json_config(path: Path) -> dict:
-    cfg = read_json(path, "no such model config file (clip.model)", ConfigError)
-    missing = [k for k in _REQUIRED_KEYS if not isinstance(cfg, dict) or k not in cfg]
-    if missing:
-        raise ConfigError(f"{path}: an open_clip model config needs {', '.join(missing)}")
-    return cfg
-
-
-def model_config(name_or_json: str) -> dict:
-    """The open_clip config dict (embed_dim, vision_cfg, text_cfg) of a name or JSON path."""
-    if _is_json_path(name_or_json):
-        return _read_json_config(Path(name_or_json))
-    cfg = open_clip.get_model_config(name_or_json)
-    if cfg is None:
-        raise ConfigError(
-            f"clip.model: {name_or_json!r} is neither a .json config file nor an open_clip model "
-            f"name (e.g. ViT-B-32; see open_clip.list_models())"
-        )
-    return cfg
-
-
 def _registered_name(name_or_json: str) -> str:
     """The open_clip registry name of a model: JSON configs are registered under their stem."""
-    if not _is_json_path(name_or_json):
+    if not is_json_path(name_or_json):
         model_config(name_or_json)  # raises for unknown names
         return name_or_json
     path = Path(name_or_json)
-    cfg = _read_json_config(path)
+    cfg = read_json_config(path)
     if open_clip.get_model_config(path.stem) != cfg:  # add_model_config rescans every config file
         open_clip.add_model_config(path)
     if open_clip.get_model_config(path.stem) != cfg:
@@ -156,13 +129,3 @@ def tokenize(tokenizer: Callable, texts: list[str], max_words: int) -> torch.Lon
             stacklevel=2,
         )
     return tokenizer(texts, context_length=max_words)
-
-
-def model_input_size(params: Params) -> int:
-    """The CLIP input side (``vision_cfg.image_size`` of ``clip.model``): the default cache size."""
-    image_size = model_config(params.clip.model)["vision_cfg"]["image_size"]
-    if isinstance(image_size, (list, tuple)):
-        if len(set(image_size)) != 1:
-            raise ConfigError(f"clip.model: non-square image_size {image_size} is not supported")
-        image_size = image_size[0]
-    return int(image_size)

@@ -50,7 +50,7 @@ def pick_device(name: str | None) -> torch.device:
 
 def clip_fingerprint(clip_cfg) -> dict:
     """The CLIP a set of trained tensors belongs to: architecture content and weights' hash."""
-    from propy.model.backbone import model_config
+    from propy.model.configs import model_config
 
     pretrained = clip_cfg.pretrained
     path = Path(pretrained) if pretrained else None

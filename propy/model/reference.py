@@ -33,8 +33,9 @@ from torch import nn
 
 from propy.config import ModelConfig, Params
 from propy.errors import ConfigError, DataError
-from propy.model.backbone import create_clip, model_config
+from propy.model.backbone import create_clip
 from propy.model.checkpoint import file_digest, save_trained
+from propy.model.configs import model_config
 from propy.model.network import ProPy
 from propy.runtime.files import atomic_write_with
 

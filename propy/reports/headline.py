@@ -14,8 +14,8 @@ from pathlib import Path
 
 from propy.config import Params
 from propy.errors import DataError
-from propy.reports.tables import to_markdown, verdict_table
-from propy.reports.text import claim_sentences
+from propy.reports.tables import probe_table, to_markdown, verdict_table
+from propy.reports.text import claim_sentences, learnable_sentence
 from propy.runtime.files import read_json
 
 
@@ -50,7 +50,9 @@ def headline_markdown(params: Params, metrics: Path) -> str:
         "|---|---|" + "---|" * len(recalls) + "---|---|",
         *(_row(n, pooled[n], deltas.get(n), recalls) for n in names),
     ]
-    lines += verdict_markdown(params, metrics) + probe_markdown(params, pooled) + claim_lines(comparisons)
+    lines += verdict_markdown(params, metrics)
+    learnable = learnable_sentence(read_json(metrics / "claims.json", "pool")["claims"], probe_table(names, metrics))
+    lines += (["", learnable] if learnable else []) + probe_markdown(params, pooled) + claim_lines(comparisons)
     env = pooled[names[0]].get("environment")
     if env is None:
         raise DataError(f"{metrics / (names[0] + '.json')}: no 'environment' recorded; re-run `make study`")

@@ -93,10 +93,10 @@ KINDS = {
     "motion": "a query about one event whose object does the opposite action in another video: only the "
     "frame order tells them apart",
     "multi": "a query describing 2-3 consecutive events",
-    "appearance": "its rival video shows an object of another colour doing the same action: one frame "
-    "suffices (the control)",
-    "order": "its rival shows the same object doing the opposite action, the same frames reversed in time: "
-    "only frame order tells them apart",
+    "appearance": '"A just after B"; its rival shows B then A in another colour (same shape and action): one '
+    "frame of the moment suffices (the control)",
+    "order": '"A just after B"; its rival shows B then A doing the opposite action, the same frames reversed '
+    "in time: only frame order tells them apart",
     "composition": "consecutive events; its rival shows the same events spread apart: only an event "
     "spanning the whole run prefers the true video (pyramid depth)",
     "context": '"A just after B", the moment being A; its rival shows A and B apart: a coarse event '
@@ -544,3 +544,27 @@ def scope_sentence(
             "models (the training page's gap sweep shows the choice)."
         )
     )
+
+
+def learnable_sentence(claims: list[dict], probes: pd.DataFrame | None) -> str:
+    """Whether each pairwise-judged claim's query kind can be learned here at all: if no variant of the
+    study (positive controls and the prior method included) tells that kind's queries from their rivals
+    better than chance (its interval above 50%), a "not shown" on it is no evidence against the claim."""
+    if probes is None:
+        return ""
+    notes = []
+    for c in claims:
+        if c.get("metric") != "pairwise" or c["verdict"] == "skipped" or c["kind"] not in probes.index:
+            continue
+        rows = probes.loc[[c["kind"]]].sort_values("pairwise", ascending=False)
+        best = rows.iloc[0]
+        shown = f"{best['variant']} {best['pairwise']:.1f}% [{best['low']:.1f}, {best['high']:.1f}]"
+        if (rows["low"] > 50).any():
+            notes.append(f"{c['kind']} queries can be told from their rivals here (best: {shown})")
+        else:
+            notes.append(
+                f"no variant tells {c['kind']} queries from their rivals better than chance (best: {shown}), so "
+                f'the test of "{c["claim"]}" cannot show it on this benchmark: its verdict is no evidence '
+                "against the claim"
+            )
+    return ("Can the benchmark show it? " + "; ".join(notes) + ".") if notes else ""

@@ -41,7 +41,7 @@ from propy.search.store import FileKey, IndexStore, Located, Video, scan
 def index_fingerprint(params, checkpoint: Path | None) -> dict:
     """What the stored events depend on: model + CLIP (``propy.model.checkpoint.fingerprint``), the trained
     weights' SHA-256 (None for a zero-shot baseline), frame sampling and event normalisation."""
-    from propy.model.backbone import model_input_size
+    from propy.model.configs import model_input_size
 
     trained = None
     if params.model.kind in TRAINED_KINDS:
@@ -96,7 +96,7 @@ class Encoder:
     def frames(self, path: Path):
         """[Nf, 3, S, S] model input of one video file; DataError when PyAV cannot read it."""
         from propy.data.video import normalize, read_video, sample_indices
-        from propy.model.backbone import model_input_size
+        from propy.model.configs import model_input_size
 
         cfg = self.params.extract
         video = read_video(path, cfg.fps, cfg.max_frames, model_input_size(self.params))

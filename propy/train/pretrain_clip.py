@@ -44,13 +44,14 @@ from propy.data.video import normalize, sample_indices
 from propy.data.wording import reword
 from propy.errors import ConfigError, DataError
 from propy.evaluation.probes import load_rivals, query_kinds, separability, text_pairs
-from propy.model.backbone import Backbone, load_clip, model_config, tokenize
+from propy.model.backbone import Backbone, load_clip, tokenize
 from propy.model.checkpoint import (
     file_digest,
     json_digest,
     load_resume,
     save_resume,
 )
+from propy.model.configs import model_config
 from propy.runtime.files import (
     atomic_torch_save,
     atomic_write_json,
