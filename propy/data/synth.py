@@ -1,4 +1,4 @@
-"""The synthetic PRVR benchmark (v2), written as real mp4 files + canonical annotations.
+"""The synthetic PRVR benchmark (v3), written as real mp4 files + canonical annotations.
 
 The default study must run with no download, yet ask each of the paper's
 questions separately. So every query has a designed *rival*: a gallery video
@@ -8,9 +8,10 @@ Videos. A flat grey background, then ``events_per_video`` *events* back to back.
 An event is one object (shape x colour) doing one action. Actions come in opposite
 pairs named by their end state (ends on the left/right, at the top/bottom, ends
 big/small); an action's frames are its opposite's in reverse order, so no single frame and no
-order-blind pooling tells the two apart. Most events are *fillers* (grey rings and
-bars, never queried, so no query's object can match one), so a single-event moment
-is short against its video (TVR-like ratios).
+order-blind pooling tells the two apart. A video holds about nine events, so a
+moment (one event; two or three for a composition) is short against its video
+(TVR-like ratios); the slots no probe needs hold *fillers* (grey rings and bars,
+never queried, so no query's object can match one).
 
 Pairs. Videos come in (base, twin) pairs. A pair holds ``kinds_per_pair`` probes of
 distinct kinds in each of its two videos (several queries per video, as in TVR; the
