@@ -28,7 +28,7 @@ TINY_SYNTH = SynthConfig(
     event_seconds=[0.5, 1.0],
     kind_mix={"appearance": 1.0, "order": 1.0, "composition": 1.0, "context": 1.0},
     composition_events=[2, 3],
-    kinds_per_pair=1,  # one query per video: 5-6 events hold any one kind
+    kinds_per_pair=1,  # one query per video (a pair whose kind needs more events than 5-6 gets them)
 )
 TINY_SIZE = 32  # the input size of configs/propy-tiny.json
 TINY_FPS = 8.0

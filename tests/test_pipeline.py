@@ -122,7 +122,7 @@ def test_report_stages_track_the_params_their_notebook_declares(stage):
     reads = set(READS[stage]) | {"dataset"}  # the dataset's name is in every stage's params file
     needed = {PARAM_SOURCES[name] for name in declared if name in PARAM_SOURCES}
     missing = {key for key in needed if key not in reads and key.split(".")[0] not in reads}
-    assert not missing, f"{stage} does not track {sorted(missing)} (propy/stage_params.py READS)"
+    assert not missing, f"{stage} does not track {sorted(missing)} (propy/stage_reads.py READS)"
 
 
 def test_notebooks_are_saved_without_outputs():

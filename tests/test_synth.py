@@ -165,7 +165,7 @@ def test_the_default_test_split_has_the_power_the_study_needs(default_test_split
     per_video = Counter(r.vid_name for r in queries.records)
     assert len(per_video) >= 1000 and len(queries.records) >= 2000  # the gallery: videos with a query
     assert 100 / len(per_video) <= 0.1  # R@100 by chance
-    assert np.mean(list(per_video.values())) > 2.5 and min(per_video.values()) >= 1
+    assert np.mean(list(per_video.values())) > 2.5
 
 
 @pytest.mark.parametrize("per_pair", [1, 2, 3, 4])

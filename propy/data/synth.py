@@ -8,7 +8,7 @@ Videos. A flat grey background, then ``events_per_video`` *events* back to back.
 An event is one object (shape x colour) doing one action. Actions come in opposite
 pairs named by their end state (ends on the left/right, at the top/bottom, ends
 big/small); an action's frames are its opposite's in reverse order, so no single frame and no
-order-blind pooling tells the two apart. A video holds about nine events, so a
+order-blind pooling tells the two apart. A video holds about ten events, so a
 moment (one event; two or three for a composition) is short against its video
 (TVR-like ratios); the slots no probe needs hold *fillers* (grey rings and bars,
 never queried, so no query's object can match one).
@@ -34,7 +34,7 @@ still differs in the one thing the kind tests.
 
 Uniqueness. A query is written only when its own video is the one video of its
 split where it holds (its events, one right after another), so R@K has one
-positive. Events of a pair have distinct objects, drawn from a deck of every
+positive. The events of a video have distinct objects, drawn from a deck of every
 (shape, colour, action) without repeats until the deck is used up.
 
 Files: ``annotations/<split>.jsonl``, ``query_kinds.json`` ({desc_id: kind}),
@@ -117,7 +117,7 @@ BITEXACT_CONTAINER = {"fflags": "+bitexact"}
 STAMP = ".synth-settings.json"  # settings of a run in progress, inside <out>.partial
 VERSION = 4  # bump when the rendering or encoding changes: an interrupted run's videos are then not reused
 LAYOUT_TRIES = 100
-SLACK_SLOTS = 2  # slots a pair's video may add beyond synth.events_per_video when its events need them
+SLACK_SLOTS = 2  # a pair's video has at least the events its probes need, and up to this many more if they do not fit
 
 
 @dataclass(frozen=True)

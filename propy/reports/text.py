@@ -546,25 +546,27 @@ def scope_sentence(
     )
 
 
-def learnable_sentence(claims: list[dict], probes: pd.DataFrame | None) -> str:
-    """Whether each pairwise-judged claim's query kind can be learned here at all: if no variant of the
-    study (positive controls and the prior method included) tells that kind's queries from their rivals
-    better than chance (its interval above 50%), a "not shown" on it is no evidence against the claim."""
+def learnable_sentence(claims: list[dict], probes: pd.DataFrame | None, scope: str = "variant") -> str:
+    """Whether each pairwise-judged claim's query kind can be learned here at all: if none of the variants
+    in ``probes`` (``scope`` names them: "variant" for the whole study, controls, prior method and zero-shot
+    baselines included) tells that kind's queries from their rivals better than chance (its interval
+    above 50%), a "not shown" on it is no evidence against the claim."""
     if probes is None:
         return ""
     notes = []
     for c in claims:
         if c.get("metric") != "pairwise" or c["verdict"] == "skipped" or c["kind"] not in probes.index:
             continue
-        rows = probes.loc[[c["kind"]]].sort_values("pairwise", ascending=False)
-        best = rows.iloc[0]
+        rows = probes.loc[[c["kind"]]].sort_values("pairwise", ascending=False, kind="stable")
+        above = rows[rows["low"] > 50]
+        best = (above if len(above) else rows).iloc[0]
         shown = f"{best['variant']} {best['pairwise']:.1f}% [{best['low']:.1f}, {best['high']:.1f}]"
-        if (rows["low"] > 50).any():
+        if len(above):
             notes.append(f"{c['kind']} queries can be told from their rivals here (best: {shown})")
         else:
             notes.append(
-                f"no variant tells {c['kind']} queries from their rivals better than chance (best: {shown}), so "
+                f"no {scope} tells {c['kind']} queries from their rivals better than chance (best: {shown}), so "
                 f'the test of "{c["claim"]}" cannot show it on this benchmark: its verdict is no evidence '
                 "against the claim"
             )
-    return ("Can the benchmark show it? " + "; ".join(notes) + ".") if notes else ""
+    return ("Can the benchmark show it? " + "; ".join(n[0].upper() + n[1:] for n in notes) + ".") if notes else ""
