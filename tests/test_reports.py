@@ -1088,7 +1088,7 @@ def test_learnable_sentence_says_when_no_variant_beats_chance_on_a_claims_kind()
     sentence = text.learnable_sentence(claims, probes)
     assert sentence.startswith("Can the benchmark show it? No variant tells order queries")
     assert "(best: seqconv 51.3% [48.0, 54.7])" in sentence and '"adapters tell order" cannot show it' in sentence
-    assert "Composition queries can be told from their rivals here (best: full 55.0% [51.5, 58.4])" in sentence
+    assert "; composition queries can be told from their rivals here (best: full 55.0% [51.5, 58.4])" in sentence
     assert "prompts" not in sentence and text.learnable_sentence(claims, None) == ""
     # the best shown is one whose interval clears chance when some does, even if another scores higher
     probes.loc["composition", "variant"] = "full"

@@ -569,4 +569,5 @@ def learnable_sentence(claims: list[dict], probes: pd.DataFrame | None, scope: s
                 f'the test of "{c["claim"]}" cannot show it on this benchmark: its verdict is no evidence '
                 "against the claim"
             )
-    return ("Can the benchmark show it? " + "; ".join(n[0].upper() + n[1:] for n in notes) + ".") if notes else ""
+    joined = "; ".join(notes)
+    return f"Can the benchmark show it? {joined[0].upper()}{joined[1:]}." if notes else ""
