@@ -191,10 +191,6 @@ class Video:
         keys = [e.key for e in self.events]
         return {tuple(keys[i : i + length]) for i in range(len(keys) - length + 1)}
 
-    def holds(self, probe: Probe, other: Video) -> bool:
-        """Does ``probe`` of this video hold in ``other`` (the same event keys, one right after another)?"""
-        return self.probe_keys(probe) in other.key_runs(len(probe.slots))
-
 
 # --------------------------------------------------------------------------- sampling
 
@@ -419,8 +415,9 @@ def split_records(videos: list[Video], fps: int) -> SplitQueries:
     written query has its rival in the gallery (a video with no query is in none).
     """
     lengths = {len(p.slots) for v in videos for p in v.probes}
-    shown = Counter(run for v in videos for n in lengths for run in v.key_runs(n))  # videos showing each run
-    unique = [[v.holds(p, v) and shown[v.probe_keys(p)] == 1 for p in v.probes] for v in videos]
+    # videos showing each run of keys; a probe's slots are a run of its own video, so 1 means no other video
+    shown = Counter(run for v in videos for n in lengths for run in v.key_runs(n))
+    unique = [[shown[v.probe_keys(p)] == 1 for p in v.probes] for v in videos]
     out = SplitQueries([], {}, {}, {})
     for i, v in enumerate(videos):
         duration = _seconds(sum(e.frames for e in v.events), fps)
