@@ -2,9 +2,10 @@
 
 The end-to-end test (marked ``pipeline``; deselect with ``-m "not pipeline"``) copies the
 repo to a temporary directory, shrinks params.yaml to a few videos, one epoch and two
-variants, runs real ``dvc repro`` and checks every declared output, then that a second
-``dvc repro`` runs nothing, and that a run on another dataset neither touches the first
-dataset's outputs nor makes it re-run.
+variants, interrupts the extraction with Ctrl-C, runs real ``dvc repro`` (which resumes it)
+and checks every declared output, then that a second ``dvc repro`` runs nothing, that a run
+on another dataset neither touches the first dataset's outputs nor makes it re-run, and
+which stages a params change or new CLIP weights make stale.
 """
 
 from __future__ import annotations
@@ -77,22 +78,39 @@ def _stages() -> dict[str, dict]:
     return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
+def _read_modules(source: str) -> set[str]:
+    """The files of the ``propy`` modules a source names as a string ("propy.model.network"): a notebook
+    reads such a module's source (its docstrings) without importing it, so the file is a dep, its
+    imports are not."""
+    names = {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("propy.")
+    }
+    return {path for path in map(_module_file, names) if path}
+
+
+def expected_code_deps(stage: str) -> set[str]:
+    """The propy/ and notebooks/ files a stage's command runs: the import closure of its command module
+    and, for a report, of its notebook's cells, plus the notebook and the modules it reads."""
+    words = _stages()[stage]["cmd"].split()
+    assert words[:3] == ["python", "-m", "propy"], words
+    sources = [f"import {COMMANDS[words[3]][0]}"]
+    if words[3] != "report":
+        return _closure(sources)
+    notebook = REPO / "notebooks" / f"{words[4]}.ipynb"
+    cells = [
+        c.source.replace("%matplotlib inline", "") for c in nbformat.read(notebook, 4).cells if c.cell_type == "code"
+    ]
+    return (
+        _closure(sources + cells) | {path for c in cells for path in _read_modules(c)} | {f"notebooks/{words[4]}.ipynb"}
+    )
+
+
 @pytest.mark.parametrize("stage", sorted(_stages()))
 def test_code_deps_are_exactly_the_imported_modules(stage):
-    body = _stages()[stage]
-    words = body["cmd"].split()
-    assert words[:3] == ["python", "-m", "propy"], body["cmd"]
-    module = COMMANDS[words[3]][0]
-    sources = [f"import {module}"]
-    if words[3] == "report":
-        notebook = REPO / "notebooks" / f"{words[4]}.ipynb"
-        sources += [
-            c.source.replace("%matplotlib inline", "")
-            for c in nbformat.read(notebook, 4).cells
-            if c.cell_type == "code"
-        ]
-    expected = _closure(sources) | ({f"notebooks/{words[4]}.ipynb"} if words[3] == "report" else set())
-    declared = {d for d in body["deps"] if d.startswith(("propy/", "notebooks/"))}
+    expected = expected_code_deps(stage)
+    declared = {d for d in _stages()[stage]["deps"] if d.startswith(("propy/", "notebooks/"))}
     assert declared == expected, f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
 
 
@@ -242,10 +260,16 @@ def test_micro_study_end_to_end(tmp_path):
     if not (repo / ".dvc").is_dir():
         dvc(repo, "init", "-q")
 
+    # Ctrl-C in the middle of `dvc repro extract@synthetic`: the videos cached before it are kept (the
+    # cache is a persistent output) and the study's repro decodes only the rest.
+    done = _interrupted_extract(repo, tmp_path / "never-released", at=5)
     started = time.perf_counter()
     first = dvc(repo, "repro", *MICRO_REPORTS)
     elapsed = time.perf_counter() - started
     print(f"micro study: dvc repro {elapsed:.0f} s")
+    cached = int(first.split("extract train: 12 videos")[1].split(" already cached")[0].split(", ")[-1])
+    assert cached == done == 5 and f"{12 - cached} decoded" in first
+    assert not list((repo / "data" / "cache").rglob(".*.tmp"))
 
     for run in ("full-s42", "msl-s42", "zs_maxframe"):
         metrics = json.loads((repo / "metrics" / "synthetic" / "runs" / f"{run}.json").read_text())
@@ -286,15 +310,13 @@ def test_micro_study_end_to_end(tmp_path):
     for noise in ("without encryption", "is empty"):  # the report kernel and DVC's empty-output warning
         assert noise not in first, noise
 
-    again = dvc(repo, "repro", *MICRO_REPORTS)
-    assert "Running stage" not in again and "up to date" in again
-
-    # Another dataset (TVR's format) in the same checkout, up to its pooled metrics, then back: its stages and
-    # files are its own, the synthetic study's files stay as they were and nothing of it re-runs.
+    # Another dataset (TVR's format) in the same checkout, up to its ProPy training, then back: its stages
+    # and files are its own, the synthetic study's files stay as they were and nothing of it re-runs (so a
+    # second `dvc repro` runs nothing, detour or not).
     before = _snapshot(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": "tvr"}, sort_keys=False))
-    other = dvc(repo, "repro", "pool@tvr")
+    other = dvc(repo, "repro", "train@tvr-full-42")
     ran = {line.split("'")[1] for line in other.splitlines() if line.startswith("Running stage")}
     assert ran == {
         "stage_params@tvr",
@@ -302,13 +324,9 @@ def test_micro_study_end_to_end(tmp_path):
         "pretrain_clip@tvr",  # skipped inside (presets.paper: pretrain_clip.enabled false)
         "features@tvr",  # every training depends on the frozen embeddings (MS-SL's input)
         "train@tvr-full-42",  # and its evaluation, in the same process
-        "train@tvr-msl-42",  # MS-SL on the frozen embeddings, its published training shrunk to one epoch
-        "baselines@tvr-zs_maxframe",
-        "pool@tvr",
     }, other
-    tvr = json.loads((repo / "metrics" / "tvr" / "pooled" / "full.json").read_text())
-    assert tvr["runs"] == ["full-s42"] and tvr["gallery"]["present"]["videos"] == 2
-    assert json.loads((repo / "metrics" / "tvr" / "pooled" / "msl.json").read_text())["runs"] == ["msl-s42"]
+    tvr = json.loads((repo / "metrics" / "tvr" / "runs" / "full-s42.json").read_text())
+    assert tvr["variant"] == "full" and tvr["gallery"]["present"]["videos"] == 2
     assert (repo / "data" / "features" / "tvr" / "test" / "manifest.json").is_file()
     assert "is empty" not in other
     assert json.loads((repo / "metrics" / "tvr" / "pretrain_clip.json").read_text())["skipped"] is True
@@ -360,33 +378,16 @@ def _snapshot(repo: Path) -> dict[str, bytes]:
     }
 
 
-def _micro_repo(tmp_path: Path, params: dict) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    copy_repo(repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    if not (repo / ".dvc").is_dir():
-        dvc(repo, "init", "-q")
-    return repo
-
-
-@pytest.mark.pipeline
-def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
-    """Ctrl-C in the middle of `dvc repro extract@synthetic`, then the same again: the finished videos are
-    kept (data/cache/synthetic is a persistent output) and only the rest is decoded."""
+def _interrupted_extract(repo: Path, release: Path, at: int) -> int:
+    """Run `dvc repro extract@synthetic` held after its ``at``-th video (PROPY_HOLD, until ``release``
+    exists: never), press Ctrl-C there and return how many videos its journal had recorded."""
     import signal
 
-    params = micro_params()
-    params["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
-    repo = _micro_repo(tmp_path, params)
-    dvc(repo, "repro", "synth")
     journal = repo / "data" / "cache" / "synthetic" / "train" / ".journal.jsonl"
-    release = tmp_path / "never-released"  # extraction holds after its 5th video until the interruption
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PROPY_HOLD": f"extract:5:{release}",
+        "PROPY_HOLD": f"extract:{at}:{release}",
     }
     run = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "extract@synthetic"],
@@ -402,20 +403,13 @@ def test_an_interrupted_dvc_repro_extract_resumes(tmp_path):
     )
     try:
         deadline = time.monotonic() + 3600  # a bound on a hang only
-        while run.poll() is None and not (journal.is_file() and len(journal.read_text().splitlines()) >= 5):
-            assert time.monotonic() < deadline, "extraction never reached its 5th video"
+        while run.poll() is None and not (journal.is_file() and len(journal.read_text().splitlines()) >= at):
+            assert time.monotonic() < deadline, f"extraction never reached its video {at}"
             time.sleep(0.05)
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         output = run.communicate(timeout=3600)[0]
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode != 0, f"extract finished although it was held at its 5th video:\n{output[-3000:]}"
-    done = len(journal.read_text().splitlines())
-    assert done == 5
-
-    again = dvc(repo, "repro", "extract@synthetic")
-    cached = int(again.split("extract train: 12 videos")[1].split(" already cached")[0].split(", ")[-1])
-    assert cached == done  # every video cached before the interruption is reused
-    assert f"{12 - cached} decoded" in again
-    assert not list((repo / "data" / "cache").rglob(".*.tmp"))
+    assert run.returncode != 0, f"extract finished although it was held at its video {at}:\n{output[-3000:]}"
+    return len(journal.read_text().splitlines())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -962,7 +964,7 @@ def test_variant_glossary_roles_from_params():
         ["full", "depth1", "seqconv", "no_adapters"],
         ["zs_meanpool"],
         {"depth": ["depth1", "full"], "beyond_paper": ["full", "seqconv"]},
-        network,
+        "propy.model.network",
     )
     assert glossary["role"].to_dict() == {
         "full": "reference: every ablation is compared with it",
@@ -975,6 +977,23 @@ def test_variant_glossary_roles_from_params():
     assert "mean of its frame embeddings" in glossary.loc["zs_meanpool", "meaning"]  # MeanPoolCLIP's docstring
     html = text.glossary_html(glossary)
     assert html.startswith('<div id="glossary"') and all(f"<b>{term}</b>" in html for term in text.GLOSSARY_TERMS)
+
+
+def test_kind_meanings_are_read_from_the_source_without_importing_torch():
+    """The glossary's meaning of a kind is its class's docstring, read from the source: importing
+    propy.model.network would load torch and open_clip, seconds on every render of the index page."""
+    code = (
+        "import sys; from propy.reports import tables; "
+        "print(tables._kind_meaning('meanpool', 'propy.model.network')); "
+        "print(sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    meaning, loaded = out.splitlines()
+    first = network.MeanPoolCLIP.__doc__.strip().splitlines()[0].rstrip(".")
+    assert meaning.lower() == first.lower() and len(meaning) > 20 and loaded == "[]"
+    assert tables._kind_meaning("nosuchkind", "propy.model.network") == ""
+    with pytest.raises(DataError, match="propy.model.nosuch: no such module"):
+        tables._kind_meaning("full", "propy.model.nosuch")
 
 
 def test_masks_only_for_the_interactions_the_study_trains():

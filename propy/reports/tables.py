@@ -418,14 +418,20 @@ def variant_changes(params_path: str | Path, variants: Sequence[str], reference:
     return out
 
 
-def _kind_meaning(kind: str, models) -> str:
-    """The first line of the docstring of the class of ``models`` (a module) for ``model.kind`` (class
-    name = kind, any case, "CLIP" suffix dropped: MeanPoolCLIP is "meanpool"); "" when there is none."""
-    import inspect
+def _kind_meaning(kind: str, models: str) -> str:
+    """The first line of the docstring of the class in module ``models`` (a dotted name) for ``model.kind``
+    (class name = kind, any case, "CLIP" suffix dropped: MeanPoolCLIP is "meanpool"); "" when there is
+    none. The module's source is read, not imported: a page need not load torch and open_clip for this."""
+    import ast
+    import importlib.util
 
-    for name, cls in inspect.getmembers(models, inspect.isclass):
-        if name.lower().removesuffix("clip") == kind and cls.__doc__:
-            line = cls.__doc__.strip().splitlines()[0].rstrip(".")
+    spec = importlib.util.find_spec(models)
+    if spec is None or spec.origin is None:
+        raise DataError(f"{models}: no such module (it names the classes of the model kinds)")
+    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+        doc = ast.get_docstring(node) if isinstance(node, ast.ClassDef) else None
+        if doc and node.name.lower().removesuffix("clip") == kind:
+            line = doc.strip().splitlines()[0].rstrip(".")
             return line[0].lower() + line[1:] if line[1:2].islower() else line
     return ""
 
@@ -435,15 +441,15 @@ def variant_glossary(
     trained: Sequence[str],
     zero_shot: Sequence[str],
     ablations: dict[str, Sequence[str]],
-    models,
+    models: str,
 ) -> pd.DataFrame:
     """Every variant of the study (params.yaml's ``study`` lists) with its role (reference,
     ablation, control, zero-shot baseline, or compared method) and what it is, written from
     params.yaml: its overrides and the pyramid they give (``variant_changes``), then the comment on
     its line in ``variants``, else the docstring of its model kind and the comments of the switches
-    it turns (a choice list such as "a | b" is not a meaning and is left out). ``models``: the module
-    whose classes implement the kinds (``propy.model.network``; passed in, so that only the page
-    showing the glossary depends on it)."""
+    it turns (a choice list such as "a | b" is not a meaning and is left out). ``models``: the name of
+    the module whose classes implement the kinds (``"propy.model.network"``; passed in, so that only the
+    page showing the glossary depends on it; its source is read, not imported)."""
     from propy.config import load_params
     from propy.reports.text import INTERACTIONS, NOT_ABLATIONS
 
