@@ -60,8 +60,10 @@ else
   PY=.venv/bin/python
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-$PY -c "$NEED" || { say "error: $PY still lacks one of: $NEED"; exit 1; }
-say "python: $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
+# one start-up (importing open_clip takes seconds): the check and the versions it reports
+version=$($PY -c "$NEED; import sys; print(sys.version.split()[0], 'torch', torch.__version__)") \
+  || { say "error: $PY still lacks one of: $NEED"; exit 1; }
+say "python: $version"
 
 WORK=${GPU_CHECK_WORK:-/tmp/propy_gpu_check}
 status=0

@@ -236,3 +236,6 @@ def test_vcmr_recall_equals_sorting_every_proposal_with_ties(seed):
     assert max(seen) > 0 and min(seen) < n  # hits and misses: the comparison could fail
     with pytest.raises(ValueError, match=r"IoU thresholds must lie in \(0, 1\]"):
         VcmrRecall(proposals, durations, top_events=2, max_proposals=4, iou_thresholds=[0.0], ks=[1])
+    for top, cap in ((0, 4), (2, 0)):
+        with pytest.raises(ValueError, match=f"must be at least 1, got {top}, {cap}"):
+            VcmrRecall(proposals, durations, top_events=top, max_proposals=cap, iou_thresholds=[0.5], ks=[1])

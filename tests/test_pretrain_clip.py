@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import open_clip
@@ -137,23 +139,18 @@ def test_a_resume_state_from_other_settings_is_ignored(tiny_bench, tmp_path, cap
 
 
 def test_disabled_pretraining_still_writes_the_stage_outputs(tiny_bench, tmp_path):
+    """In a fresh interpreter, as DVC runs it: the skipped stage (real data) neither loads torch nor
+    open_clip (seconds of start-up for a stage with nothing to do)."""
     params = write_tiny_params(tmp_path / "params.yaml")  # pretrain_clip.enabled: false
     out, metrics = tmp_path / "clip", tmp_path / "metrics.json"
-    assert (
-        main(
-            [
-                "pretrain-clip",
-                "--params",
-                str(params),
-                *layout_args(tiny_bench),
-                "--out",
-                str(out),
-                "--metrics",
-                str(metrics),
-            ]
-        )
-        == 0
+    argv = ["pretrain-clip", "--params", str(params), *layout_args(tiny_bench), "--out", str(out)]
+    code = (
+        "import sys; from propy.cli import main; "
+        f"code = main({[*argv, '--metrics', str(metrics)]!r}); "
+        "print(code, sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules)))"
     )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
     assert json.loads(metrics.read_text()) == {"skipped": True, "propy_version": __version__}
     # a note, not an empty folder (DVC warns about an empty output on every run) and no weights
     assert [f.name for f in out.iterdir()] == ["SKIPPED.txt"]

@@ -16,9 +16,6 @@ from propy.config import (
     load_params,
 )
 from propy.errors import ConfigError
-from propy.model.checkpoint import (
-    pick_device,
-)
 from propy.runtime.files import (
     atomic_write_json,
     atomic_write_text,
@@ -26,7 +23,6 @@ from propy.runtime.files import (
 )
 from propy.runtime.locks import exclusive
 from propy.stage_reads import guard
-from propy.train.pretrain_clip import pretrain
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +65,10 @@ def _run(params: Params, args: argparse.Namespace) -> int:
             f"{args.params}: clip.pretrained is {params.clip.pretrained!r}; with pretrain_clip.enabled "
             f"it must name the file this stage writes, a file in {args.out}/ (e.g. {args.out}/clip.pt)"
         )
+    # imported here: torch and open_clip take seconds to load, which a skipped stage (real data) need not pay
+    from propy.model.checkpoint import pick_device
+    from propy.train.pretrain_clip import pretrain
+
     device = pick_device(args.device)
     metrics = pretrain(params, layout_from(args), out, Path(args.metrics), device)
     chance = 100.0 / metrics["num_classes"]

@@ -23,7 +23,7 @@ from propy.evaluation.evaluate import evaluate, summary_lines
 from propy.model.checkpoint import pick_device
 from propy.runtime.files import prepare_output
 from propy.stage_reads import guard
-from propy.train.trainer import launch, processes, train_job
+from propy.train.trainer import check_processes, launch, processes, train_job
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -73,19 +73,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     raw = read_params(args.params)
     params = resolve(raw, args.variant, str(args.params))
-    if os.environ.get("RANK", "0") == "0":
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, only rank 0 speaks and evaluates
+    if main_rank:
         for note in shadowed_notes(raw, params):  # `dvc exp run -S train.epochs=5` does nothing here: say so
             print(f"note: {args.params}: {note}", file=sys.stderr)
     params = guard(params, "train")  # from here on, only what its params file (propy.stage_reads) holds
     if (args.metrics is None) != (args.results is None):
         raise ConfigError("--metrics and --results go together: both or neither")
-    main_rank = os.environ.get("RANK", "0") == "0"
     if args.metrics is not None and main_rank:  # unwritable outputs fail now, not after the training
         prepare_output(args.metrics)
         prepare_output(args.results, folder=True)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
     job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
     nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)
+    check_processes(params, nproc)
     if nproc == 1:
         train_job(*job)
     else:

@@ -140,6 +140,8 @@ class VcmrRecall:
         proposals = np.asarray(proposals, dtype=np.float64)
         durations = np.asarray(durations, dtype=np.float64)
         self.spans = proposals[None, :, :] * durations[:, None, None]  # [Nv, Ne, 2] seconds
+        if top_events < 1 or max_proposals < 1:
+            raise ValueError(f"top_events and max_proposals must be at least 1, got {top_events}, {max_proposals}")
         self.top_events = top_events
         self.max_proposals = max_proposals
         self.thresholds = list(iou_thresholds)

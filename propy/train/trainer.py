@@ -86,6 +86,16 @@ def processes(requested: int | None, device: str | None) -> int:
     return requested
 
 
+def check_processes(params: Params, world: int) -> None:
+    """Each process takes a contiguous share of every batch: a batch of fewer videos than processes
+    cannot be split (checked before any process is launched, and again in each under torchrun)."""
+    if params.train.batch_videos < world:
+        raise ConfigError(
+            f"train.batch_videos ({params.train.batch_videos}) must be at least the number of processes ({world}); "
+            f"the value is {params.where('train.batch_videos')}"
+        )
+
+
 def train_job(
     params: Params,
     layout: Layout,
@@ -253,12 +263,8 @@ class Trainer:
                 f"variant {params.variant!r}: model.kind {params.model.kind!r} is a zero-shot baseline with "
                 f"nothing to train; evaluate it directly with `python -m propy evaluate --variant {params.variant}`"
             )
+        check_processes(params, proc.world)
         cfg = params.train
-        if cfg.batch_videos < proc.world:
-            raise ConfigError(
-                f"train.batch_videos ({cfg.batch_videos}) must be at least the number of processes ({proc.world}); "
-                f"the value is {params.where('train.batch_videos')}"
-            )
         self.params, self.cfg, self.seed, self.out, self.log_path, self.proc = params, cfg, seed, out, log_path, proc
         seed_everything(seed, deterministic=proc.device.type == "cpu")
         backbone = load_clip(params.clip)
