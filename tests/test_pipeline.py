@@ -3,8 +3,8 @@
 The end-to-end test (marked ``pipeline``; deselect with ``-m "not pipeline"``) copies the
 repo to a temporary directory, shrinks params.yaml to a few videos, one epoch and two
 variants, interrupts the extraction with Ctrl-C, runs real ``dvc repro`` (which resumes it)
-and checks every declared output, then that a second ``dvc repro`` runs nothing, that a run
-on another dataset neither touches the first dataset's outputs nor makes it re-run, and
+and checks every declared output, then that a run on another dataset neither touches the
+first dataset's outputs nor makes it re-run (a second ``dvc repro`` then runs nothing), and
 which stages a params change or new CLIP weights make stale.
 """
 
@@ -90,7 +90,7 @@ def _read_modules(source: str) -> set[str]:
     return {path for path in map(_module_file, names) if path}
 
 
-def expected_code_deps(stage: str) -> set[str]:
+def _expected_code_deps(stage: str) -> set[str]:
     """The propy/ and notebooks/ files a stage's command runs: the import closure of its command module
     and, for a report, of its notebook's cells, plus the notebook and the modules it reads."""
     words = _stages()[stage]["cmd"].split()
@@ -109,7 +109,7 @@ def expected_code_deps(stage: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", sorted(_stages()))
 def test_code_deps_are_exactly_the_imported_modules(stage):
-    expected = expected_code_deps(stage)
+    expected = _expected_code_deps(stage)
     declared = {d for d in _stages()[stage]["deps"] if d.startswith(("propy/", "notebooks/"))}
     assert declared == expected, f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
 
@@ -196,7 +196,6 @@ def micro_params() -> dict:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     tvr = real_format.params(Path("configs/tiny-quickgelu.json"))
     raw["datasets"]["tvr"] = tvr["datasets"]["tvr"]
-    raw["presets"]["paper"]["variants"]["msl"] = tvr["presets"]["paper"]["variants"]["msl"]  # 1 epoch, not 100
     raw["synth"]["videos"] = {"train": 12, "val": 4, "test": 4}
     raw["extract"]["max_frames"] = 32
     raw["pretrain_clip"].update(epochs=1, batch_size=32)

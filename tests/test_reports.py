@@ -987,8 +987,9 @@ def test_kind_meanings_are_read_from_the_source_without_importing_torch():
         "print(tables._kind_meaning('meanpool', 'propy.model.network')); "
         "print(sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    meaning, loaded = out.splitlines()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    meaning, loaded = done.stdout.splitlines()
     first = network.MeanPoolCLIP.__doc__.strip().splitlines()[0].rstrip(".")
     assert meaning.lower() == first.lower() and len(meaning) > 20 and loaded == "[]"
     assert tables._kind_meaning("nosuchkind", "propy.model.network") == ""

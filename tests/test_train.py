@@ -280,9 +280,9 @@ def test_a_batch_smaller_than_the_processes_is_refused_before_any_is_launched(
     assert "params.yaml" in err and not (tmp_path / "models").exists()
 
 
-def test_a_failing_launched_process_is_reported(capfd):
-    """A launched process that dies (here at once, exit code 3) stops the launch with one line naming it;
-    the process's own error is printed above by the launcher."""
+def test_a_failing_launched_process_is_reported():
+    """A launched process that dies (here at once, exit code 3) stops the launch with one line naming it
+    (a training process's own error reaches stderr above it, as any child's stderr does)."""
     from propy.train.trainer import launch
 
     with pytest.raises(PropyError, match=r"training process [01] of 2 failed \(exit code 3\)"):
