@@ -7,8 +7,10 @@ import pytest
 
 from propy.evaluation.metrics import (
     VcmrRecall,
+    _sums_exactly,
     bin_labels,
     bin_ratios,
+    bootstrap_replicates,
     bootstrap_sumr,
     breakdown,
     positive_ranks,
@@ -165,6 +167,34 @@ def test_vcmr_rejects_bad_shapes_and_empty_results():
 def test_bootstrap_of_identical_models_has_zero_width_difference():
     ranks = np.array([1, 3, 8, 20, 2, 1, 50])
     assert bootstrap_sumr(ranks, [1, 5, 10, 100], reference=ranks.copy()) == (0.0, 0.0)
+
+
+def _replicates_by_copying(values, reference, samples, seed, queries=None, runs=None):
+    """bootstrap_replicates written out plainly: every replicate's drawn queries copied, then averaged."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, values.shape[1], size=(samples, queries or values.shape[1]))
+
+    def replicate(v):
+        chosen = rng.integers(0, v.shape[0], size=(samples, runs if runs and v.shape[0] > 1 else v.shape[0]))
+        per_run = v[:, drawn].mean(axis=2)
+        return np.take_along_axis(per_run.T, chosen, axis=1).mean(axis=1)
+
+    return replicate(values) - (replicate(reference) if reference is not None else 0.0)
+
+
+@pytest.mark.parametrize("grain", [100.0, 50.0, 0.5, None])  # recalls, rival scores, halves, any float
+def test_bootstrap_replicates_are_bit_identical_to_averaging_copies(grain):
+    rng = np.random.default_rng(7)
+    values, reference = rng.random((3, 401)), rng.random((2, 401))
+    if grain is not None:
+        values, reference = np.round(values * 4) * grain, np.round(reference * 4) * grain
+    assert _sums_exactly(values, 1000) == (grain is not None)  # the count-product path, else the copies
+    for queries, runs in ((None, None), (1000, 5)):
+        fast = bootstrap_replicates(values, reference, samples=200, seed=3, queries=queries, runs=runs)
+        plain = _replicates_by_copying(values, reference, 200, 3, queries, runs)
+        assert np.array_equal(fast, plain), (grain, queries)  # equal bits, not merely close
+    one = bootstrap_replicates(values[0], samples=50, seed=1)
+    assert np.array_equal(one, _replicates_by_copying(values[:1], None, 50, 1))
 
 
 def test_bootstrap_of_a_uniform_gap_is_exact():

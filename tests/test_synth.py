@@ -81,9 +81,10 @@ def file_bytes(root):
 
 
 def test_same_seed_same_bytes_other_seed_differs(bench, tmp_path):
+    """Also when the videos are encoded in two processes (the bench: in this one)."""
     out, _ = bench
     again = tmp_path / "again"
-    generate(TINY, again, progress=False)
+    generate(TINY, again, progress=False, workers=2)
     first, second = file_bytes(out), file_bytes(again)
     assert sorted(second) == sorted(first)
     assert sum(name.endswith(".mp4") for name in first) == sum(TINY.videos.__dict__.values())
@@ -313,11 +314,11 @@ def test_interrupted_run_resumes_without_rewriting_finished_videos(bench, tmp_pa
     monkeypatch.setattr(synth, "write_mp4", crash_after_five)
     out = tmp_path / "synthetic"
     with pytest.raises(KeyboardInterrupt):
-        generate(TINY, out, progress=False)
+        generate(TINY, out, progress=False, workers=1)  # in this process, where write_mp4 is patched
     assert not out.exists() and len(list((tmp_path / "synthetic.partial" / "videos").iterdir())) == 5
     done, calls[:] = list(calls), []
     monkeypatch.setattr(synth, "write_mp4", lambda *args: (calls.append(args[0].name), real(*args)))
-    generate(TINY, out, progress=False)
+    generate(TINY, out, progress=False, workers=1)
     assert len(calls) == sum(TINY.videos.__dict__.values()) - 5 and not set(calls) & set(done)
     for name in ["annotations/test.jsonl", "videos/" + done[0]]:
         assert (out / name).read_bytes() == (bench[0] / name).read_bytes()

@@ -56,6 +56,7 @@ import numpy as np
 from propy.config import QUERY_KINDS, SPLITS, SynthConfig
 from propy.data.annotations import Record, write_annotations
 from propy.errors import ConfigError, DataError
+from propy.runtime.environment import usable_cores
 from propy.runtime.files import (
     atomic_write_json,
     atomic_write_text,
@@ -610,10 +611,9 @@ def split_stats(videos: list[Video], queries: SplitQueries) -> dict:
 # --------------------------------------------------------------------------- generation
 
 
-def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
-    """Write the benchmark to ``out`` (via ``<out>.partial``); returns the statistics."""
-    from tqdm import tqdm
-
+def generate(cfg: SynthConfig, out: str | Path, progress: bool = True, workers: int | None = None) -> dict:
+    """Write the benchmark to ``out`` (via ``<out>.partial``); returns the statistics. ``workers``:
+    processes that encode the videos (default: one per usable core once there are enough videos)."""
     for split in SPLITS:
         if getattr(cfg.videos, split) % 2:
             raise ConfigError(f"synth.videos.{split}: videos come in (base, twin) pairs; give an even number")
@@ -634,11 +634,9 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
         all_rivals.update(queries.rivals)
         all_captions += [c for v in videos for c in captions(v, cfg.fps, split)]
         stats["splits"][split] = split_stats(videos, queries)
-    todo = [v for videos in plan.values() for v in videos]
-    for video in tqdm(todo, desc="synth", unit="video", disable=not progress):
-        path = partial / "videos" / f"{video.name}.mp4"
-        if not path.is_file():  # written by an interrupted run with the same settings
-            write_mp4(path, render(video, cfg.size), cfg.fps, codec)
+    # a file already there was written by an interrupted run with the same settings (written atomically)
+    todo = [v for videos in plan.values() for v in videos if not (partial / "videos" / f"{v.name}.mp4").is_file()]
+    write_videos(todo, partial / "videos", cfg, codec, progress, workers)
     atomic_write_json(partial / "query_kinds.json", all_kinds)
     atomic_write_json(partial / "rivals.json", all_rivals)
     atomic_write_text(partial / "captions.jsonl", "".join(json.dumps(c) + "\n" for c in all_captions))
@@ -646,6 +644,40 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     (partial / STAMP).unlink()
     swap_in(partial, out)
     return stats
+
+
+def write_video(video: Video, folder: Path, size: int, fps: int, codec: str) -> None:
+    write_mp4(folder / f"{video.name}.mp4", render(video, size), fps, codec)
+
+
+# Below this many videos, encoding them here is quicker than starting processes (half a second each).
+PARALLEL_FROM = 64
+
+
+def write_videos(
+    videos: list[Video], folder: Path, cfg: SynthConfig, codec: str, progress: bool, workers: int | None = None
+) -> None:
+    """Render and encode ``videos`` into ``folder`` in ``workers`` processes: a file's bytes depend on its
+    video alone (one encoder thread each), so how the videos are shared out changes none of them."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    write = partial(write_video, folder=folder, size=cfg.size, fps=cfg.fps, codec=codec)
+    if workers is None:
+        workers = usable_cores() if len(videos) >= PARALLEL_FROM else 1
+    bar = tqdm(total=len(videos), desc="synth", unit="video", disable=not progress)
+    if workers <= 1:
+        for video in videos:
+            write(video)
+            bar.update()
+    else:  # spawned, not forked: the caller may hold torch's OpenMP threads, which a fork would not carry
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for _ in pool.map(write, videos, chunksize=8):
+                bar.update()
+    bar.close()
 
 
 def _prepare_partial(partial: Path, settings: dict) -> None:

@@ -49,6 +49,7 @@ from propy.data.extraction import extract_split
 from propy.errors import ConfigError
 from propy.evaluation.encode import encode_queries, encode_videos
 from propy.model.configs import model_input_size
+from propy.runtime.environment import usable_cores
 from propy.runtime.files import atomic_write_json, read_json
 from propy.train.trainer import Process, Trainer, plan_batch
 
@@ -371,8 +372,7 @@ def machine(device: torch.device, workers: int) -> dict:
 
 def default_workers() -> int:
     """Every core this process may use but one (the training loop's own)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, cores - 1)
+    return max(0, usable_cores() - 1)
 
 
 def run_profile(

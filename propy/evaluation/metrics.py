@@ -219,14 +219,32 @@ def bootstrap_replicates(
             raise ValueError(f"reference {reference.shape} does not pair with values {values.shape}")
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, values.shape[1], size=(samples, queries or values.shape[1]))
+    counts = _draw_counts(drawn, values.shape[1])
 
     def replicate(v: np.ndarray) -> np.ndarray:
         count = runs if runs and v.shape[0] > 1 else v.shape[0]
         chosen = rng.integers(0, v.shape[0], size=(samples, count))
-        per_run = v[:, drawn].mean(axis=2)  # [S, samples]
+        if _sums_exactly(v, drawn.shape[1]):  # the same bits as the mean below, without [S, samples, Nq]
+            per_run = (counts @ v.T).T / drawn.shape[1]
+        else:
+            per_run = v[:, drawn].mean(axis=2)  # [S, samples]
         return np.take_along_axis(per_run.T, chosen, axis=1).mean(axis=1)
 
     return replicate(values) - (replicate(reference) if reference is not None else 0.0)
+
+
+def _draw_counts(drawn: np.ndarray, size: int) -> np.ndarray:
+    """[samples, size] how often each replicate (a row of ``drawn``) draws each query."""
+    rows = np.arange(drawn.shape[0])[:, None] * size
+    return np.bincount((drawn + rows).ravel(), minlength=drawn.shape[0] * size).reshape(drawn.shape[0], size)
+
+
+def _sums_exactly(v: np.ndarray, terms: int) -> bool:
+    """Whether any sum of ``terms`` values of ``v`` is exact in float64, whatever the order of the terms:
+    true of multiples of 1/1024 (recalls and rival scores in percent, halves) while the sums stay below
+    2**53 units. Then a count matrix product gives the same bits as numpy's mean of the drawn copies."""
+    units = v * 1024.0
+    return bool(np.array_equal(units, np.rint(units)) and np.abs(units).max(initial=0.0) * terms < 2.0**53)
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
