@@ -234,9 +234,11 @@ def bootstrap_replicates(
 
 
 def _draw_counts(drawn: np.ndarray, size: int) -> np.ndarray:
-    """[samples, size] how often each replicate (a row of ``drawn``) draws each query."""
+    """[samples, size] how often each replicate (a row of ``drawn``) draws each query, as float64 (the
+    product's type: converted once, not in every product)."""
     rows = np.arange(drawn.shape[0])[:, None] * size
-    return np.bincount((drawn + rows).ravel(), minlength=drawn.shape[0] * size).reshape(drawn.shape[0], size)
+    counts = np.bincount((drawn + rows).ravel(), minlength=drawn.shape[0] * size)
+    return counts.reshape(drawn.shape[0], size).astype(np.float64)
 
 
 def _sums_exactly(v: np.ndarray, terms: int) -> bool:
