@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         prepare_output(args.metrics)
         prepare_output(args.results, folder=True)
     resume = "require" if args.resume else "never" if args.fresh else "auto"
-    job = (params, layout_from(args), args.seed, args.out, args.log, args.device, resume, args.init_from)
+    layout = layout_from(args)
+    job = (params, layout, args.seed, args.out, args.log, args.device, resume, args.init_from)
     nproc = 1 if "WORLD_SIZE" in os.environ else processes(args.nproc, args.device)
     check_processes(params, nproc)
     if nproc == 1:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         device = pick_device(args.device)
         checkpoint = args.out / "best.pt"
-        metrics = evaluate(params, layout_from(args), "test", device, checkpoint, args.metrics, args.results)
+        metrics = evaluate(params, layout, "test", device, checkpoint, args.metrics, args.results)
         lines = summary_lines(params, f"{args.variant} (seed {args.seed}) on test", metrics)
         print("\n".join([*lines, f"evaluated in {time.perf_counter() - started:.1f} s"]))
     return 0
